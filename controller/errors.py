@@ -108,6 +108,17 @@ class MemberUnknown(ControllerError):
     """
 
 
+class InvalidReport(ControllerError):
+    """A member's join information or status report is out of range (no
+    host name, 0 or more than 128 public ports, a port outside 1..65535,
+    negative counts, points above 100000).
+
+    Raised by `registry.Registry.joined` / `status_reported`. For a join
+    the controller refuses it (SoftEther ends such a join silently); for a
+    status report it keeps the previous figures and logs the member.
+    """
+
+
 class IllegalTransition(ControllerError):
     """A state machine was given an event its current state does not accept.
 

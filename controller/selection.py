@@ -194,6 +194,11 @@ class FreshLoad:
         self._set(server_id, kept)
         return len(kept)
 
+    def expire(self, now: float) -> None:
+        """Drop every entry older than the lifetime at `now`."""
+        for server_id in list(self._noted):
+            self.pending(server_id, now)
+
     def next_deadline(self) -> float | None:
         """When the oldest entry runs out, or None when the book is empty."""
         firsts = [min(times) for times in self._noted.values() if times]
