@@ -1,0 +1,49 @@
+"""The admin API entry point the listener calls: one HTTP request in, one
+HTTP answer out (status, headers, body)."""
+
+from __future__ import annotations
+
+import logging
+
+from node.admin import methods_hub, methods_server, methods_user  # noqa: F401  (register methods)
+from node.admin.auth import AdminAuthFailed, authenticate, credentials
+from node.admin.dispatch import AdminContext, dispatch
+from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
+from node.admin.jsonvalue import InvalidParams
+from node.server import VpnServer
+from node.softether.errors import Err
+
+log = logging.getLogger("vpnd.admin")
+
+UNAUTHORIZED_BODY = (b"<html><head><title>401 Unauthorized</title></head><body>"
+                     b"<h1>Unauthorized</h1><p>Administrator password required.</p></body></html>")
+
+
+def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes,
+                      peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Serve POST /api/. Wrong credentials: 401 with an HTML body (SoftEther
+    does the same); everything else: 200 with a JSON-RPC result or error."""
+    json_headers = [("Content-Type", "application/json")]
+    try:
+        hub, password = credentials(headers)
+        hub_admin_of = authenticate(server.state.config, hub, password)
+    except AdminAuthFailed as exc:
+        log.warning("admin login refused from %s: %s", peer, exc)
+        return 401, [("Content-Type", "text/html; charset=utf-8"),
+                     ("WWW-Authenticate", 'Basic realm="vpncluster admin"')], UNAUTHORIZED_BODY
+    try:
+        request = parse_request(body)
+    except BadRequest as bad:
+        return 200, json_headers, error_body(bad.id, bad.error)
+    ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
+    try:
+        result = dispatch(ctx, request.method, request.params)
+    except RpcError as exc:
+        return 200, json_headers, error_body(request.id, exc)
+    except InvalidParams as exc:
+        return 200, json_headers, error_body(request.id, RpcError(Err.INVALID_PARAMETER, str(exc)))
+    except Exception:
+        # A bug in one handler must cost one call, not the daemon.
+        log.exception("admin method %s failed", request.method)
+        return 200, json_headers, error_body(request.id, RpcError(Err.INTERNAL_ERROR))
+    return 200, json_headers, result_body(request.id, result)

@@ -1,0 +1,125 @@
+"""Server-wide admin methods: Test, GetServerInfo, GetServerStatus,
+SetServerPassword (names and fields as SoftEther's Admin.c)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from node.admin.dispatch import AdminContext, Scope, admin_method
+from node.admin.fields import traffic
+from node.admin.jsonrpc import RpcError
+from node.admin.jsonvalue import Params, b64, dt
+from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME, VERSION_TEXT
+from node.softether.errors import Err
+from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password
+from node.state import model
+
+OS_TYPE_LINUX = 3100  # OSTYPE_LINUX in SoftEther's Mayaqua/OS.h
+
+
+@admin_method("Test", Scope.ANY)
+def test(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    value = p.u32("IntValue")
+    return {"IntValue_u32": value, "Int64Value_u64": p.u64("Int64Value"),
+            "StrValue_str": str(value), "UniStrValue_utf": p.utf("UniStrValue")}
+
+
+@admin_method("GetServerInfo", Scope.ANY)
+def get_server_info(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    os_info = ctx.server.os_info()
+    return {
+        "ServerProductName_str": PRODUCT_NAME,
+        "ServerVersionString_str": f"Version {VERSION_TEXT}",
+        "ServerBuildInfoString_str": f"Compiled for {os_info['system']} {os_info['machine']} (Python)",
+        "ServerVerInt_u32": COMPAT_VERSION,
+        "ServerBuildInt_u32": COMPAT_BUILD,
+        "ServerHostName_str": ctx.server.hostname,
+        "ServerType_u32": ctx.server.state.config.farm.server_type,
+        "ServerBuildDate_dt": dt(ctx.server.started_at),
+        "ServerFamilyName_str": "vpncluster",
+        "OsType_u32": OS_TYPE_LINUX,
+        "OsServicePack_u32": 0,
+        "OsSystemName_str": os_info["system"],
+        "OsProductName_str": os_info["system"],
+        "OsVendorName_str": "",
+        "OsVersion_str": os_info["release"],
+        "KernelName_str": os_info["system"],
+        "KernelVersion_str": os_info["version"],
+    }
+
+
+def _meminfo() -> dict[str, int]:
+    """/proc/meminfo in bytes (empty where there is no /proc)."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts and parts[0].isdigit():
+                    out[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+@admin_method("GetServerStatus", Scope.SERVER)
+def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    server = ctx.server
+    config = server.state.config
+    by_type = [h.hub_type for h in config.hubs]
+    totals: dict[str, int] = {}
+    mac = ip = 0
+    for hub in server.hubs.values():
+        mac += hub.mac_table_size()
+        ip += hub.ip_table_size()
+        for key, value in hub.traffic().items():
+            totals[key] = totals.get(key, 0) + value
+    sessions, tcp = server.session_count(), server.tcp_connection_count()
+    mem = _meminfo()
+    total, free = mem.get("MemTotal", 0), mem.get("MemAvailable", 0)
+    now = time.time()
+    return {
+        "ServerType_u32": config.farm.server_type,
+        "NumHubTotal_u32": len(by_type),
+        "NumHubStandalone_u32": by_type.count(model.HUB_STANDALONE),
+        "NumHubStatic_u32": by_type.count(model.HUB_STATIC),
+        "NumHubDynamic_u32": by_type.count(model.HUB_DYNAMIC),
+        "NumSessionsTotal_u32": sessions,
+        "NumSessionsLocal_u32": sessions,
+        "NumSessionsRemote_u32": 0,
+        "NumTcpConnections_u32": tcp,
+        "NumTcpConnectionsLocal_u32": tcp,
+        "NumTcpConnectionsRemote_u32": 0,
+        "NumMacTables_u32": mac,
+        "NumIpTables_u32": ip,
+        "NumUsers_u32": sum(len(h.users) for h in config.hubs),
+        "NumGroups_u32": 0,
+        "AssignedBridgeLicenses_u32": 0,
+        "AssignedClientLicenses_u32": 0,
+        "AssignedBridgeLicensesTotal_u32": 0,
+        "AssignedClientLicensesTotal_u32": 0,
+        "CurrentTime_dt": dt(now),
+        "CurrentTick_u64": int(time.monotonic() * 1000),
+        "StartTime_dt": dt(server.started_at),
+        **traffic(totals),
+        "TotalMemory_u64": total, "UsedMemory_u64": max(total - free, 0), "FreeMemory_u64": free,
+        "TotalPhys_u64": total, "UsedPhys_u64": max(total - free, 0), "FreePhys_u64": free,
+    }
+
+
+@admin_method("SetServerPassword", Scope.SERVER)
+def set_server_password(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    hashed = p.bin("HashedPassword")
+    if not any(hashed):
+        hashed = hash_admin_password(p.str("PlainTextPassword"))
+    if len(hashed) != 20:
+        raise RpcError(Err.INVALID_PARAMETER, "HashedPassword_bin must be 20 bytes")
+    if hashed == EMPTY_PASSWORD_HASH:
+        raise RpcError(Err.INVALID_PARAMETER, "an empty server administrator password is not allowed")
+
+    def apply(config: model.Server) -> None:
+        config.admin_password_hash = hashed
+    ctx.server.state.change(apply)
+    return {"HashedPassword_bin": b64(hashed), "PlainTextPassword_str": ""}

@@ -1,0 +1,213 @@
+"""TLS listeners: one asyncio server per configured ADDR:PORT.
+
+Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
+- POST /api or /api/ → the JSON-RPC admin API (node/admin/api.py);
+- POST /vpnsvc/connect.cgi → the SoftEther VPN protocol (the handler the data
+  plane registers; it owns the connection from then on);
+- OPTIONS → CORS preflight as SoftEther answers it; GET / → a small page;
+  anything else → 404.
+Limits keep one slow or hostile client from hurting the others: a TLS
+handshake timeout, a deadline per request (head and body), a body size limit
+per path, at most 19 requests per connection (SoftEther's HTTP loop does the
+same), and every error closes only that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+import h11
+
+from node.admin.api import handle_admin_post
+from node.server import VpnServer
+
+log = logging.getLogger("vpnd.listener")
+
+HANDSHAKE_TIMEOUT_S = 15.0
+REQUEST_TIMEOUT_S = 15.0
+MAX_REQUESTS_PER_CONNECTION = 19
+MAX_HEAD_BYTES = 16 * 1024
+ADMIN_BODY_LIMIT = 4 * 1024 * 1024
+OTHER_BODY_LIMIT = 64 * 1024
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    target: str
+    headers: dict[str, str]     # lower-case names
+    body: bytes
+
+
+class VpnHandler(Protocol):
+    """Takes over a connection whose first request was the SoftEther signature."""
+
+    def __call__(self, conn: h11.Connection, request: HttpRequest,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 peer: str) -> Awaitable[None]: ...
+
+
+class RequestRefused(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+def body_limit(target: str) -> int:
+    return ADMIN_BODY_LIMIT if target.lower().startswith("/api") else OTHER_BODY_LIMIT
+
+
+async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
+                       timeout_s: float = REQUEST_TIMEOUT_S) -> HttpRequest | None:
+    """Read one whole request; None when the peer closed cleanly between
+    requests. Raises RequestRefused, TimeoutError or h11.RemoteProtocolError."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    head: h11.Request | None = None
+    body = bytearray()
+    limit = OTHER_BODY_LIMIT
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError("request not complete in time")
+            data = await asyncio.wait_for(reader.read(READ_CHUNK), remaining)
+            conn.receive_data(data)
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            if head is None:
+                return None
+            raise h11.RemoteProtocolError("connection closed inside a request")
+        if isinstance(event, h11.Request):
+            head = event
+            target = event.target.decode("latin-1")
+            limit = body_limit(target)
+            for name, value in event.headers:
+                if name == b"content-length" and int(value) > limit:
+                    raise RequestRefused(413, f"body of {int(value)} bytes over the {limit}-byte limit")
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limit:
+                raise RequestRefused(413, f"body over the {limit}-byte limit")
+        elif isinstance(event, h11.EndOfMessage):
+            assert head is not None
+            headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in head.headers}
+            return HttpRequest(head.method.decode("ascii", "replace"),
+                               head.target.decode("latin-1"), headers, bytes(body))
+
+
+async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                        headers: list[tuple[str, str]], body: bytes, close: bool = False) -> None:
+    all_headers = [*headers, ("Content-Length", str(len(body)))]
+    if close:
+        all_headers.append(("Connection", "close"))
+    data = conn.send(h11.Response(status_code=status, headers=all_headers))
+    data += conn.send(h11.Data(data=body)) if body else b""
+    data += conn.send(h11.EndOfMessage())
+    writer.write(data)
+    await writer.drain()
+
+
+class Listener:
+    def __init__(self, server: VpnServer, ssl_context: ssl.SSLContext):
+        self.server = server
+        self.ssl_context = ssl_context
+        self.vpn_handler: VpnHandler | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    async def listen(self, host: str, port: int) -> None:
+        srv = await asyncio.start_server(
+            self._accept, host, port, ssl=self.ssl_context,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S, reuse_address=True, limit=READ_CHUNK)
+        self._servers.append(srv)
+        log.info("listening on %s:%d (TLS)", host, port)
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for srv in self._servers:
+            await srv.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task:
+            self._tasks.add(task)
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        peer = f"{peername[0]}:{peername[1]}"
+        try:
+            await self._serve(reader, writer, peer)
+        except (ConnectionError, TimeoutError, ssl.SSLError, h11.RemoteProtocolError,
+                asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s ended: %s", peer, exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("connection from %s failed", peer)
+        finally:
+            if task:
+                self._tasks.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            try:
+                request = await read_request(conn, reader)
+            except RequestRefused as exc:
+                log.info("refused a request from %s: %s", peer, exc)
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await send_response(conn, writer, exc.status, [("Content-Type", "text/plain")],
+                                        str(exc).encode() + b"\n", close=True)
+                return
+            except h11.RemoteProtocolError as exc:
+                log.info("malformed HTTP from %s: %s", peer, exc)
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await send_response(conn, writer, exc.error_status_hint, [("Content-Type", "text/plain")],
+                                        b"bad request\n", close=True)
+                return
+            if request is None:
+                return
+            path = request.target.split("?", 1)[0].lower()
+            if request.method == "POST" and path == "/vpnsvc/connect.cgi" and self.vpn_handler:
+                await self.vpn_handler(conn, request, reader, writer, peer)
+                return
+            status, headers, body = self._route(request, path, peer)
+            await send_response(conn, writer, status, headers, body)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+
+    def _route(self, request: HttpRequest, path: str, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path in ("/api", "/api/"):
+            if request.method == "POST":
+                status, headers, body = handle_admin_post(self.server, request.headers, request.body, peer)
+                return status, headers + self._cors(request), body
+            if request.method == "OPTIONS":
+                return 200, self._cors(request), b""
+            return 405, [("Content-Type", "text/plain"), ("Allow", "POST, OPTIONS")], b"use POST\n"
+        if request.method == "GET" and path == "/":
+            return 200, [("Content-Type", "text/html; charset=utf-8")], (
+                b"<html><body><h1>vpncluster VPN Server</h1>"
+                b"<p>This port serves the SoftEther VPN protocol and the JSON-RPC admin API at /api/.</p>"
+                b"</body></html>")
+        return 404, [("Content-Type", "text/plain")], b"not found\n"
+
+    @staticmethod
+    def _cors(request: HttpRequest) -> list[tuple[str, str]]:
+        headers = [("Access-Control-Allow-Methods", "OPTIONS,GET,POST"),
+                   ("Access-Control-Allow-Headers", "X-VPNADMIN-HUBNAME,X-VPNADMIN-PASSWORD"),
+                   ("Access-Control-Allow-Credentials", "true")]
+        origin = request.headers.get("origin")
+        if origin:
+            headers.append(("Access-Control-Allow-Origin", origin))
+        return headers

@@ -1,0 +1,164 @@
+"""The node's persistent configuration as typed records, and its file format.
+
+File format (JSON, written by node/state/store.py):
+    {"format": "vpncluster-config", "version": 1, "serial": n,
+     "server": {...}, "farm": {...}, "hubs": [{..., "users": [...]}]}
+`serial` grows by one with every saved change. Password material is stored as
+SoftEther stores it (SHA-0 hashes, hex), never in clear. Names of hubs and
+users compare case-insensitively, as in SoftEther.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT = "vpncluster-config"
+VERSION = 1
+
+SERVER_STANDALONE, SERVER_CONTROLLER, SERVER_MEMBER = 0, 1, 2
+HUB_STANDALONE, HUB_STATIC, HUB_DYNAMIC = 0, 1, 2
+AUTH_ANONYMOUS, AUTH_PASSWORD = 0, 1
+
+
+@dataclass
+class User:
+    name: str
+    auth_type: int = AUTH_PASSWORD
+    hashed_key: bytes = b""          # SHA0(password || NAME)
+    group: str = ""
+    realname: str = ""
+    note: str = ""
+    created_time: float = 0.0
+    updated_time: float = 0.0
+    expire_time: float = 0.0
+
+
+@dataclass
+class Hub:
+    name: str
+    hub_type: int = HUB_STANDALONE
+    online: bool = True
+    max_session: int = 0
+    no_enum: bool = False
+    hashed_password: bytes = b""     # SHA0(admin password), hub administrator
+    secure_password: bytes = b""     # SHA0(admin password || "ADMINISTRATOR")
+    created_time: float = 0.0
+    users: list[User] = field(default_factory=list)
+
+    def find_user(self, name: str) -> User | None:
+        key = name.lower()
+        return next((u for u in self.users if u.name.lower() == key), None)
+
+
+@dataclass
+class Farm:
+    server_type: int = SERVER_STANDALONE
+    weight: int = 100
+    controller_only: bool = False
+    controller_host: str = ""
+    controller_port: int = 0
+    member_password_hash: bytes = b""  # SHA0(controller's admin password)
+    public_ip: str = ""                # "" = the address used to reach the controller
+    public_ports: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Server:
+    admin_password_hash: bytes
+    listeners: list[str]             # "ADDR:PORT"
+    serial: int = 0
+    farm: Farm = field(default_factory=Farm)
+    hubs: list[Hub] = field(default_factory=list)
+
+    def find_hub(self, name: str) -> Hub | None:
+        key = name.lower()
+        return next((h for h in self.hubs if h.name.lower() == key), None)
+
+
+_BYTES_FIELDS = {"hashed_key", "hashed_password", "secure_password",
+                 "member_password_hash", "admin_password_hash"}
+
+
+def _encode(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    return obj
+
+
+def to_doc(server: Server) -> dict[str, Any]:
+    doc = _encode(server)
+    doc["format"], doc["version"] = FORMAT, VERSION
+    return doc
+
+
+_PRIMITIVES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _decode(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        spot = f"{where}.{f.name}"
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{spot}: missing")
+            continue
+        value, kind = raw[f.name], str(f.type)
+        if f.name in _BYTES_FIELDS:
+            if not isinstance(value, str):
+                raise ValueError(f"{spot}: expected hex text")
+            try:
+                value = bytes.fromhex(value)
+            except ValueError:
+                raise ValueError(f"{spot}: not hex") from None
+        elif kind in _PRIMITIVES:
+            ok = _PRIMITIVES[kind]
+            if not isinstance(value, ok) or (kind != "bool" and isinstance(value, bool)):
+                raise ValueError(f"{spot}: expected {kind}")
+        elif kind.startswith("list["):
+            if not isinstance(value, list):
+                raise ValueError(f"{spot}: expected a list")
+            inner = kind[5:-1]
+            if inner in _PRIMITIVES:
+                if not all(isinstance(v, _PRIMITIVES[inner]) and not isinstance(v, bool) for v in value):
+                    raise ValueError(f"{spot}: expected a list of {inner}")
+            else:
+                value = [_decode(_RECORDS[inner], v, f"{spot}[{i}]") for i, v in enumerate(value)]
+        elif kind in _RECORDS:
+            value = _decode(_RECORDS[kind], value, spot)
+        values[f.name] = value
+    return cls(**values)
+
+
+_RECORDS = {"User": User, "Hub": Hub, "Farm": Farm, "Server": Server}
+
+
+def from_doc(doc: dict[str, Any]) -> Server:
+    """Decode and check a config document; ValueError names what is wrong."""
+    if doc.get("format") != FORMAT:
+        raise ValueError(f'format is not "{FORMAT}"')
+    if doc.get("version") != VERSION:
+        raise ValueError(f"unsupported version {doc.get('version')!r} (this vpnd reads {VERSION})")
+    body = {k: v for k, v in doc.items() if k not in ("format", "version")}
+    server = _decode(Server, body, "config")
+    if len(server.admin_password_hash) != 20:
+        raise ValueError("config.admin_password_hash: not a 20-byte hash")
+    names = [h.name.lower() for h in server.hubs]
+    if len(names) != len(set(names)):
+        raise ValueError("config.hubs: duplicate hub names")
+    for hub in server.hubs:
+        users = [u.name.lower() for u in hub.users]
+        if len(users) != len(set(users)):
+            raise ValueError(f"config.hubs[{hub.name}].users: duplicate user names")
+    return server
+
+
+def validate(doc: dict[str, Any]) -> None:
+    from_doc(doc)

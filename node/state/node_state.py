@@ -1,0 +1,72 @@
+"""The node's configuration in memory, changed only through `change()`.
+
+`change(fn)` applies `fn` to a copy, saves the copy durably (serial + 1), and
+only then makes it current: a change is acknowledged to a caller only after
+it is on disk, and a failed save (or an error raised by `fn`) leaves both
+memory and disk as they were. Listeners for changes (the cluster push, later)
+are told after the swap.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from node.state import model
+from node.state.store import ConfigStore
+
+log = logging.getLogger("vpnd.state")
+T = TypeVar("T")
+CONFIG_NAME = "vpnd.config.json"
+
+
+class NodeState:
+    def __init__(self, store: ConfigStore, config: model.Server):
+        self.store = store
+        self._config = config
+        self._watchers: list[Callable[[model.Server], None]] = []
+
+    @classmethod
+    def open(cls, state_dir: Path) -> "NodeState":
+        """Load an existing config; raises ConfigCorrupt if it is unusable."""
+        store = ConfigStore(state_dir / CONFIG_NAME, model.validate)
+        return cls(store, model.from_doc(store.load()))
+
+    @classmethod
+    def open_or_none(cls, state_dir: Path) -> "NodeState | None":
+        """Like open(), but None when no config exists yet (first start)."""
+        if not (state_dir / CONFIG_NAME).exists():
+            return None
+        return cls.open(state_dir)
+
+    @classmethod
+    def create(cls, state_dir: Path, config: model.Server) -> "NodeState":
+        store = ConfigStore(state_dir / CONFIG_NAME, model.validate)
+        store.save(model.to_doc(config))
+        return cls(store, config)
+
+    @property
+    def config(self) -> model.Server:
+        """The current config. Read it; never modify it in place."""
+        return self._config
+
+    def change(self, fn: Callable[[model.Server], T]) -> T:
+        draft = copy.deepcopy(self._config)
+        result = fn(draft)
+        draft.serial = self._config.serial + 1
+        self.store.save(model.to_doc(draft))
+        self._config = draft
+        for watcher in self._watchers:
+            try:
+                watcher(draft)
+            except Exception:  # a watcher bug must not undo an acknowledged change
+                log.exception("config watcher failed")
+        return result
+
+    def watch(self, fn: Callable[[model.Server], None]) -> None:
+        self._watchers.append(fn)
+
+    def backup(self, reason: str) -> Path | None:
+        return self.store.backup(reason)

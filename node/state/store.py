@@ -1,0 +1,126 @@
+"""The node's configuration file: atomic writes, backups, refusal of damage.
+
+Invariants:
+- A save is durable when `save()` returns: temp file in the same directory,
+  fsync, rename over the config, fsync of the directory. kill -9 at any moment
+  leaves either the old or the new file, never a mix; so an acknowledged
+  change (acknowledged only after `save()` returned) is never lost.
+- A file that does not parse or validate is never replaced by defaults: the
+  daemon refuses to start, naming the file and the newest backup that loads.
+- Backups (backups/<name>.<UTC time>.<serial>) are written at each start and
+  before a mode change; the newest `keep_backups` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ConfigCorrupt(Exception):
+    """The config file exists but cannot be used. Raised at load; the daemon
+    prints `str(exc)` as its one line and exits without touching the file."""
+
+    def __init__(self, path: Path, reason: str, good_backup: Path | None):
+        self.path, self.reason, self.good_backup = path, reason, good_backup
+        hint = (f"newest good backup: {good_backup} (copy it over the config to restore)"
+                if good_backup else "no good backup exists")
+        super().__init__(f"config {path} is unusable ({reason}); {hint}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that a crash leaves old or new, whole."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class ConfigStore:
+    """One JSON document on disk. `validate(doc)` raises ValueError with the
+    reason when a document is not usable (wrong format, version, fields)."""
+
+    def __init__(self, path: Path, validate: Callable[[dict[str, Any]], None],
+                 keep_backups: int = 20):
+        self.path = Path(path)
+        self.backup_dir = self.path.parent / "backups"
+        self._validate = validate
+        self._keep = keep_backups
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        raw = path.read_bytes()
+        if not raw:
+            raise ValueError("the file is empty")
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ValueError("the top level is not an object")
+        self._validate(doc)
+        return doc
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return self._read(self.path)
+        except ValueError as exc:
+            raise ConfigCorrupt(self.path, str(exc), self.newest_good_backup()) from None
+        except OSError as exc:
+            raise ConfigCorrupt(self.path, exc.strerror or str(exc), self.newest_good_backup()) from None
+
+    def save(self, doc: dict[str, Any]) -> None:
+        self._validate(doc)
+        data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+        write_atomic(self.path, data)
+
+    def backups(self) -> list[Path]:
+        """Backups, newest first."""
+        if not self.backup_dir.is_dir():
+            return []
+        found = [p for p in self.backup_dir.iterdir()
+                 if p.name.startswith(self.path.name + ".") and not p.name.startswith(".")]
+        return sorted(found, key=lambda p: p.name, reverse=True)
+
+    def newest_good_backup(self) -> Path | None:
+        for candidate in self.backups():
+            try:
+                self._read(candidate)
+            except (ValueError, OSError):
+                continue
+            return candidate
+        return None
+
+    def backup(self, reason: str) -> Path | None:
+        """Copy the current config into backups/ (atomically); returns the path,
+        or None when there is no config yet. `reason` goes into the name."""
+        if not self.path.exists():
+            return None
+        self.backup_dir.mkdir(mode=0o700, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        safe = "".join(ch if ch.isalnum() else "-" for ch in reason)[:32]
+        target = self.backup_dir / f"{self.path.name}.{stamp}.{time.monotonic_ns()}.{safe}"
+        write_atomic(target, self.path.read_bytes())
+        for old in self.backups()[self._keep:]:
+            old.unlink(missing_ok=True)
+        return target

@@ -1,0 +1,90 @@
+import json
+import os
+
+import pytest
+
+from node.state import model
+from node.state.node_state import NodeState
+from node.state.store import ConfigCorrupt, ConfigStore, write_atomic
+
+
+def _server():
+    return model.Server(admin_password_hash=b"\x01" * 20, listeners=["127.0.0.1:5555"])
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "f"
+    write_atomic(target, b"one")
+    write_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(tmp_path) == ["f"]
+    assert (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_change_is_durable_and_serial_grows(tmp_path):
+    state = NodeState.create(tmp_path, _server())
+    state.change(lambda c: c.hubs.append(model.Hub("H")))
+    reopened = NodeState.open(tmp_path)
+    assert [h.name for h in reopened.config.hubs] == ["H"]
+    assert reopened.config.serial == 1
+
+
+def test_failed_change_leaves_memory_and_disk_alone(tmp_path):
+    state = NodeState.create(tmp_path, _server())
+
+    def bad(config):
+        config.hubs.append(model.Hub("H"))
+        raise RuntimeError("refused")
+    with pytest.raises(RuntimeError):
+        state.change(bad)
+    assert state.config.hubs == [] and NodeState.open(tmp_path).config.hubs == []
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (b"", "empty"),
+    (b'{"format": "vpncluster-config", "version": 1, "server"', "not valid JSON"),
+    (b"[]", "not an object"),
+    (b'{"format": "other", "version": 1}', "format"),
+    (b'{"format": "vpncluster-config", "version": 99}', "unsupported version"),
+    (b'{"format": "vpncluster-config", "version": 1, "listeners": []}', "admin_password_hash: missing"),
+])
+def test_corrupt_config_is_refused_naming_the_good_backup(tmp_path, damage, reason):
+    state = NodeState.create(tmp_path, _server())
+    state.change(lambda c: c.hubs.append(model.Hub("H")))
+    good = state.backup("start")
+    state.store.path.write_bytes(damage)
+    with pytest.raises(ConfigCorrupt) as exc:
+        NodeState.open(tmp_path)
+    assert reason in str(exc.value)
+    assert str(good) in str(exc.value) and str(state.store.path) in str(exc.value)
+    assert state.store.path.read_bytes() == damage   # never silently reset
+
+
+def test_damaged_backups_are_skipped(tmp_path):
+    state = NodeState.create(tmp_path, _server())
+    first = state.backup("a")
+    second = state.backup("b")
+    second.write_bytes(b"garbage")
+    assert state.store.newest_good_backup() == first
+
+
+def test_backups_are_pruned(tmp_path):
+    store = ConfigStore(tmp_path / "c.json", model.validate, keep_backups=3)
+    store.save(model.to_doc(_server()))
+    for i in range(6):
+        store.backup(f"n{i}")
+    assert len(store.backups()) == 3
+
+
+def test_model_round_trip_and_validation():
+    server = _server()
+    server.hubs.append(model.Hub("H", users=[model.User("u", hashed_key=b"\x02" * 20)]))
+    doc = json.loads(json.dumps(model.to_doc(server)))
+    assert model.from_doc(doc) == server
+    doc["hubs"][0]["users"].append(dict(doc["hubs"][0]["users"][0], name="U"))
+    with pytest.raises(ValueError, match="duplicate user"):
+        model.from_doc(doc)
+    doc = model.to_doc(server)
+    doc["hubs"][0]["online"] = "yes"
+    with pytest.raises(ValueError, match=r"hubs\[0\].online: expected bool"):
+        model.from_doc(doc)
