@@ -1,0 +1,167 @@
+"""Frame devices for local bridges: a new TAP device, or an existing interface.
+
+`open_tap` creates a TAP device with the TUNSETIFF ioctl on /dev/net/tun
+(IFF_TAP | IFF_NO_PI: whole Ethernet frames, no packet-info prefix) and sets
+it up through pyroute2; the device disappears when its fd closes unless it
+was made persistent. `open_packet` attaches to an EXISTING interface with an
+AF_PACKET raw socket bound to it (all ethertypes, promiscuous membership so
+frames for the other MACs behind the bridge arrive, outgoing frames ignored
+so we never re-learn what we sent ourselves). SoftEther's `BridgeCreate
+/TAP:yes|no` chooses between the same two.
+
+Netlink goes through pyroute2's AsyncIPRoute (its sync IPRoute refuses to
+run inside a running event loop), so the openers are coroutines. Devices and
+sockets belong to the network namespace of the calling thread.
+
+Both return a `FrameDevice` with a non-blocking fd: one `os.read` gives one
+frame, one `os.write` sends one frame. Errors are `DeviceError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+from pyroute2 import AsyncIPRoute
+
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFNAMSIZ = 16
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_IGNORE_OUTGOING = getattr(socket, "PACKET_IGNORE_OUTGOING", 23)
+
+
+class DeviceError(OSError):
+    """A TAP device or interface could not be opened or configured.
+
+    Raised by `open_tap` / `open_packet`; the caller reports the bridge as
+    offline (SoftEther's EnumLocalBridge `Active_bool` false) and may retry."""
+
+
+class FrameDevice:
+    """An open frame device. `fd` is non-blocking; `close()` is idempotent."""
+
+    __slots__ = ("name", "fd", "tap_mode", "_closer")
+
+    def __init__(self, name: str, fd: int, tap_mode: bool, closer) -> None:
+        self.name = name
+        self.fd = fd
+        self.tap_mode = tap_mode
+        self._closer = closer
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            self._closer(fd)
+
+    def __enter__(self) -> "FrameDevice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "tap" if self.tap_mode else "packet"
+        return f"<FrameDevice {kind} {self.name!r} fd={self.fd}>"
+
+
+def _check_name(name: str) -> bytes:
+    raw = name.encode()
+    if not raw or len(raw) >= IFNAMSIZ or b"/" in raw or b"\0" in raw:
+        raise DeviceError(errno.EINVAL, f"bad interface name {name!r}")
+    return raw
+
+
+async def _set_up(name: str, mtu: int | None) -> int:
+    """Bring `name` up (and set its MTU) through netlink; return its index."""
+    async with AsyncIPRoute() as ipr:
+        found = await ipr.link_lookup(ifname=name)
+        if not found:
+            raise DeviceError(errno.ENODEV, f"no interface {name!r}")
+        index = found[0]
+        if mtu is not None:
+            await ipr.link("set", index=index, mtu=mtu)
+        await ipr.link("set", index=index, state="up")
+        return index
+
+
+async def open_tap(name: str, *, mtu: int | None = None, up: bool = True,
+             persist: bool = False) -> FrameDevice:
+    """Create (or re-attach to a persistent) TAP device `name`.
+
+    Raises DeviceError (no /dev/net/tun, no permission, bad name, netlink
+    failure); the fd is closed again on any failure."""
+    raw = _check_name(name)
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise DeviceError(e.errno, f"cannot open {TUN_PATH}: {e.strerror}") from e
+    try:
+        ifr = struct.pack(f"{IFNAMSIZ}sH22x", raw, IFF_TAP | IFF_NO_PI)
+        res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+        actual = res[:IFNAMSIZ].rstrip(b"\0").decode()
+        if persist:
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+        if up:
+            await _set_up(actual, mtu)
+    except DeviceError:
+        os.close(fd)
+        raise
+    except OSError as e:
+        os.close(fd)
+        raise DeviceError(e.errno, f"cannot create TAP {name!r}: {e.strerror}") from e
+    except Exception as e:  # pyroute2 raises its own NetlinkError (an OSError) or others
+        os.close(fd)
+        raise DeviceError(errno.EIO, f"cannot set up TAP {name!r}: {e}") from e
+    return FrameDevice(actual, fd, True, os.close)
+
+
+async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True) -> FrameDevice:
+    """Attach to the existing interface `ifname` with an AF_PACKET socket.
+
+    Raises DeviceError (no such interface, not root, ...)."""
+    _check_name(ifname)
+    try:
+        index = await _set_up(ifname, None) if up else socket.if_nametoindex(ifname)
+    except DeviceError:
+        raise
+    except Exception as e:
+        raise DeviceError(errno.ENODEV, f"cannot use interface {ifname!r}: {e}") from e
+    try:
+        # protocol 0: receive nothing until bound, so no frame of another interface slips in
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as e:
+        raise DeviceError(e.errno, f"cannot open AF_PACKET socket: {e.strerror}") from e
+    try:
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass  # kernel < 4.20: we then see our own writes; the hub drops them (hair-pin)
+        if promisc:
+            mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise DeviceError(e.errno, f"cannot bind to {ifname!r}: {e.strerror}") from e
+    # The socket object owns the fd; closing it also drops the promiscuous membership.
+    return FrameDevice(ifname, sock.fileno(), False, lambda _fd, s=sock: s.close())
+
+
+async def move_to_netns(name: str, netns: str) -> None:
+    """Move interface `name` into the named network namespace (a TAP fd stays valid)."""
+    async with AsyncIPRoute() as ipr:
+        found = await ipr.link_lookup(ifname=name)
+        if not found:
+            raise DeviceError(errno.ENODEV, f"no interface {name!r}")
+        await ipr.link("set", index=found[0], net_ns_fd=netns)

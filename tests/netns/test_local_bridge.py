@@ -1,0 +1,115 @@
+"""Real frames through our Virtual Hub: ping between namespaces across
+local bridges (AF_PACKET on veth ends, and a TAP device)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from node.dataplane.bridge import LocalBridge, VirtualHub
+from tests.netns.lab import Lab, requires_root
+
+pytestmark = requires_root
+
+PING_TIMEOUT_S = 30.0
+
+
+async def _ping(lab: Lab, ns: str, address: str) -> str:
+    # async so the event loop keeps switching frames while ping runs
+    proc = await asyncio.create_subprocess_exec(
+        *lab.argv(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", address]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), PING_TIMEOUT_S)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+def _host(lab: Lab, node: str, cidr: str) -> tuple[str, str]:
+    """A namespace with a veth whose other end is in `node`; returns (ns, node end)."""
+    ns = lab.netns("h")
+    host_end, node_end = lab.veth(ns, node)
+    lab.addr(ns, host_end, cidr)
+    lab.disable_offloads(ns, host_end)
+    lab.disable_offloads(node, node_end)
+    return ns, node_end
+
+
+def test_ping_through_hub_between_two_af_packet_bridges(lab):
+    node = lab.netns("node")
+    ns1, end1 = _host(lab, node, "10.213.0.1/24")
+    ns2, end2 = _host(lab, node, "10.213.0.2/24")
+
+    async def main():
+        hub = VirtualHub("HUB1")
+        hub.start()
+        with lab.inside(node):
+            b1 = await LocalBridge.open(hub, end1, tap_mode=False)
+            b2 = await LocalBridge.open(hub, end2, tap_mode=False)
+        try:
+            out = await _ping(lab, ns1, "10.213.0.2")
+            assert re.search(r"3 received", out), out
+            macs = {(e.session_name, e.vlan_id) for e in hub.mac_table()}
+            assert {b1.name, b2.name} <= {name for name, _ in macs}
+            ips = {bytes(e.ip_address): e.session_name for e in hub.ip_table()}
+            assert ips[bytes((10, 213, 0, 1))] == b1.name
+            assert ips[bytes((10, 213, 0, 2))] == b2.name
+            t1 = hub.traffic(b1)
+            assert t1.recv_unicast_count >= 3 and t1.send_unicast_count >= 3
+            assert b1.recv_frames >= 3 and b2.sent_frames >= 3
+            assert b1.info().active and not b1.info().tap_mode
+        finally:
+            b1.close()
+            b2.close()
+            hub.close()
+        assert hub.mac_table() == [] and not b1.info().online
+
+    asyncio.run(main())
+
+
+def test_ping_through_hub_to_a_tap_bridge(lab):
+    node = lab.netns("node")
+    ns1, end1 = _host(lab, node, "10.214.0.1/24")
+    ns2 = lab.netns("t")
+    tap_name = lab.ifname("t")
+
+    async def main():
+        hub = VirtualHub("HUB2")
+        hub.start()
+        with lab.inside(node):
+            b1 = await LocalBridge.open(hub, end1, tap_mode=False)
+            tap = await LocalBridge.open(hub, tap_name, tap_mode=True)
+        try:
+            # the TAP fd stays ours while the device moves to the host namespace
+            lab.move(tap_name, node, ns2)
+            lab.addr(ns2, tap_name, "10.214.0.2/24")
+            out = await _ping(lab, ns1, "10.214.0.2")
+            assert re.search(r"3 received", out), out
+            assert tap.recv_frames >= 3 and tap.sent_frames >= 3
+            assert tap.info().tap_mode and tap.info().active
+        finally:
+            b1.close()
+            tap.close()
+            hub.close()
+        # closing the only fd of a non-persistent TAP removes the device
+        assert tap_name not in lab.links(ns2)
+
+    asyncio.run(main())
+
+
+def test_lab_removes_everything_on_failure():
+    lab = Lab()
+    with pytest.raises(RuntimeError):
+        with lab:
+            ns = lab.netns("x")
+            a, _ = lab.veth(None, ns)
+            raise RuntimeError("test failed here")
+    assert a not in lab.links(None)
+    from pyroute2 import netns
+    assert ns not in netns.listnetns()
