@@ -4,6 +4,7 @@ local bridges (AF_PACKET on veth ends, and a TAP device)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import pytest
@@ -41,18 +42,31 @@ def _host(lab: Lab, node: str, cidr: str) -> tuple[str, str]:
     return ns, node_end
 
 
+@contextlib.asynccontextmanager
+async def _hub(lab: Lab, node: str, devices: list[tuple[str, bool]]):
+    """A started hub with one LocalBridge per (device, tap_mode), opened
+    inside `node`; everything is closed on exit, also after a failure."""
+    hub = VirtualHub("HUB")
+    hub.start()
+    bridges: list[LocalBridge] = []
+    try:
+        with lab.inside(node):
+            for device, tap_mode in devices:
+                bridges.append(await LocalBridge.open(hub, device, tap_mode=tap_mode))
+        yield hub, bridges
+    finally:
+        for bridge in bridges:
+            bridge.close()
+        hub.close()
+
+
 def test_ping_through_hub_between_two_af_packet_bridges(lab):
     node = lab.netns("node")
     ns1, end1 = _host(lab, node, "10.213.0.1/24")
     ns2, end2 = _host(lab, node, "10.213.0.2/24")
 
     async def main():
-        hub = VirtualHub("HUB1")
-        hub.start()
-        with lab.inside(node):
-            b1 = await LocalBridge.open(hub, end1, tap_mode=False)
-            b2 = await LocalBridge.open(hub, end2, tap_mode=False)
-        try:
+        async with _hub(lab, node, [(end1, False), (end2, False)]) as (hub, (b1, b2)):
             out = await _ping(lab, ns1, "10.213.0.2")
             assert re.search(r"3 received", out), out
             macs = {(e.session_name, e.vlan_id) for e in hub.mac_table()}
@@ -64,10 +78,6 @@ def test_ping_through_hub_between_two_af_packet_bridges(lab):
             assert t1.recv_unicast_count >= 3 and t1.send_unicast_count >= 3
             assert b1.recv_frames >= 3 and b2.sent_frames >= 3
             assert b1.info().active and not b1.info().tap_mode
-        finally:
-            b1.close()
-            b2.close()
-            hub.close()
         assert hub.mac_table() == [] and not b1.info().online
 
     asyncio.run(main())
@@ -80,12 +90,7 @@ def test_ping_through_hub_to_a_tap_bridge(lab):
     tap_name = lab.ifname("t")
 
     async def main():
-        hub = VirtualHub("HUB2")
-        hub.start()
-        with lab.inside(node):
-            b1 = await LocalBridge.open(hub, end1, tap_mode=False)
-            tap = await LocalBridge.open(hub, tap_name, tap_mode=True)
-        try:
+        async with _hub(lab, node, [(end1, False), (tap_name, True)]) as (hub, (_, tap)):
             # the TAP fd stays ours while the device moves to the host namespace
             lab.move(tap_name, node, ns2)
             lab.addr(ns2, tap_name, "10.214.0.2/24")
@@ -93,10 +98,6 @@ def test_ping_through_hub_to_a_tap_bridge(lab):
             assert re.search(r"3 received", out), out
             assert tap.recv_frames >= 3 and tap.sent_frames >= 3
             assert tap.info().tap_mode and tap.info().active
-        finally:
-            b1.close()
-            tap.close()
-            hub.close()
         # closing the only fd of a non-persistent TAP removes the device
         assert tap_name not in lab.links(ns2)
 
