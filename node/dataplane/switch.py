@@ -215,12 +215,14 @@ class Switch:
 
         Returns a cached tuple (possibly empty: dropped). Raises UnknownPort
         if `in_port` is not attached. Frames shorter than an Ethernet header
-        are dropped and counted in `dropped_malformed`."""
+        or with a multicast source MAC are dropped and counted in
+        `dropped_malformed`. `frame` must be bytes (it is sliced into dict keys)."""
         p = self._ports.get(in_port)
         if p is None:
             raise UnknownPort(in_port)
         size = len(frame)
-        if size < 14:
+        if size < 14 or frame[6] & 1:
+            # runt, or a group source MAC no station may use (Linux's bridge drops these too)
             self.dropped_malformed += 1
             return _NOTHING
         if frame[12:14] == _TPID_8021Q and size >= 18:

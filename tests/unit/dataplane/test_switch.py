@@ -130,9 +130,11 @@ def test_mac_table_limit_drops_frames_from_new_sources():
     assert {e.mac_address for e in s.mac_table()} == {A, C}
 
 
-def test_runt_frame_is_dropped_and_counted(sw):
+def test_runt_frame_and_group_source_are_dropped_and_counted(sw):
     assert sw.forward("p1", b"\x00" * 13, 0.0) == ()
-    assert sw.dropped_malformed == 1
+    assert sw.forward("p1", eth(A, MCAST), 0.0) == ()
+    assert sw.dropped_malformed == 2
+    assert sw.mac_table() == []
 
 
 def test_unknown_port_is_a_typed_error(sw):
