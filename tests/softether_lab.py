@@ -1,0 +1,389 @@
+"""Run Debian's real SoftEther VPN Server (5.01) beside our code, isolated.
+
+How an instance is started (facts in /work/shared/softether-lab.md):
+- Each instance gets a private base directory with lib/, log/, run/, tmp/.
+  Inside `unshare -m -u --propagation private` (and `ip netns exec NS` when a
+  network namespace is given) those are bind-mounted over /var/lib/softether,
+  /var/log/softether, /run/softether and /tmp, the hostname is set (the
+  cluster member list shows it), then `vpnserver execsvc` is exec'ed. So the
+  PID we spawn IS SoftEther's watchdog (parent); it forks the real server
+  (child) and respawns it if it dies. Both PIDs are recorded; stop() kills
+  the parent first, then the child, by PID only.
+- Instead of letting the server write its default configuration (listeners
+  on 443/992/1194/5555 on every address, DDNS, keep-alive and NAT-T probes to
+  the Internet, an empty admin password), we write a small
+  vpn_server.config before the first start: one TCP listener on a free high
+  port, `ListenIP 127.0.0.1` (TCP and UDP sockets bind loopback only), no UDP
+  ports, DDNS disabled, UseKeepConnect false, DisableNatTraversal true, and
+  the admin password hash. SoftEther fills in everything else (certificate,
+  DEFAULT-less hub list) on its own. Parallel instances therefore never
+  collide and nothing leaves loopback.
+- Ready = a JSON-RPC GetServerInfo with the admin password succeeds.
+
+Extension points for the data-plane and cluster tests:
+- `SoftEtherLab` owns any number of instances and stops them all at teardown
+  (also on failure): `lab.server("ctl")`, `lab.server("m1", netns="ns1",
+  listen_ip="10.0.0.2")`, then `ClusterSettingMember` through `server.rpc` or
+  `server.vpncmd`.
+- `_spawn_isolated()` is program-agnostic: a real vpnclient is the same
+  recipe with /usr/libexec/softether/vpnclient/vpnclient, vpn_client.config,
+  its management port 9931 on 127.0.0.1 (so one client per network
+  namespace), and `vpncmd 127.0.0.1 /CLIENT /CMD VersionGet` as readiness.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.softether.sha0 import hash_admin_password
+from tools.vpnctl.client import AdminClient, AdminError
+
+SOFTETHER_DIR = Path("/usr/libexec/softether")
+VPNSERVER = SOFTETHER_DIR / "vpnserver" / "vpnserver"
+VPNCLIENT = SOFTETHER_DIR / "vpnclient" / "vpnclient"
+VPNCMD = SOFTETHER_DIR / "vpncmd" / "vpncmd"
+MOUNTS = {"lib": "/var/lib/softether", "log": "/var/log/softether", "run": "/run/softether", "tmp": "/tmp"}
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+SERVER_TYPE_STANDALONE, SERVER_TYPE_CONTROLLER, SERVER_TYPE_MEMBER = 0, 1, 2
+
+
+class LabError(RuntimeError):
+    """A SoftEther instance did not start, answer or stop as expected."""
+
+
+def skip_reason(*, need_client: bool = False) -> str | None:
+    """Why the real-SoftEther tests cannot run here, or None if they can."""
+    if os.geteuid() != 0:
+        return "needs root (mount/UTS namespaces for the SoftEther binaries)"
+    needed = [VPNSERVER, VPNCMD] + ([VPNCLIENT] if need_client else [])
+    missing = [str(p) for p in needed if not os.access(p, os.X_OK)]
+    if missing:
+        return "Debian SoftEther packages not installed (missing " + ", ".join(missing) + ")"
+    if shutil.which("unshare") is None:
+        return "unshare(1) not found"
+    return None
+
+
+def require_softether(*, need_client: bool = False) -> None:
+    """pytest.skip with a clear reason when the lab cannot run."""
+    reason = skip_reason(need_client=need_client)
+    if reason:
+        pytest.skip(reason)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently unused high TCP port on `host` (random start, then probe)."""
+    for _ in range(200):
+        port = random.randint(20000, 60000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise LabError("no free TCP port found")
+
+
+def server_config(*, port: int, password: str, listen_ip: str = "127.0.0.1", extra_ports: tuple[int, ...] = ()) -> str:
+    """The vpn_server.config written before the first start (see module doc)."""
+    hashed = base64.b64encode(hash_admin_password(password)).decode()
+    listeners = "".join(
+        f"\t\tdeclare Listener{i}\n\t\t{{\n\t\t\tbool DisableDos false\n"
+        f"\t\t\tbool Enabled true\n\t\t\tuint Port {p}\n\t\t}}\n"
+        for i, p in enumerate((port, *extra_ports))
+    )
+    return (
+        "# Software Configuration File\n"
+        "declare root\n{\n"
+        "\tuint ConfigRevision 0\n"
+        "\tdeclare DDnsClient\n\t{\n\t\tbool Disabled true\n\t}\n"
+        f"\tdeclare ListenerList\n\t{{\n{listeners}\t}}\n"
+        "\tdeclare ServerConfiguration\n\t{\n"
+        "\t\tbool DisableNatTraversal true\n"
+        "\t\tbool UseKeepConnect false\n"
+        "\t\tbool DisableIPv6Listener true\n"
+        f"\t\tstring ListenIP {listen_ip}\n"
+        "\t\tstring PortsUDP $\n"
+        f"\t\tbyte HashedPassword {hashed}\n"
+        "\t}\n}\n"
+    )
+
+
+_ISOLATE = (
+    'set -e; b="$1"; shift; h="$1"; shift; '
+    "for d in /var/lib/softether /var/log/softether /run/softether; do mkdir -p $d; done; "
+    'mount --bind "$b/lib" /var/lib/softether; mount --bind "$b/log" /var/log/softether; '
+    'mount --bind "$b/run" /run/softether; mount --bind "$b/tmp" /tmp; '
+    'hostname "$h"; exec "$@"'
+)
+
+
+def _spawn_isolated(
+    program: list[str], base_dir: Path, hostname: str, netns: str | None
+) -> subprocess.Popen[bytes]:
+    """Start `program` with private SoftEther directories and hostname.
+
+    The returned process is `program` itself (every wrapper execs).
+    """
+    for sub in MOUNTS:
+        (base_dir / sub).mkdir(parents=True, exist_ok=True)
+    cmd = ["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", _ISOLATE, "sh", str(base_dir), hostname, *program]
+    if netns is not None:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    out = open(base_dir / "stdout.txt", "wb")
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (a /proc scan: a PID lookup, not a name match)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces or parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"
+
+
+class SoftEtherServer:
+    """One running SoftEther VPN Server; admin through JSON-RPC or vpncmd."""
+
+    def __init__(
+        self, *, name: str, base_dir: Path, host: str, port: int, password: str, netns: str | None
+    ) -> None:
+        self.name = name
+        self.base_dir = base_dir
+        self.host = host
+        self.port = port
+        self.password = password
+        self.netns = netns
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.parent_pid: int | None = None
+        self.child_pid: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.base_dir / "lib" / "vpn_server.config"
+
+    # -- life cycle ------------------------------------------------------
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Spawn the server and wait until admin works; LabError otherwise
+        (the instance is stopped before raising)."""
+        self.proc = _spawn_isolated([str(VPNSERVER), "execsvc"], self.base_dir, self.name, self.netns)
+        self.parent_pid = self.proc.pid
+        try:
+            self.wait_admin(timeout_s)
+            self.child_pid = self._find_child(timeout_s=5.0)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _find_child(self, timeout_s: float) -> int:
+        assert self.parent_pid is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            kids = children_of(self.parent_pid)
+            if kids:
+                return kids[0]
+            time.sleep(0.05)
+        raise LabError(f"{self.name}: the watchdog {self.parent_pid} has no server child")
+
+    def stop(self) -> None:
+        """Kill the watchdog (parent) first so it cannot respawn, then the
+        server (child). Idempotent; waits until both are gone."""
+        if self.parent_pid is None:
+            return
+        victims = [self.parent_pid, *children_of(self.parent_pid)]
+        if self.child_pid is not None and self.child_pid not in victims:
+            victims.append(self.child_pid)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(_alive(p) for p in victims[1:]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.parent_pid = None
+
+    def kill_server_child(self) -> int:
+        """Kill only the real server (the watchdog respawns it); returns its PID."""
+        assert self.parent_pid is not None
+        pid = self._find_child(timeout_s=5.0)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- administration ----------------------------------------------------
+
+    def client(self, *, hub: str = "", password: str | None = None, timeout_s: float = 10.0) -> AdminClient:
+        """A JSON-RPC admin client (server admin unless `hub` is given)."""
+        return AdminClient(
+            self.host,
+            self.port,
+            self.password if password is None else password,
+            admin_hub=hub,
+            connect_timeout_s=min(timeout_s, 5.0),
+            read_timeout_s=timeout_s,
+        )
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One JSON-RPC call as server admin; raises tools.vpnctl.client errors."""
+        with self.client() as c:
+            return c.call(method, params or {})
+
+    def wait_admin(self, timeout_s: float = START_TIMEOUT_S, *, server_type: int | None = None) -> dict[str, Any]:
+        """Poll GetServerInfo until it answers (and, if given, reports
+        `server_type`: after a cluster mode change the old type is reported
+        until SoftEther's asynchronous restart is done). Returns the info."""
+        deadline = time.monotonic() + timeout_s
+        last: Exception | str = "no attempt"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LabError(f"{self.name}: vpnserver exited with {self.proc.returncode}; {self._log_tail()}")
+            try:
+                with self.client(timeout_s=3.0) as c:
+                    info = c.call("GetServerInfo", {})
+                if server_type is None or info.get("ServerType_u32") == server_type:
+                    return info
+                last = f"server type is still {info.get('ServerType_u32')}"
+            except AdminError as e:
+                last = e
+            time.sleep(0.1)
+        raise LabError(f"{self.name}: admin not ready after {timeout_s:.0f}s ({last}); {self._log_tail()}")
+
+    def vpncmd(self, *words: str, hub: str | None = None, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run `vpncmd HOST:PORT /SERVER /PASSWORD:.. [/ADMINHUB:hub] /CMD words...`."""
+        cmd = [str(VPNCMD), self.address, "/SERVER", f"/PASSWORD:{self.password}"]
+        if hub:
+            cmd.append(f"/ADMINHUB:{hub}")
+        cmd += ["/CMD", *words]
+        if self.netns is not None:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+
+    def flush(self) -> None:
+        """Make the server write its configuration file now."""
+        res = self.vpncmd("Flush")
+        if res.returncode != 0:
+            raise LabError(f"{self.name}: vpncmd Flush failed: {res.stdout[-300:]}")
+
+    def _log_tail(self, lines: int = 8) -> str:
+        logs = sorted((self.base_dir / "log").rglob("*.log"), key=lambda p: p.stat().st_mtime)
+        text = ""
+        for path in logs[-1:]:
+            text = " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+        out = self.base_dir / "stdout.txt"
+        if out.exists():
+            text += " | stdout: " + out.read_text(errors="replace")[-300:]
+        return f"log: {text or '(empty)'}"
+
+
+class SoftEtherLab:
+    """Owns SoftEther instances for one test; stop_all() at teardown."""
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix=f"selab-{os.getpid()}-")) if base_dir is None else base_dir
+        self.servers: dict[str, SoftEtherServer] = {}
+
+    def server(
+        self,
+        name: str | None = None,
+        *,
+        password: str = "labadmin",
+        port: int | None = None,
+        netns: str | None = None,
+        listen_ip: str = "127.0.0.1",
+        extra_ports: tuple[int, ...] = (),
+        timeout_s: float = START_TIMEOUT_S,
+    ) -> SoftEtherServer:
+        """Start a SoftEther VPN Server and wait until admin works.
+
+        name: the instance's hostname (unique in the lab; default se<n>-<pid>).
+        port: its TCP listener (default: a free high port on `listen_ip`).
+        netns: a network namespace (created by the caller) to run it in.
+        extra_ports: more TCP listeners, e.g. public ports for a member.
+        """
+        name = name or f"se{len(self.servers)}-{os.getpid()}"
+        if name in self.servers:
+            raise LabError(f"instance {name!r} already exists in this lab")
+        if port is None:
+            port = free_port(listen_ip) if netns is None else random.randint(20000, 60000)
+        base = self.base_dir / name
+        (base / "lib").mkdir(parents=True)
+        (base / "lib" / "vpn_server.config").write_text(
+            server_config(port=port, password=password, listen_ip=listen_ip, extra_ports=extra_ports)
+        )
+        srv = SoftEtherServer(name=name, base_dir=base, host=listen_ip, port=port, password=password, netns=netns)
+        self.servers[name] = srv
+        srv.start(timeout_s)
+        return srv
+
+    def stop_all(self) -> None:
+        for srv in self.servers.values():
+            srv.stop()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> SoftEtherLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+@pytest.fixture
+def softether_lab() -> Iterator[SoftEtherLab]:
+    """A lab to start several SoftEther servers in; all stopped at teardown."""
+    require_softether()
+    with SoftEtherLab() as lab:
+        yield lab
+
+
+@pytest.fixture
+def softether_server(softether_lab: SoftEtherLab) -> SoftEtherServer:
+    """One standalone SoftEther VPN Server on a free loopback port."""
+    return softether_lab.server()

@@ -1,0 +1,47 @@
+"""The verb table: every vpncmd verb vpnctl knows, looked up case-insensitively.
+
+The verbs themselves live in verbs_server (server, hubs, users) and
+verbs_cluster (cluster, sessions, tables, bridges); this module joins them and
+answers lookups and the help listing.
+"""
+
+from __future__ import annotations
+
+from tools.vpnctl import verbs_cluster, verbs_server
+from tools.vpnctl.args import UsageError
+from tools.vpnctl.spec import Verb
+
+VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS)
+_BY_NAME = {v.name.lower(): v for v in VERBS}
+assert len(_BY_NAME) == len(VERBS), "duplicate verb names"
+
+
+def lookup(name: str) -> Verb:
+    """The verb called `name` (any case). Raises UsageError with close matches."""
+    verb = _BY_NAME.get(name.lower())
+    if verb is not None:
+        return verb
+    near = [v.name for v in VERBS if v.name.lower().startswith(name.lower()[:4])] if name else []
+    hint = f" (did you mean: {', '.join(near)}?)" if near else " (see: vpnctl help)"
+    raise UsageError(f"unknown command {name!r}{hint}")
+
+
+def usage_line(verb: Verb) -> str:
+    """"UserCreate <name> [/GROUP:value] ..." for help and error messages."""
+    parts = [verb.name]
+    if verb.positional is not None:
+        p = f"<{verb.positional.name}>"
+        parts.append(p if verb.positional.required else f"[{p}]")
+    for param in verb.params:
+        p = f"/{param.name}:value"
+        parts.append(p if param.required else f"[{p}]")
+    return " ".join(parts)
+
+
+def help_text() -> str:
+    lines = ["Commands (vpncmd names, any case; hub commands need --hub NAME):", ""]
+    for v in VERBS:
+        hub = " (hub)" if v.hub_scoped else ""
+        lines.append(f"  {usage_line(v)}")
+        lines.append(f"      {v.summary}{hub}  [{' -> '.join(v.methods)}]")
+    return "\n".join(lines)
