@@ -1,0 +1,260 @@
+import ipaddress
+
+import pytest
+
+from node.softether.errors import Err
+from node.softether.handshake import (
+    DEFAULT_POLICY, MAX_NOOP_PER_SESSION, NOOP_IGNORE, NOOP_REPLY_WANTED,
+    AdditionalConnectReply, AdditionalConnectRequest, AuthRequest, AuthType,
+    Direction, ErrorReply, Hello, Redirect, ServerError, Welcome, check_error,
+    noop_kind, noop_pack, parse_login_reply, request_method,
+)
+from node.softether.pack import Pack
+from node.softether.protocol_error import ProtocolError
+from node.softether.sha0 import hash_password, secure_password
+
+RANDOM = bytes(range(0x10, 0x24))
+KEY = bytes(range(20))
+HELLO_HEX = (  # softether-protocol.md §2.3
+    "00000004"
+    "00000006" "6275696c64" "00000000" "00000001" "000025ca"
+    "00000006" "68656c6c6f" "00000002" "00000001" "00000006" "50792056504e"
+    "00000007" "72616e646f6d" "00000001" "00000001" "00000014"
+    "101112131415161718191a1b1c1d1e1f20212223"
+    "00000008" "76657273696f6e" "00000000" "00000001" "000001f5"
+)
+
+
+def _rt(record):
+    """Round trip through the wire bytes."""
+    return Pack.decode(record.to_pack().encode())
+
+
+def test_hello_is_the_worked_example_byte_for_byte():
+    hello = Hello(random=RANDOM, hello="Py VPN", version=501, build=9674)
+    assert hello.to_pack().encode() == bytes.fromhex(HELLO_HEX)
+    assert Hello.from_pack(Pack.decode(bytes.fromhex(HELLO_HEX))) == hello
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.remove("random"),
+    lambda p: (p.remove("random"), p.add_data("random", b"\0" * 19)),
+    lambda p: (p.remove("random"), p.add_str("random", "x" * 20)),   # wrong type = absent
+    lambda p: p.remove("hello"),
+])
+def test_hello_the_client_cannot_use(mutate):
+    p = Hello(random=RANDOM).to_pack()
+    mutate(p)
+    with pytest.raises(ProtocolError) as info:
+        Hello.from_pack(p)
+    assert info.value.code == Err.SERVER_IS_NOT_VPN
+
+
+def test_hello_with_error_raises_server_error():
+    p = Hello(random=RANDOM).to_pack()
+    p.add_int("error", Err.HUB_IS_BUSY)
+    with pytest.raises(ServerError) as info:
+        Hello.from_pack(p)
+    assert info.value.code == Err.HUB_IS_BUSY
+
+
+def test_password_login_round_trip_and_fields():
+    proof = secure_password(hash_password("alice", "pw"), RANDOM)
+    req = AuthRequest(hubname="HUB1", username="alice", authtype=AuthType.PASSWORD,
+                      secure_password=proof, unique_id=b"\x07" * 20,
+                      client_hostname="box", client_os_name="Linux")
+    p = _rt(req)
+    assert request_method(p) == "login"
+    assert p.get_data("secure_password") == proof
+    assert p.get_int("authtype") == 1
+    assert p.get_str("client_str") == p.get_str("hello")
+    assert p.get_int("use_encrypt") == 1 and p.get_int("max_connection") == 1
+    assert "ticket" not in p
+    assert AuthRequest.from_pack(p) == req
+
+
+@pytest.mark.parametrize("req,present", [
+    (AuthRequest(hubname="H", username="u"), []),
+    (AuthRequest(hubname="H", username="u", authtype=AuthType.TICKET, ticket=KEY), ["ticket"]),
+    (AuthRequest(hubname="H", username="u", authtype=AuthType.PLAIN_PASSWORD,
+                 plain_password="pw"), ["plain_password"]),
+    (AuthRequest(hubname="H", username="u", authtype=AuthType.CERT, cert=b"der", sign=b"s" * 256),
+     ["cert", "sign"]),
+])
+def test_login_auth_types(req, present):
+    p = _rt(req)
+    for name in ("secure_password", "ticket", "plain_password", "cert", "sign"):
+        assert (name in p) == (name in present)
+    assert AuthRequest.from_pack(p) == req
+
+
+def test_login_from_softether_shaped_pack_ignores_the_rest():
+    # The fields a 5.01 client sends, incl. NODE_INFO and bools we ignore.
+    p = Pack()
+    p.add_str("method", "LOGIN")
+    p.add_str("hubname", "DEFAULT")
+    p.add_str("username", "test")
+    p.add_int("authtype", 1)
+    p.add_data("secure_password", KEY)
+    p.add_str("client_str", "SoftEther VPN Client Developer Edition")
+    p.add_str("hello", "SoftEther VPN Client Developer Edition")
+    p.add_int("client_ver", 501)
+    p.add_int("client_build", 9674)
+    p.add_int("max_connection", 8)
+    p.add_int("use_encrypt", 1)
+    p.add_int("use_compress", 0)
+    p.add_int("half_connection", 0)
+    p.add_bool("qos", True)
+    p.add_bool("support_bulk_on_rudp", True)
+    p.add_data("unique_id", b"\x01" * 20)
+    p.add_int("rudp_bulk_max_version", 2)
+    p.add_str("ClientHostname", "laptop")
+    p.add_int("ClientProductBuild", int.from_bytes((9674).to_bytes(4, "little"), "big"))
+    p.add_ip("ClientIpAddress", "10.0.0.2")
+    p.add_data("pencore", b"\0" * 17)
+    req = AuthRequest.from_pack(p)
+    assert (req.hubname, req.username, req.authtype, req.secure_password) == ("DEFAULT", "test", 1, KEY)
+    assert req.max_connection == 8 and req.qos and req.use_encrypt and not req.use_compress
+    assert req.client_hostname == "laptop" and req.unique_id == b"\x01" * 20
+    assert not req.is_server_or_bridge
+    assert AuthRequest(hubname="h", username="u", client_str="SoftEther VPN Bridge").is_server_or_bridge
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.remove("method"),
+    lambda p: (p.remove("method"), p.add_str("method", "enum_hub")),
+    lambda p: p.remove("hubname"),
+    lambda p: p.remove("username"),
+    lambda p: (p.remove("username"), p.add_unistr("username", "u")),  # wrong type
+])
+def test_login_pack_a_server_refuses(mutate):
+    p = AuthRequest(hubname="H", username="u").to_pack()
+    mutate(p)
+    with pytest.raises(ProtocolError) as info:
+        AuthRequest.from_pack(p)
+    assert info.value.code == Err.PROTOCOL_ERROR
+
+
+def test_welcome_defaults_are_the_simple_server():
+    w = Welcome(session_name="SID-ALICE-1", connection_name="CID-1", session_key=KEY)
+    p = _rt(w)
+    assert p.get_int("max_connection") == 1
+    assert p.get_int("qos") == 0 and p.get_int("half_connection") == 0
+    assert p.get_int("use_encrypt") == 1
+    assert p.get_int("timeout") == 20000
+    assert p.get_int("policy:Ver3") == 1
+    assert p.get_int("policy:Access") == 1 and p.get_int("policy:MaxConnection") == 32
+    assert p.get_int("policy:TimeOut") == 20
+    assert p.element("policy:NoQoS").values == (0,)
+    assert p.get_data("session_key") == KEY
+    assert "Msg" not in p
+    got = Welcome.from_pack(p)
+    assert got.policy == {**DEFAULT_POLICY, "Ver3": 1}
+    assert (got.session_name, got.connection_name, got.session_key, got.timeout_ms) == (
+        "SID-ALICE-1", "CID-1", KEY, 20000)
+
+
+def test_welcome_message_and_policy_override():
+    w = Welcome(session_name="S", connection_name="C", session_key=KEY, msg="héllo",
+                policy={**DEFAULT_POLICY, "AutoDisconnect": 3600}, use_compress=True, timeout_ms=30000)
+    got = Welcome.from_pack(_rt(w))
+    assert got.msg == "héllo" and got.policy["AutoDisconnect"] == 3600 and got.use_compress
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(session_key=b"short"),
+    dict(session_key=KEY, timeout_ms=0),
+])
+def test_welcome_local_mistakes(kwargs):
+    with pytest.raises(ValueError):
+        Welcome(session_name="S", connection_name="C", **kwargs).to_pack()
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.remove("session_name"),
+    lambda p: p.remove("connection_name"),
+    lambda p: (p.remove("session_key"), p.add_data("session_key", b"\0" * 21)),
+    lambda p: (p.remove("timeout"), p.add_int64("timeout", 20000)),  # INT64 reads as 0
+])
+def test_welcome_the_client_cannot_use(mutate):
+    p = Welcome(session_name="S", connection_name="C", session_key=KEY).to_pack()
+    mutate(p)
+    with pytest.raises(ProtocolError) as info:
+        Welcome.from_pack(p)
+    assert not isinstance(info.value, ServerError)
+
+
+def test_error_reply_round_trip_and_login_refusal():
+    p = _rt(ErrorReply(code=Err.AUTH_FAILED, no_save_password=True))
+    assert ErrorReply.from_pack(p) == ErrorReply(code=Err.AUTH_FAILED, no_save_password=True)
+    with pytest.raises(ServerError) as info:
+        parse_login_reply(p)
+    assert info.value.code == Err.AUTH_FAILED and info.value.no_save_password
+    check_error(_rt(ErrorReply(code=0)))  # error 0 is success
+
+
+def test_redirect_round_trip_and_wire_layout():
+    r = Redirect(ip=ipaddress.IPv4Address("192.168.1.10"), ports=(443, 5555), ticket=KEY,
+                 cert=b"\x30\x82DER", msg="go")
+    p = _rt(r)
+    assert p.get_int("Redirect") == 1
+    assert p.get_int("Ip").to_bytes(4, "big") == bytes.fromhex("0a01a8c0")
+    assert p.get_int("Ip@ipv6_bool") == 0 and p.get_data("Ip@ipv6_array") == bytes(16)
+    assert p.get_ints("Port") == (443, 5555)
+    assert p.get_data("Msg") == b"go" and "error" not in p
+    assert parse_login_reply(p) == r
+    assert r.choose_port(5555) == 5555 and r.choose_port(992) == 443
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.remove("Port"),
+    lambda p: (p.remove("Ticket"), p.add_data("Ticket", b"\0" * 19)),
+    lambda p: [p.remove(n) for n in ("Ip", "Ip@ipv6_bool", "Ip@ipv6_array", "Ip@ipv6_scope_id")],
+])
+def test_redirect_the_client_cannot_use(mutate):
+    p = Redirect(ip=ipaddress.IPv4Address("10.0.0.1"), ports=(443,), ticket=KEY, cert=b"").to_pack()
+    mutate(p)
+    with pytest.raises(ProtocolError):
+        parse_login_reply(p)
+
+
+def test_parse_login_reply_gives_welcome_without_redirect():
+    w = Welcome(session_name="S", connection_name="C", session_key=KEY)
+    assert parse_login_reply(_rt(w)) == Welcome.from_pack(_rt(w))
+
+
+def test_additional_connect_round_trip():
+    req = AdditionalConnectRequest(session_key=KEY)
+    p = _rt(req)
+    assert request_method(p) == "additional_connect"
+    assert AdditionalConnectRequest.from_pack(p) == req
+    reply = _rt(AdditionalConnectReply(direction=Direction.CLIENT_TO_SERVER))
+    assert reply.get_int("error") == 0
+    assert AdditionalConnectReply.from_pack(reply).direction == Direction.CLIENT_TO_SERVER
+    with pytest.raises(ServerError) as info:
+        AdditionalConnectReply.from_pack(_rt(ErrorReply(code=Err.TOO_MANY_CONNECTION)))
+    assert info.value.code == Err.TOO_MANY_CONNECTION
+
+
+def test_additional_connect_without_20_byte_key_is_protocol_error():
+    p = AdditionalConnectRequest(session_key=KEY).to_pack()
+    p.remove("session_key")
+    p.add_data("session_key", b"\0" * 16)
+    with pytest.raises(ProtocolError) as info:
+        AdditionalConnectRequest.from_pack(p)
+    assert info.value.code == Err.PROTOCOL_ERROR
+
+
+def test_noop_rules():
+    assert noop_kind(AuthRequest(hubname="h", username="u").to_pack()) == 0
+    assert noop_kind(noop_pack(NOOP_IGNORE)) == NOOP_IGNORE
+    assert noop_kind(noop_pack(NOOP_REPLY_WANTED)) == NOOP_REPLY_WANTED
+    assert noop_kind(noop_pack(7)) == NOOP_REPLY_WANTED  # 5.01: any non-zero
+    reply = noop_pack()
+    assert (reply.get_int("error"), reply.get_int("noop")) == (0, 2)
+    assert MAX_NOOP_PER_SESSION == 30
+
+
+def test_request_method_missing():
+    with pytest.raises(ProtocolError):
+        request_method(Pack())
