@@ -65,6 +65,7 @@ class VirtualHub:
         self._aging_interval_s = aging_interval_s
         self._timer: asyncio.TimerHandle | None = None
         self.send_errors = 0
+        self.dropped_detached = 0  # batches
 
     # ---- ports ---------------------------------------------------------------
 
@@ -85,9 +86,14 @@ class VirtualHub:
     # ---- packet path -----------------------------------------------------------
 
     def input(self, port: Port, frames: Iterable[bytes]) -> None:
-        """Switch a batch of frames received from `port`."""
-        out = self.switch.forward_batch(port.id, frames, self._clock())
+        """Switch a batch of frames received from `port`. Frames from a port
+        no longer attached (a batch in flight while it was detached) are
+        dropped and counted in `dropped_detached`."""
         ports = self._ports
+        if port.id not in ports:
+            self.dropped_detached += 1
+            return
+        out = self.switch.forward_batch(port.id, frames, self._clock())
         for pid, batch in out.items():
             try:
                 ports[pid].send_frames(batch)

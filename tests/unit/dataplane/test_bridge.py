@@ -80,6 +80,8 @@ def test_detach_forgets_entries_and_close_detaches_all():
     assert hub.mac_table() == []
     with pytest.raises(ValueError):
         hub.attach(b)
+    hub.input(a, [eth(BCAST, mac(1))])  # a batch in flight from a detached port
+    assert hub.dropped_detached == 1 and b.calls == [[eth(BCAST, mac(1))]]
     hub.close()
     assert hub.ports == []
 
@@ -135,5 +137,25 @@ def test_local_bridge_goes_inactive_on_a_fatal_read_error():
         assert bridge.send_dropped == 1
         bridge.close()
         os.close(r)
+
+    asyncio.run(main())
+
+
+def test_aging_timer_runs_on_the_loop():
+    async def main():
+        now = [0.0]
+        hub = VirtualHub("HUB", clock=lambda: now[0], aging_interval_s=0.01)
+        a = RecordingPort("a")
+        hub.attach(a)
+        hub.start()
+        hub.input(a, [eth(BCAST, mac(1))])
+        assert len(hub.mac_table()) == 1
+        now[0] = 600.0
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not hub.mac_table():
+                break
+        assert hub.mac_table() == []
+        hub.close()
 
     asyncio.run(main())
