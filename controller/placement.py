@@ -209,7 +209,9 @@ class Placement:
 
         Raises HubUnknown, or NoEligibleServer when no server may take it.
         The caller performs `actions`, then creates the ticket on the chosen
-        server and calls `registry.note_redirect` (unless it is the controller).
+        server (or goes on locally if it is the controller) and calls
+        `registry.note_redirect(member_id, now)` in both cases, so the load
+        counts before the next status report (`update_me` for the controller).
         """
         hub = self._known(name)
         if not hub.dynamic:
