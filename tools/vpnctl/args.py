@@ -10,6 +10,13 @@ A vpncmd command line after the verb is a list of words:
   everything after the FIRST ":" so values may contain ":" themselves
   (/SERVER:host:443, an IPv6 address, a note with a colon).
 - "/NAME" alone gives the parameter an empty value (vpncmd does the same).
+- The values "none" and "null" (any case) mean empty: vpncmd reserves them so
+  a script can pass an empty value explicitly (`/GROUP:none`).
+- Names may be abbreviated as vpncmd allows (`resolve_name`): an exact match
+  wins; else any name starting with the input, or whose "omission name" (its
+  capitals and digits: HubCreateStatic -> HCS) matches, is a candidate; more
+  than one candidate is an ambiguity error. All-capital names (parameters)
+  only take the prefix form.
 
 vpncmd prompts for a missing required parameter; a script-friendly CLI cannot,
 so a missing required parameter is a `UsageError` that names it. Unknown
@@ -100,8 +107,47 @@ def split_words(words: Sequence[str]) -> Parsed:
             raise UsageError(f"parameter without a name: {word!r}")
         if name in params:
             raise UsageError(f"parameter /{name} given more than once")
-        params[name] = value if sep else ""
-    return Parsed(tuple(positional), params)
+        params[name] = _reserved_empty(value) if sep else ""
+    return Parsed(tuple(_reserved_empty(p) for p in positional), params)
+
+
+def _reserved_empty(value: str) -> str:
+    return "" if value.lower() in ("none", "null") else value
+
+
+def _omission_name(name: str) -> str:
+    return "".join(c for c in name if c.isdigit() or "A" <= c <= "Z")
+
+
+def _abbreviates(text: str, name: str) -> bool:
+    """Whether `text` (lower case) is an accepted short form of `name`."""
+    low = name.lower()
+    if low.startswith(text):
+        return True
+    if name.isupper():
+        return False
+    oname = _omission_name(name).lower()
+    if not oname:
+        return False
+    # "hcs" for HubCreateStatic; "hcstatic": the omission name, then a tail of the name.
+    return oname.startswith(text) or (text.startswith(oname) and low.endswith(text[len(oname) :]))
+
+
+def resolve_name(text: str, names: Sequence[str], what: str = "name") -> str:
+    """The one name in `names` that `text` means (see the module doc).
+
+    Raises UsageError when nothing or more than one name matches.
+    """
+    t = text.lower()
+    for name in names:
+        if name.lower() == t:
+            return name
+    hits = [n for n in names if t and _abbreviates(t, n)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise UsageError(f"{what} {text!r} is ambiguous: {', '.join(hits)}")
+    raise UsageError(f"unknown {what} {text!r}")
 
 
 def bind(
@@ -124,29 +170,34 @@ def bind(
         raise UsageError(f"{verb} takes no positional argument (got {arg!r})")
     if positional is not None and positional.required and not arg:
         raise UsageError(f"{verb}: missing argument <{positional.name}>")
-    known = {p.name: p for p in params}
-    for name in parsed.params:
-        if name not in known:
+    known = [p.name for p in params]
+    given: dict[str, str] = {}
+    for name, value in parsed.params.items():
+        try:
+            real = resolve_name(name, known, "parameter")
+        except UsageError as e:
             accepted = " ".join(f"/{n}" for n in known) or "none"
-            raise UsageError(f"{verb}: unknown parameter /{name} (accepted: {accepted})")
+            raise UsageError(f"{verb}: {e} (accepted: {accepted})") from None
+        if real in given:
+            raise UsageError(f"{verb}: parameter /{real} given more than once")
+        given[real] = value
     for p in params:
-        if p.required and p.name not in parsed.params:
+        if p.required and p.name not in given:
             raise UsageError(f"{verb}: missing required parameter /{p.name}:<value>")
-    return Bound(arg, dict(parsed.params))
-
-
-_YES = frozenset({"yes", "y", "true", "1", "on"})
-_NO = frozenset({"no", "n", "false", "0", "off", ""})
+    return Bound(arg, given)
 
 
 def to_yes_no(name: str, value: str | None) -> bool:
-    """vpncmd's yes/no switch; an absent or empty value means no."""
+    """vpncmd's yes/no switch (GetParamYes: "y..."/"t..."/a non-zero number
+    is yes); an absent or empty value means no. Stricter than vpncmd, which
+    takes any other word as no: "n..."/"f..."/"off"/0 are no, anything else
+    is a usage error, so a typo does not silently turn an option off."""
     if value is None:
         return False
     v = value.strip().lower()
-    if v in _YES:
+    if v.startswith(("y", "t")) or v == "on" or (v.isdigit() and int(v) != 0):
         return True
-    if v in _NO:
+    if v == "" or v.startswith(("n", "f")) or v == "off" or (v.isdigit() and int(v) == 0):
         return False
     raise UsageError(f"/{name} must be yes or no (got {value!r})")
 

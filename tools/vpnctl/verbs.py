@@ -8,7 +8,7 @@ answers lookups and the help listing.
 from __future__ import annotations
 
 from tools.vpnctl import verbs_cluster, verbs_server
-from tools.vpnctl.args import UsageError
+from tools.vpnctl.args import UsageError, resolve_name
 from tools.vpnctl.spec import Verb
 
 VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS)
@@ -17,13 +17,12 @@ assert len(_BY_NAME) == len(VERBS), "duplicate verb names"
 
 
 def lookup(name: str) -> Verb:
-    """The verb called `name` (any case). Raises UsageError with close matches."""
-    verb = _BY_NAME.get(name.lower())
-    if verb is not None:
-        return verb
-    near = [v.name for v in VERBS if v.name.lower().startswith(name.lower()[:4])] if name else []
-    hint = f" (did you mean: {', '.join(near)}?)" if near else " (see: vpnctl help)"
-    raise UsageError(f"unknown command {name!r}{hint}")
+    """The verb `name` means: any case, or a vpncmd abbreviation ("hubl",
+    "csc"). Raises UsageError for unknown or ambiguous names."""
+    try:
+        return _BY_NAME[resolve_name(name, [v.name for v in VERBS], "command").lower()]
+    except UsageError as e:
+        raise UsageError(f"{e} (see: vpnctl help)") from None
 
 
 def usage_line(verb: Verb) -> str:

@@ -71,7 +71,7 @@ def test_bind_member_example():
     [
         (["/PORTS:443", "/PASSWORD:pw"], "missing argument <server:port>"),
         (["h:1", "/PASSWORD:pw"], "missing required parameter /PORTS"),
-        (["h:1", "/PORTS:1", "/PASSWORD:pw", "/COLOR:red"], "unknown parameter /COLOR"),
+        (["h:1", "/PORTS:1", "/PASSWORD:pw", "/COLOR:red"], "unknown parameter .COLOR"),
         (["h:1", "h:2", "/PORTS:1", "/PASSWORD:pw"], "unexpected extra argument"),
     ],
 )
@@ -91,7 +91,18 @@ def test_bind_optional_positional():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, False), ("", False), ("yes", True), ("YES", True), ("no", False), ("1", True), ("false", False)],
+    [
+        (None, False),
+        ("", False),
+        ("yes", True),
+        ("YES", True),
+        ("y", True),
+        ("true", True),
+        ("2", True),
+        ("no", False),
+        ("false", False),
+        ("0", False),
+    ],
 )
 def test_yes_no(value, expected):
     assert to_yes_no("ONLY", value) is expected
@@ -150,8 +161,43 @@ def test_verbs_are_case_insensitive_and_unique():
     assert lookup("hublist").name == "HubList"
     assert lookup("CLUSTERMEMBERLIST").methods == ("EnumFarmMember",)
     assert len({v.name.lower() for v in VERBS}) == len(VERBS)
-    with pytest.raises(UsageError, match="did you mean: HubCreate"):
-        lookup("HubCreat")
+    with pytest.raises(UsageError, match="unknown command 'NoSuchVerb'"):
+        lookup("NoSuchVerb")
+
+
+@pytest.mark.parametrize(
+    ("text", "verb"),
+    [
+        ("hubl", "HubList"),  # unique prefix
+        ("HCS", "HubCreateStatic"),  # omission name: capitals of the name
+        ("csm", "ClusterSettingMember"),
+        ("hcstatic", "HubCreateStatic"),  # omission name + tail of the name
+        ("hubcreate", "HubCreate"),  # exact match wins over longer names
+    ],
+)
+def test_verb_abbreviations(text, verb):
+    assert lookup(text).name == verb
+
+
+def test_ambiguous_verb():
+    with pytest.raises(UsageError, match="ambiguous: HubCreate, HubCreateStatic, HubCreateDynamic"):
+        lookup("hc")
+
+
+def test_parameter_abbreviation_and_ambiguity():
+    spec = (Param(name="PASSWORD"), Param(name="PORTS"), Param(name="IP"))
+    assert bind("X", ["/pa:pw", "/po:443"], None, spec).params == {"PASSWORD": "pw", "PORTS": "443"}
+    with pytest.raises(UsageError, match="ambiguous"):
+        bind("X", ["/p:1"], None, spec)
+    with pytest.raises(UsageError, match="more than once"):
+        bind("X", ["/pass:1", "/PASSWORD:2"], None, spec)
+
+
+@pytest.mark.parametrize("value", ["none", "NONE", "null"])
+def test_none_and_null_mean_empty(value):
+    parsed = split_words(["u1", f"/GROUP:{value}", value])
+    assert parsed.params == {"GROUP": ""}
+    assert parsed.positional == ("u1", "")
 
 
 def test_usage_line():
