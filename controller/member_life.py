@@ -17,12 +17,14 @@ member not heard from for `forget_after_s` becomes LEFT and is removed.
 
 Only this module changes a member's state, and only through `transition`;
 an event a state does not accept raises IllegalTransition naming both.
-The controller's own entry (Me) never goes through this table.
+The controller's own entry (Me) never goes through this table. The
+past-tense events the registry emits for these changes are defined here too.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from controller.errors import IllegalTransition
 
@@ -96,6 +98,83 @@ TAKES_SESSIONS = frozenset({S.ONLINE})
 HOSTS_HUBS = frozenset({S.ONLINE, S.SUSPECT, S.DRAINING})
 # States in which silence is watched (the liveness clock runs).
 WATCHED = frozenset({S.JOINING, S.ONLINE, S.SUSPECT, S.DRAINING, S.REJOINING})
+
+
+# ----- events the registry emits (past tense; pulled with Registry.events) -----
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """A new member passed the join handshake and is ONLINE."""
+
+    member_id: int
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRejoined:
+    """A known member (same CURVE key, same id) joined again and is ONLINE."""
+
+    member_id: int
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoinFailed:
+    """A join handshake failed (AuthFailed or bad join info)."""
+
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSuspected:
+    """A member has been silent for suspect_after_s: no new sessions."""
+
+    member_id: int
+    silent_for_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecovered:
+    """A suspect member was heard again."""
+
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvicted:
+    """A member was silent for liveness_timeout_s and is out of the cluster."""
+
+    member_id: int
+    silent_for_s: float
+    hubs: tuple[str, ...]
+    """Hub instances it hosted, now gone from the cluster view."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDrained:
+    """The operator stopped new sessions to a member."""
+
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUndrained:
+    """The operator let a drained member take sessions again."""
+
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """A member's entry was removed (join never completed, or forgotten)."""
+
+    member_id: int
+
+
+RegistryEvent = (
+    MemberJoined | MemberRejoined | MemberJoinFailed | MemberSuspected | MemberRecovered
+    | MemberEvicted | MemberDrained | MemberUndrained | MemberLeft
+)
 
 
 def transition(state: MemberState, event: MemberEvent) -> MemberState:

@@ -306,6 +306,9 @@ class Placement:
 
     def _current_host(self, hub: _Hub) -> int | None:
         live = set(self.registry.live_ids())
+        if hub.life in (HubLife.STARTING, HubLife.RUNNING) and hub.host not in live:
+            # Its host is rejoining or gone without an eviction we were told of.
+            self._instance_gone(hub)
         hosts = [
             m for m in self.registry.hosting_members(hub.name)
             if not (hub.life is HubLife.STOPPING and m == hub.host)

@@ -29,11 +29,14 @@ Load: the registry holds the `FreshLoad` book (see `selection`), so its
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.errors import InvalidReport, MemberUnknown
-from controller.member_life import HOSTS_HUBS, TAKES_SESSIONS, WATCHED, MemberEvent, MemberState, transition
+from controller.member_life import (
+    HOSTS_HUBS, TAKES_SESSIONS, WATCHED, MemberDrained, MemberEvent, MemberEvicted, MemberJoined, MemberJoinFailed,
+    MemberLeft, MemberRecovered, MemberRejoined, MemberState, MemberSuspected, MemberUndrained, RegistryEvent,
+    transition,
+)
 from controller.points import DEFAULT_MAX_SESSIONS, FARM_BASE_POINT
 from controller.selection import TICKET_LIFETIME_S, Candidate, FreshLoad, HighestPoints, SelectionDecision, SelectionPolicy
 
@@ -109,63 +112,6 @@ class Member:
     def status_age(self, now: float) -> float | None:
         """Seconds since the last status report, None if none yet."""
         return None if self.last_status_at is None else now - self.last_status_at
-
-
-@dataclass(frozen=True, slots=True)
-class MemberJoined:
-    member_id: int
-    hostname: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRejoined:
-    member_id: int
-    hostname: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberJoinFailed:
-    member_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberSuspected:
-    member_id: int
-    silent_for_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecovered:
-    member_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberEvicted:
-    member_id: int
-    silent_for_s: float
-    hubs: tuple[str, ...]
-    """Hub instances it hosted, now gone from the cluster view."""
-
-
-@dataclass(frozen=True, slots=True)
-class MemberDrained:
-    member_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberUndrained:
-    member_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberLeft:
-    member_id: int
-
-
-RegistryEvent = (
-    MemberJoined | MemberRejoined | MemberJoinFailed | MemberSuspected | MemberRecovered
-    | MemberEvicted | MemberDrained | MemberUndrained | MemberLeft
-)
 
 
 class Registry:
@@ -470,7 +416,7 @@ def _check_info(info: JoinInfo) -> None:
 
 
 def _check_status(status: MemberStatus) -> None:
-    counts: Iterable[int] = (status.sessions, status.tcp_connections, status.tickets_outstanding)
+    counts = (status.sessions, status.tcp_connections, status.tickets_outstanding)
     if any(c < 0 for c in counts) or any(h.sessions < 0 for h in status.hubs):
         raise InvalidReport("negative count in status report")
     if not 0 <= status.points <= FARM_BASE_POINT:

@@ -130,6 +130,18 @@ def test_host_evicted_makes_hub_absent_and_replaced(cluster):
     assert place.hub_host("D") == a
 
 
+def test_host_relinking_before_eviction_loses_hub(cluster):
+    reg, place, (a, b) = cluster
+    place.hub_created("D", dynamic=True)
+    place.place_session("D", 1.0)
+    report(reg, place, b, 1.5, 1, hubs=[("D", True, 1)])
+    reg.link_opened(bytes([1]) * 32, 2.0)  # b restarted quickly: REJOINING
+    reg.heard(a, 2.0)
+    d = place.place_session("D", 2.1)
+    assert d.member_id == a and d.actions == (CreateHubInstance(member_id=a, hub="D", dynamic=True),)
+    assert place.hub_life("D") is HubLife.STARTING
+
+
 def test_rejoining_member_adopted_when_no_other_host(cluster):
     reg, place, (a, b) = cluster
     place.hub_created("D", dynamic=True)
