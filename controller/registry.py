@@ -42,6 +42,7 @@ from controller.selection import TICKET_LIFETIME_S, Candidate, FreshLoad, Highes
 
 MAX_PUBLIC_PORTS = 128
 ME_ID = 1
+MAX_MEMBER_ID = 0xFFFF_FFFF  # ids are u32 on the admin API
 
 
 def hub_key(name: str) -> str:
@@ -186,6 +187,8 @@ class Registry:
         if member_id == ME_ID:
             raise InvalidReport("a member presented the controller's own key")
         if member_id is None:
+            if self._next_id > MAX_MEMBER_ID:
+                raise InvalidReport("member ids exhausted")
             member_id = self._next_id
             self._next_id += 1
             self._ids_by_key[public_key] = member_id

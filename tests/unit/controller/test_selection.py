@@ -1,6 +1,8 @@
 """Member selection (SiGetNextFarmMember rules) and the fresh-load book."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.errors import NoEligibleServer
 from controller.selection import (
@@ -9,8 +11,11 @@ from controller.selection import (
     Candidate,
     FreshLoad,
     HighestPoints,
+    SelectionDecision,
     SelectionPolicy,
+    assess,
 )
+from controller.registry import JoinInfo, Registry
 
 
 def cand(server_id, sessions=0, **kw):
@@ -21,9 +26,61 @@ def choose(cands, controller_only=False):
     return HighestPoints().choose(cands, controller_only=controller_only)
 
 
-def test_policy_satisfies_protocol():
-    policy: SelectionPolicy = HighestPoints()
-    assert policy.name == "highest-points"
+class FirstEligible:
+    """A different policy, to prove the interface is pluggable."""
+
+    name = "first-eligible"
+
+    def choose(self, candidates, *, controller_only):
+        views = assess(candidates, controller_only=controller_only)
+        for v in views:
+            if v.skipped is None:
+                return SelectionDecision(chosen=v.server_id, candidates=tuple(views), reason="first", policy=self.name)
+        raise NoEligibleServer("none")
+
+
+def test_other_policy_plugs_into_registry():
+    reg = Registry(b"K" * 32, JoinInfo(hostname="c", public_ip="", public_ports=(1,)), 0.0)
+    for key in (b"a" * 32, b"b" * 32):
+        reg.joined(reg.link_opened(key, 0.0), JoinInfo(hostname="m", public_ip="", public_ports=(1,)), 0.0)
+    policy: SelectionPolicy = FirstEligible()
+    assert reg.select(0.1, controller_only=True, policy=policy).chosen == 2
+    assert reg.select(0.1, controller_only=True).chosen == 3
+
+
+def softether_reference(cands, controller_only):
+    """SiGetNextFarmMember's loop, transcribed from its description."""
+    best, best_point = None, 0
+    for c in cands:
+        if c.is_controller and controller_only:
+            continue
+        if c.unavailable is not None:
+            continue
+        if c.load < (c.max_sessions or c.points_max_sessions) and c.points >= best_point:
+            best, best_point = c.server_id, c.points
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5000), st.integers(0, 300), st.integers(0, 4000), st.booleans()),
+        min_size=1, max_size=6,
+    ),
+    st.booleans(),
+)
+def test_matches_softether_loop(rows, controller_only):
+    cands = [
+        Candidate(server_id=i + 1, sessions=n, weight=w, max_sessions=mx, points_max_sessions=4096,
+                  is_controller=(i == 0), unavailable="evicted" if off and i else None)
+        for i, (n, w, mx, off) in enumerate(rows)
+    ]
+    want = softether_reference(cands, controller_only)
+    if want is None:
+        with pytest.raises(NoEligibleServer):
+            choose(cands, controller_only)
+    else:
+        assert choose(cands, controller_only).chosen == want
 
 
 def test_highest_points_wins():
