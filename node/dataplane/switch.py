@@ -246,7 +246,16 @@ class Switch:
             e.created = e.updated = now
 
         etype = frame[l3 - 2:l3]
-        if etype == _ETH_IPV4 or etype == _ETH_ARP:
+        if etype == _ETH_IPV4:
+            # fast path: a non-UDP IPv4 frame from an address already bound here
+            ie = self._ips.get(frame[l3 + 12:l3 + 16])
+            if (ie is not None and ie.port is p and size >= l3 + 20
+                    and frame[l3 + 9] != 17 and frame[l3] >> 4 == 4):
+                ie.updated = now
+                ie.mac = src
+            else:
+                self._learn_ip(p, frame, etype, l3, src, vlan, now)
+        elif etype == _ETH_ARP:
             self._learn_ip(p, frame, etype, l3, src, vlan, now)
 
         if frame[0] & 1:
