@@ -12,17 +12,10 @@ from node.softether.handshake import (
 from node.softether.pack import Pack
 from node.softether.protocol_error import ProtocolError
 from node.softether.sha0 import hash_password, secure_password
+from tests.unit.softether.test_pack import HELLO_HEX  # §2.3's hello, byte for byte
 
 RANDOM = bytes(range(0x10, 0x24))
 KEY = bytes(range(20))
-HELLO_HEX = (  # softether-protocol.md §2.3
-    "00000004"
-    "00000006" "6275696c64" "00000000" "00000001" "000025ca"
-    "00000006" "68656c6c6f" "00000002" "00000001" "00000006" "50792056504e"
-    "00000007" "72616e646f6d" "00000001" "00000001" "00000014"
-    "101112131415161718191a1b1c1d1e1f20212223"
-    "00000008" "76657273696f6e" "00000000" "00000001" "000001f5"
-)
 
 
 def _rt(record):
