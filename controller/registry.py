@@ -18,8 +18,9 @@ its silence clock. Silent for `suspect_after_s` (2 s): SUSPECT, no new
 sessions. Silent for `liveness_timeout_s` (3 s): EVICTED, out of load
 balancing, its hub instances dropped from the view (manual 3.9.6). Selection
 also checks silence itself, so a member is out the moment its time is up,
-even before `handle_timer` runs. A rejoining member is restored by its
-first status report, which carries its whole state. State changes go
+even before `handle_timer` runs. A (re)joined member is restored by its
+first status report, which carries its whole state; until that report it
+gets no sessions (it may hold sessions it kept while away). State changes go
 through `member_life.transition` only; the registry emits past-tense events
 (`MemberJoined`, `MemberEvicted`, ...) that the caller pulls with `events()`.
 
@@ -387,6 +388,10 @@ class Registry:
             return None
         if m.state not in TAKES_SESSIONS:
             return m.state.value
+        if m.last_status_at is None:
+            # A (re)joined member may still hold sessions it kept while away;
+            # until it says so its load is unknown, so it gets none yet.
+            return "awaiting first status"
         silent = now - m.last_heard_at
         if silent >= self.liveness_timeout_s:
             return "silent (evicted)"

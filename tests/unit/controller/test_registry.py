@@ -31,6 +31,7 @@ def make(now=0.0, **kw):
 def join(reg, key, name, now, weight=100):
     mid = reg.link_opened(key, now)
     reg.joined(mid, info(name, weight), now)
+    reg.status_reported(mid, MemberStatus(points=100_000, sessions=0), now)
     return mid
 
 
@@ -105,6 +106,16 @@ def test_rejoin_keeps_id_and_moves_to_end():
     assert reg.get(a).weight == 200
 
 
+def test_joined_member_waits_for_first_status():
+    reg = make()
+    a = reg.link_opened(b"a" * 32, 0.0)
+    reg.joined(a, info("a"), 0.0)
+    assert reg.candidates(0.1)[1].unavailable == "awaiting first status"
+    reg.status_reported(a, MemberStatus(points=99_000, sessions=1000), 0.2)
+    assert reg.candidates(0.3)[1].unavailable is None
+    assert reg.candidates(0.3)[1].sessions == 1000
+
+
 def test_join_timeout_forgets_new_member():
     reg = make()
     a = reg.link_opened(b"a" * 32, 0.0)
@@ -164,7 +175,7 @@ def test_bad_status_rejected_and_ignored(status):
     a = join(reg, b"a" * 32, "a", 0.0)
     with pytest.raises(InvalidReport):
         reg.status_reported(a, status, 1.0)
-    assert reg.get(a).last_status_at is None
+    assert reg.get(a).last_status_at == 0.0
 
 
 def test_status_from_evicted_member_rejected():

@@ -15,7 +15,7 @@ from controller.selection import (
     SelectionPolicy,
     assess,
 )
-from controller.registry import JoinInfo, Registry
+from controller.registry import JoinInfo, MemberStatus, Registry
 
 
 def cand(server_id, sessions=0, **kw):
@@ -42,7 +42,9 @@ class FirstEligible:
 def test_other_policy_plugs_into_registry():
     reg = Registry(b"K" * 32, JoinInfo(hostname="c", public_ip="", public_ports=(1,)), 0.0)
     for key in (b"a" * 32, b"b" * 32):
-        reg.joined(reg.link_opened(key, 0.0), JoinInfo(hostname="m", public_ip="", public_ports=(1,)), 0.0)
+        mid = reg.link_opened(key, 0.0)
+        reg.joined(mid, JoinInfo(hostname="m", public_ip="", public_ports=(1,)), 0.0)
+        reg.status_reported(mid, MemberStatus(points=100_000, sessions=0), 0.0)
     policy: SelectionPolicy = FirstEligible()
     assert reg.select(0.1, controller_only=True, policy=policy).chosen == 2
     assert reg.select(0.1, controller_only=True).chosen == 3
