@@ -14,6 +14,7 @@ hours (1970-01-01T09:00:00.000Z), so any 1970 date is shown as "(None)".
 from __future__ import annotations
 
 import base64
+import re
 import datetime as _dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from tabulate import tabulate
 
 NONE_TEXT = "(None)"
+_PLAIN_NUMBER = re.compile(r"Port|Id_|Key_|Ver|Build|Type|Code|Error")
 Formatter = Callable[[Any], str]
 
 
@@ -128,7 +130,10 @@ def format_value(key: str, value: Any) -> str:
     if suffix == "bin":
         return fmt_bin(value)
     if suffix in ("u32", "u64"):
-        return fmt_bytes(value) if "Bytes" in key or "Size" in key else fmt_int(value)
+        if "Bytes" in key or "Size" in key:
+            return fmt_bytes(value)
+        # Identifiers and port numbers read wrong with thousands separators.
+        return str(value) if _PLAIN_NUMBER.search(key) else fmt_int(value)
     return fmt_text(value)
 
 

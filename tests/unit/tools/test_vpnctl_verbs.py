@@ -1,0 +1,194 @@
+"""Each verb's JSON-RPC calls (method and exact params), with a recording fake
+server: these are the requests our vpnd must accept as SoftEther does."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from tools.vpnctl.args import UsageError, bind
+from tools.vpnctl.spec import Ctx, VerbError
+from tools.vpnctl.verbs import VERBS, lookup
+
+
+class FakeServer:
+    """Records calls; answers from a {method: result} table (default {})."""
+
+    def __init__(self, answers: dict[str, dict[str, Any]] | None = None) -> None:
+        self.answers = answers or {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append((method, params or {}))
+        return self.answers.get(method, {})
+
+
+def run_verb(words: list[str], hub: str | None = None, answers=None) -> FakeServer:
+    verb = lookup(words[0])
+    fake = FakeServer(answers)
+    verb.run(Ctx(client=fake, args=bind(verb.name, words[1:], verb.positional, verb.params), hub=hub))
+    assert [m for m, _ in fake.calls] == list(verb.methods)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("words", "hub", "method", "params"),
+    [
+        (["ServerInfoGet"], None, "GetServerInfo", {}),
+        (["ServerPasswordSet", "pw:1"], None, "SetServerPassword", {"PlainTextPassword_str": "pw:1"}),
+        (
+            ["HubCreateStatic", "h1", "/PASSWORD:x"],
+            None,
+            "CreateHub",
+            {"HubName_str": "h1", "AdminPasswordPlainText_str": "x", "Online_bool": True, "HubType_u32": 1},
+        ),
+        (
+            ["HubCreateDynamic", "h1"],
+            None,
+            "CreateHub",
+            {"HubName_str": "h1", "AdminPasswordPlainText_str": "", "Online_bool": True, "HubType_u32": 2},
+        ),
+        (["HubDelete", "h1"], None, "DeleteHub", {"HubName_str": "h1"}),
+        (["HubSetOffline"], "h2", "SetHubOnline", {"HubName_str": "h2", "Online_bool": False}),
+        (["HubSetOnline", "h3"], "h2", "SetHubOnline", {"HubName_str": "h3", "Online_bool": True}),
+        (["UserList"], "h", "EnumUser", {"HubName_str": "h"}),
+        (["UserGet", "u"], "h", "GetUser", {"HubName_str": "h", "Name_str": "u"}),
+        (["UserDelete", "u"], "h", "DeleteUser", {"HubName_str": "h", "Name_str": "u"}),
+        (
+            ["ClusterSettingController", "/WEIGHT:0", "/ONLY:yes"],
+            None,
+            "SetFarmSetting",
+            {"ServerType_u32": 1, "Weight_u32": 100, "ControllerOnly_bool": True},
+        ),
+        (["ClusterSettingStandalone"], None, "SetFarmSetting", {"ServerType_u32": 0}),
+        (
+            ["ClusterSettingMember", "ctl.example:5555", "/PORTS:443, 992", "/PASSWORD:p", "/WEIGHT:50"],
+            None,
+            "SetFarmSetting",
+            {
+                "ServerType_u32": 2,
+                "ControllerName_str": "ctl.example",
+                "ControllerPort_u32": 5555,
+                "MemberPasswordPlaintext_str": "p",
+                "PublicIp_ip": "0.0.0.0",
+                "Ports_u32": [443, 992],
+                "Weight_u32": 50,
+            },
+        ),
+        (["ClusterMemberInfoGet", "42"], None, "GetFarmInfo", {"Id_u32": 42}),
+        (["SessionList"], "h", "EnumSession", {"HubName_str": "h"}),
+        (["SessionGet", "SID-1"], "h", "GetSessionStatus", {"HubName_str": "h", "Name_str": "SID-1"}),
+        (["SessionDisconnect", "SID-1"], "h", "DeleteSession", {"HubName_str": "h", "Name_str": "SID-1"}),
+        (["MacTable"], "h", "EnumMacTable", {"HubName_str": "h"}),
+        (["IpTable"], "h", "EnumIpTable", {"HubName_str": "h"}),
+        (
+            ["BridgeCreate", "h", "/DEVICE:veth0", "/TAP:yes"],
+            None,
+            "AddLocalBridge",
+            {"HubNameLB_str": "h", "DeviceName_str": "veth0", "TapMode_bool": True},
+        ),
+        (["BridgeDelete", "h", "/DEVICE:veth0"], None, "DeleteLocalBridge", {"HubNameLB_str": "h", "DeviceName_str": "veth0"}),
+        (["BridgeList"], None, "EnumLocalBridge", {}),
+    ],
+)
+def test_single_call_verbs(words, hub, method, params):
+    assert run_verb(words, hub).calls == [(method, params)]
+
+
+@pytest.mark.parametrize(("server_type", "hub_type"), [(0, 0), (1, 2)])
+def test_hub_create_type_follows_server_mode(server_type, hub_type):
+    fake = run_verb(["HubCreate", "h"], answers={"GetServerInfo": {"ServerType_u32": server_type}})
+    assert fake.calls[1][1]["HubType_u32"] == hub_type
+
+
+def test_user_create_makes_an_unusable_password_user():
+    fake = run_verb(["UserCreate", "u", "/GROUP:none", "/REALNAME:R", "/NOTE:n"], hub="h")
+    (method, p), = fake.calls
+    assert method == "CreateUser"
+    assert (p["HubName_str"], p["Name_str"], p["GroupName_str"], p["Realname_utf"], p["Note_utf"]) == ("h", "u", "", "R", "n")
+    assert p["AuthType_u32"] == 1
+    assert len(base64.b64decode(p["HashedKey_bin"])) == 20
+    assert len(base64.b64decode(p["NtLmSecureHash_bin"])) == 16
+
+
+def test_user_password_set_keeps_fields_and_drops_old_hashes():
+    user = {
+        "HubName_str": "h",
+        "Name_str": "u",
+        "Realname_utf": "Real",
+        "Note_utf": "n",
+        "GroupName_str": "g",
+        "ExpireTime_dt": "2030-01-01T00:00:00.000Z",
+        "AuthType_u32": 2,
+        "UserX_bin": "AAAA",
+        "HashedKey_bin": "AAAA",
+        "NtLmSecureHash_bin": "AAAA",
+        "policy:Access_bool": True,
+    }
+    fake = run_verb(["UserPasswordSet", "u", "/PASSWORD:new"], hub="h", answers={"GetUser": user})
+    assert fake.calls[0] == ("GetUser", {"HubName_str": "h", "Name_str": "u"})
+    sent = fake.calls[1][1]
+    assert sent["Auth_Password_str"] == "new" and sent["AuthType_u32"] == 1
+    for gone in ("HashedKey_bin", "NtLmSecureHash_bin", "UserX_bin"):
+        assert gone not in sent
+    for kept in ("Realname_utf", "Note_utf", "GroupName_str", "ExpireTime_dt", "policy:Access_bool"):
+        assert sent[kept] == user[kept]
+
+
+def test_mac_table_filters_by_session():
+    verb = lookup("MacTable")
+    table = {"MacTable": [{"SessionName_str": "A"}, {"SessionName_str": "B"}]}
+    res = verb.run(Ctx(client=FakeServer({"EnumMacTable": table}), args=bind("MacTable", ["B"], verb.positional, verb.params), hub="h"))
+    assert res["MacTable"] == [{"SessionName_str": "B"}]
+
+
+def test_member_cert_get_writes_pem(tmp_path):
+    der = b"0\x82\x00\x01fake-der"
+    target = tmp_path / "c.pem"
+    fake = FakeServer({"GetFarmInfo": {"ServerCert_bin": base64.b64encode(der).decode()}})
+    verb = lookup("ClusterMemberCertGet")
+    verb.run(Ctx(client=fake, args=bind(verb.name, ["7", f"/SAVECERT:{target}"], verb.positional, verb.params), hub=None))
+    text = target.read_text()
+    assert text.startswith("-----BEGIN CERTIFICATE-----")
+    assert fake.calls == [("GetFarmInfo", {"Id_u32": 7})]
+
+
+def test_member_cert_get_unwritable_path_is_a_verb_error(tmp_path):
+    fake = FakeServer({"GetFarmInfo": {"ServerCert_bin": base64.b64encode(b"x").decode()}})
+    verb = lookup("ClusterMemberCertGet")
+    args = bind(verb.name, ["7", f"/SAVECERT:{tmp_path}/no/such/dir/c.pem"], verb.positional, verb.params)
+    with pytest.raises(VerbError, match="cannot write"):
+        verb.run(Ctx(client=fake, args=args, hub=None))
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["ClusterSettingMember", "ctl", "/PORTS:443", "/PASSWORD:p"],  # no port
+        ["ClusterSettingMember", "ctl:443", "/PORTS:0", "/PASSWORD:p"],
+        ["ClusterSettingMember", "ctl:443", "/PORTS:443", "/PASSWORD:p", "/IP:not-an-ip"],
+        ["ClusterSettingController", "/WEIGHT:-5"],
+        ["ClusterSettingController", "/ONLY:perhaps"],
+        ["ClusterMemberInfoGet", "abc"],
+    ],
+)
+def test_bad_values_fail_before_any_call(words):
+    verb = lookup(words[0])
+    fake = FakeServer()
+    with pytest.raises(UsageError):
+        verb.run(Ctx(client=fake, args=bind(verb.name, words[1:], verb.positional, verb.params), hub=None))
+    assert fake.calls == []
+
+
+def test_hub_scoped_verbs_need_a_hub():
+    for verb in VERBS:
+        if not verb.hub_scoped:
+            continue
+        words = ["x"] if verb.positional is not None and verb.positional.required else []
+        words += [f"/{p.name}:v" for p in verb.params if p.required]
+        fake = FakeServer()
+        with pytest.raises(UsageError, match="--hub"):
+            verb.run(Ctx(client=fake, args=bind(verb.name, words, verb.positional, verb.params), hub=None))
+        assert fake.calls == []
