@@ -3,9 +3,11 @@ HTTP answer out (status, headers, body)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 
-from node.admin import methods_hub, methods_server, methods_user  # noqa: F401  (register methods)
+import node.admin
 from node.admin.auth import AdminAuthFailed, authenticate, credentials
 from node.admin.dispatch import AdminContext, dispatch
 from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
@@ -14,6 +16,11 @@ from node.server import VpnServer
 from node.softether.errors import Err
 
 log = logging.getLogger("vpnd.admin")
+
+# Every node/admin/methods_*.py registers its methods when imported.
+for _module in pkgutil.iter_modules(node.admin.__path__):
+    if _module.name.startswith("methods_"):
+        importlib.import_module(f"node.admin.{_module.name}")
 
 UNAUTHORIZED_BODY = (b"<html><head><title>401 Unauthorized</title></head><body>"
                      b"<h1>Unauthorized</h1><p>Administrator password required.</p></body></html>")

@@ -65,12 +65,21 @@ class Farm:
 
 
 @dataclass
+class Bridge:
+    """A local bridge: hub instance ↔ a TAP device made by vpnd or an existing NIC."""
+    hub: str
+    device: str
+    tap: bool = False
+
+
+@dataclass
 class Server:
     admin_password_hash: bytes
     listeners: list[str]             # "ADDR:PORT"
     serial: int = 0
     farm: Farm = field(default_factory=Farm)
     hubs: list[Hub] = field(default_factory=list)
+    bridges: list[Bridge] = field(default_factory=list)
 
     def find_hub(self, name: str) -> Hub | None:
         key = name.lower()
@@ -137,7 +146,7 @@ def _decode(cls: type, raw: Any, where: str) -> Any:
     return cls(**values)
 
 
-_RECORDS = {"User": User, "Hub": Hub, "Farm": Farm, "Server": Server}
+_RECORDS = {"User": User, "Hub": Hub, "Farm": Farm, "Bridge": Bridge, "Server": Server}
 
 
 def from_doc(doc: dict[str, Any]) -> Server:
