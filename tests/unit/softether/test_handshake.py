@@ -1,4 +1,6 @@
+import base64
 import ipaddress
+import zlib
 
 import pytest
 
@@ -251,3 +253,90 @@ def test_noop_rules():
 def test_request_method_missing():
     with pytest.raises(ProtocolError):
         request_method(Pack())
+
+
+# ---- golden captures from the real Debian 5.01.9674 client ---------------
+# Captured on loopback from `vpnclient` logging in (user alice, password
+# "secret", hub HUB1) to a test server built on these cores, which it accepted
+# (session established); then its additional_connect. zlib + base64.
+REAL_LOGIN_B64 = (
+    "eNqdVglUE1cUDYtKBDQWUTYhINgSiiit2ENlVQrKElokoJ4yTiYDGUlmwiyExVbkoCBYFWvBorZ6"
+    "XNC6oFa6Waui1hOqiAZFrHVBK9pKBa1aW5TOZJFkMhHbnzPzz/n3vv/e/++9m+HxeCk8Ho8PUqSc"
+    "LFTBPP2wMTxDpRSikA0sBjTT88jpCgRGyQSMIFFQyZjYGui2+Ur6LdDjM1UxMhkOE4TRnGYsoudR"
+    "LDjMxJ+AZzk8WfxoRJUfBoA4DhYOYunBaSnFMIXJMZnhzUkkIEwFA4iMRXbWk8VEivnhBTNgKQKi"
+    "wviU9JAkBKUK6LVXjNxUHJNREDlTZnpbwcH028lIkcC4Ceg8OVT4Gh1qrhrDlYH0gqOel4rhpDGg"
+    "in262cWA6F3EmmasOUA3v2LGYMU9IQ3LJuNIOYwLJakpQj1VOAPOhxX0+XFhnAwhEQwdyJxhG328"
+    "OjcP9XfjDOlwgKtohhswi+t0NAAEif+voIz2+QPhMBExCZGDimwAwlAUhgxkU8dD5bBCgf0vnw5y"
+    "SsoqffuE9NjJTHMowQJun8wzTAmTcsy0CIYosByEofFVOEZikEVtjqCvu6CQo9mYMVIHWnSaYRaY"
+    "o4M1moc5/eX7zJ3LkKPNxnHxrHTZcB3XtNoNs30eRrBu1QuH8ygEhwEpjshyYADHKBJBcwAlJoNZ"
+    "1q5GqhJDERLDuThjcEqmootYkQswyaQLizDPJJMBAQFDFL2PCiQIukVlJuGMrptvE1q2R3D73OXe"
+    "aPspN71Kir0kTLLSYJzejCOV/MmhUydOon9MBQn0NKvyyYIHlU8W/z/IJ6cll3xyEq0k1klPZjIb"
+    "aoTSpumFzAC9QMjMGCwhE+WrUEhBESTdq89bORjClCqQRKQKWNfV+g0G7tGqmLkSlEpFB6kvBAwF"
+    "mKpgFd44I0euBCGGo+dmc3F92VymyEAIghUwDnJIRaCR/5wHZIMECcgQwiAvgAwm6Yll52pqh8MQ"
+    "Rh+ykMXxZPsGjOqsYmVrgnXmyxdSwGCbcNRU4GA2VsrLy5pdLmwa5ug1Pv5bIu83Nud/no29tcm+"
+    "qcM9uohe93mBOZAfarJDCWQjfFT+w+15XydJDnS+Hblxe8mpOr8fJxTsLMZc12Ip743Irt+sFFyq"
+    "b4xYl9T7V8t3VfJaYnrPXcEb3etFE0vXVu+Y+zs/8eHn/T2b9uzb0k11hiSIni1av+/GkWkeTcG1"
+    "T9J2Bhe87bIOSC5x/q67//i7T7Xn8BUxHePrH2RF+3QltbUy9WctWpWZbpY94+RaFzd3C64lT6db"
+    "6SiSR8EzTdVPkHF2V9Btr5IRYjHv0OwngasYMad0PH22nqfgYFS68LcdK0/cepAgurihNjjx94B1"
+    "zKYUAeMsgRwCKhCIWXCmQYBpaY6/OycGg1EIL1RZNAUDDdJwDhZn1H1FOEiAWPPvGd3gS4CZRCxM"
+    "gqz1Ycx6ymz2Rw6z+lx6zIJmkAwElWFq9nlGSADGhD54KgjlskA6rNkIqRjsA5R2TEtbMrgAwy1D"
+    "YhAEtUAcVPQlYjg8cDe222NXi8qitV3TDyQnEbtDtrlWLHEv74uRSLvOvhp1CxBEaq76rpq+K9pu"
+    "vN/S09Jcyu7Nc8F32lq+maXRHCJDx+YtzSRbPdNXTZ1fIo4aqenRfFT1xKVBXvwkLvsz22Fu4Djt"
+    "07lfHKleWLuw9mDSz6vPV46v8/fZfcX+l/Lvu/HHo67O9Yp/2Bceoj3p5/RVeoJdHH+nX8je+Y8C"
+    "fI4+jHw9fm3Ha33qo0c120IabMuaWhZHdeGRPyxsbyfcHs0KE/DuVJXeySqQq7suxKrrsoYrfTfO"
+    "2XaL92dn4I2S1MC/V6Nljytsi2MO3f9mQ/vYtgxqe+uWE6Nsqx9/djo/3LN69P6g8xkNqbN+3mwX"
+    "EST32hZWmustOpF8feT7mjlD5zhpV/SJf+ufiL3ffW8h/63UgJh7ax8/Cqhbs3qPfInGo6hy1NhJ"
+    "zTmxogbXmPXvLu1pqvpJ8ODKqeuOi3e0ztk74es1NhuWL5jy6ZgsceIa0ar0uMkVORkd/gcdOir5"
+    "nZX2F49Vf1jj39Rwyk19/Ki4s9NO6ym7PC+Nkvs79XlM67o1Bm05e22l49a+TejuzHdaClfCwbu/"
+    "fVr3fdn5WWc+aloE/3Pd/c6N9aXtmYXpXfF5z+52X626WXnST9mIfcy/1/qJZMmVFLXTm1mOdZq8"
+    "0KdbRUu/vODxS9auSRE1R6LCe8HNieGL+I2VZ9qjf006LJpYdjagaONhaLZzSf/N/fzT/dSXQ24I"
+    "vOeXNV9uuhtx4Oay+MhWUWVxW9u0f66q1Su8T/pvrPauyeytnuI6L06M2DgeE7Zsn1TT2z/vzHG3"
+    "sY6NXg71RVWl2PLlaH/pDFFhpkN4kYf41I4wbc+lD4LEJ9t/dC93iXB5PVG95I9r19yk+2pqtYdv"
+    "++K5Da+urKDu85O/0C72Kx/zQet7y5Qaf8etRHHQzqnH6n2Hf/sv4fgzOg=="
+)
+REAL_LOGIN_RANDOM = bytes.fromhex("31bcc3dd71e1ab34d89512cb43176857ec8f5f3a")
+REAL_ADDITIONAL_B64 = (
+    "eNpjYGBgY2Bg4E3OyUzNK4lPKs3MSWGAAEYGBtVTQJobKldcUgTkMUFkGNSC89NKXEsyUosUwgL8"
+    "FJzBahRcUstSc/ILgIKuKZklmfl5SPrLUosQJjN+BdLsuaklGfkpSKYKJaZA9CXmxCfn5+WlJpcA"
+    "RXmKU4uLgYLx2amVUIUgLKJ8ZebXb8/Dr3FkXdonX3xgvl+hdS9QnKMgNS85vygVoZTx1hLLLwxV"
+    "HOfWNPuwCypudjp8492XudO6nHv+OJtKnRa53bvK/pn2h3s6+plfudrk7///z2DpyL9swvrP/7lP"
+    "lt4/KpyWOsHdZNUxswf3LUs2dkZ7V87sNdvz81NiaOnNAoazmxiPSR/+J79uQcjz+qP5QmevvuLa"
+    "UxOc80ZI5/Yd1Xd93ztlRGaG7tiSt07OJ/n/gh8f6vYWOTi88J0vK3OhbD5rpuz9hNhZ9eJhd1ns"
+    "mm/qrfv+6gLvdvbaG1tmiX2tcFT7y/pWiJFvqapevqr3vzVV+yrXnvpvxvw3+Nf79DMqRzJfRfm2"
+    "6h43OhSVzVxzNLTh5715jZosjyM+O54t6Z1XL1pX2WjAvipK6yvjo4SMmvzMidUz9d6vPLjyppNC"
+    "zNuTfy9nOAXMazWX0uNdq+r2aGGqdmaQR+6f7FTP2aedzS1l10ee5jyw+8isioVJ38TmzGiwcjed"
+    "dupIns71S5s2mkz4xRVsEB+z8LdIrBtzXZq9nHm9zdSIpQu6Fb7e7H18jHmxVGvR6h7bONt3Ye4u"
+    "S1deYN901dFqpv7i3T/eHFy41SRU4vF8r39iV706Wf6JR+U/ra/c38japc9js+Fokpj8UgaFzBXV"
+    "b9a25ru++9dq2rIkWOTB/UWTL8m/+rshRu/ljt87n7gmrpn2/yozAJFgKOU="
+)
+
+
+def _capture(b64):
+    return zlib.decompress(base64.b64decode("".join(b64)))
+
+
+def test_real_client_login_pack():
+    raw = _capture(REAL_LOGIN_B64)
+    p = Pack.decode(raw)
+    assert p.encode() == raw  # decode/encode is the identity on real traffic
+    req = AuthRequest.from_pack(p)
+    assert (req.hubname, req.username, req.authtype) == ("HUB1", "alice", AuthType.PASSWORD)
+    assert req.secure_password == secure_password(hash_password("alice", "secret"), REAL_LOGIN_RANDOM)
+    assert req.client_str == "SoftEther VPN Client Developer Edition"
+    assert (req.client_ver, req.client_build, req.max_connection) == (501, 9674, 1)
+    assert req.qos and req.use_encrypt and not req.use_compress and not req.half_connection
+    assert len(req.unique_id) == 20 and req.client_os_name
+    # NODE_INFO quirk: its INTs are byte-swapped on the wire
+    assert p.get_int("ClientProductBuild") == int.from_bytes((9674).to_bytes(4, "little"), "big")
+    assert str(p.get_ip("ClientIpAddress")) == "127.0.0.1"
+    assert p.get_str("ProxyHostname") == ""  # empty STR: length 0, no NUL
+    assert [e.name for e in p][-1] == "pencore"
+
+
+def test_real_client_additional_connect_pack():
+    raw = _capture(REAL_ADDITIONAL_B64)
+    p = Pack.decode(raw)
+    assert p.encode() == raw
+    req = AdditionalConnectRequest.from_pack(p)
+    assert len(req.session_key) == 20
+    assert req.client_str == "SoftEther VPN Client Developer Edition"
