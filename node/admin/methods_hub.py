@@ -1,5 +1,5 @@
 """Virtual Hub admin methods: CreateHub, SetHub, GetHub, EnumHub, DeleteHub,
-SetHubOnline, SetHubOffline (Admin.c StCreateHub and friends).
+SetHubOnline (Admin.c StCreateHub and friends).
 
 Rules kept from SoftEther: a standalone server only has hubs of type 0, a
 controller only static (1) or dynamic (2) hubs, a member creates none
@@ -162,21 +162,13 @@ def delete_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     return {"HubName_str": name}
 
 
-def _set_online(ctx: AdminContext, p: Params, online: bool) -> dict[str, Any]:
+@admin_method("SetHubOnline", Scope.HUB)
+def set_hub_online(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    """SoftEther has one method for both directions: Online_bool says which."""
     refuse_on_member(ctx)
-    name = p.str("HubName")
+    name, online = p.str("HubName"), p.bool("Online")
 
     def apply(config: model.Server) -> None:
         existing_hub(config, name).online = online
     ctx.server.state.change(apply)
     return {"HubName_str": name, "Online_bool": online}
-
-
-@admin_method("SetHubOnline", Scope.HUB)
-def set_hub_online(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    return _set_online(ctx, p, True)
-
-
-@admin_method("SetHubOffline", Scope.HUB)
-def set_hub_offline(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    return _set_online(ctx, p, False)

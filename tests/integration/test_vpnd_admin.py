@@ -37,7 +37,7 @@ def test_hub_and_user_lifecycle(vpnd):
     user = _ok(vpnd.call("GetUser", {"HubName_str": "sales", "Name_str": "alice"}))
     assert user["Realname_utf"] == "Alice A." and user["AuthType_u32"] == 1
     assert [u["Name_str"] for u in _ok(vpnd.call("EnumUser", {"HubName_str": "Sales"}))["UserList"]] == ["alice"]
-    _ok(vpnd.call("SetHubOffline", {"HubName_str": "Sales"}))
+    _ok(vpnd.call("SetHubOnline", {"HubName_str": "Sales", "Online_bool": False}))
     assert _ok(vpnd.call("GetHub", {"HubName_str": "Sales"}))["Online_bool"] is False
     _ok(vpnd.call("DeleteUser", {"HubName_str": "Sales", "Name_str": "alice"}))
     assert _err(vpnd.call("GetUser", {"HubName_str": "Sales", "Name_str": "alice"})) == Err.OBJECT_NOT_FOUND
