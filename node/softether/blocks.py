@@ -106,14 +106,18 @@ class BlockDecoder:
         """
         if self._broken:
             raise BlockError("block stream already failed")
-        buf = self._buf
-        buf += data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data  # common case: parse the caller's bytes without a copy
         end = len(buf)
         pos = 0
         events: list[BlockEvent] = []
         frames: list[bytes] = []
         state = self._state
         left = self._left
+        view = memoryview(buf)  # slices of a view copy once; must be released
         try:
             while True:
                 if state == _BLOCKS:
@@ -127,11 +131,11 @@ class BlockDecoder:
                             break
                         if size:
                             if self._compress:
-                                frame = self._inflate(buf[pos + 4:stop])
+                                frame = self._inflate(view[pos + 4:stop])
                                 if frame:
                                     frames.append(frame)
                             elif size <= MAX_PACKET_SIZE:
-                                frames.append(bytes(buf[pos + 4:stop]))
+                                frames.append(view[pos + 4:stop].tobytes())
                             else:
                                 self.dropped_oversize += 1
                         pos = stop
@@ -165,14 +169,19 @@ class BlockDecoder:
         except BlockError:
             self._broken = True
             raise
+        finally:
+            view.release()
         if frames:
             events.append(Frames(frames))
-        del buf[:pos]
+        if buf is self._buf:
+            del buf[:pos]
+        elif pos < end:
+            self._buf[:] = buf[pos:]  # keep the unfinished item
         self._state = state
         self._left = left
         return events
 
-    def _inflate(self, block: bytes | bytearray) -> bytes:
+    def _inflate(self, block: bytes | memoryview) -> bytes:
         # Like SoftEther's Uncompress into a MAX_PACKET_SIZE buffer: too big
         # or corrupt gives an empty frame, which is then dropped.
         d = zlib.decompressobj()
