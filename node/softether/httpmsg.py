@@ -90,15 +90,13 @@ def _headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _body_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """Content-Length, required and >= 1; no Transfer-Encoding."""
-    length = None
+    """Content-Length (0 if absent); no Transfer-Encoding."""
+    length = 0
     for name, value in headers:
         if name == b"transfer-encoding":
             raise HttpError("chunked bodies are not accepted")
         if name == b"content-length":
             length = int(value)  # h11 has checked it is digits
-    if not length:
-        raise HttpError("a body with a Content-Length is required")
     return length
 
 
@@ -122,7 +120,6 @@ class _Channel:
         self._conn = h11.Connection(role)
         self._head: h11.Request | h11.Response | None = None
         self._body = bytearray()
-        self._limit = 0
         self._noops = 0
         self._outbox = bytearray()
 
@@ -144,9 +141,13 @@ class _Channel:
         """Bytes received after the last complete HTTP message."""
         return self._conn.trailing_data[0]
 
-    def _next_message(self, limit: int, on_head: Callable[[int], None] | None = None
-                      ) -> tuple[h11.Request | h11.Response, bytes] | None:
-        """Advance h11; return (head, body) of a complete message or None."""
+    def _next_message(self, limit: int, on_head: Callable[[int], None] | None = None,
+                      need_body: bool = True) -> tuple[h11.Request | h11.Response, bytes] | None:
+        """Advance h11; return (head, body) of a complete message or None.
+
+        `on_head(content_length)` may refuse the message before its body is
+        buffered; `need_body`: SoftEther's PACK rule, Content-Length >= 1.
+        """
         conn = self._conn
         if self._role is h11.SERVER and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()  # the client starts its cycles in _post
@@ -161,9 +162,9 @@ class _Channel:
                     length = _body_length(list(ev.headers))
                     if on_head is not None:
                         on_head(length)
-                    if length > limit:
-                        raise HttpError(f"Content-Length {length} over {limit}")
-                    self._head, self._limit = ev, limit
+                    if length > limit or (need_body and length == 0):
+                        raise HttpError(f"Content-Length {length} outside {int(need_body)}..{limit}")
+                    self._head = ev
                     self._body.clear()
                 elif isinstance(ev, h11.Data):
                     self._body += ev.data
@@ -185,12 +186,14 @@ class _Channel:
 
     def _restart(self, replay: list | None = None) -> None:
         """Fresh h11 parser on the unread bytes (after an unanswered message)."""
-        rest = self.trailing_data
+        rest, closed = self._conn.trailing_data
         self._conn = h11.Connection(self._role)
         for ev in replay or ():
             self._conn.send(ev)
         if rest:
             self._conn.receive_data(rest)
+        if closed:
+            self._conn.receive_data(b"")
 
 
 class PackServerChannel(_Channel):
@@ -208,7 +211,7 @@ class PackServerChannel(_Channel):
     def next_request(self, max_body: int | None = None) -> HttpRequest | None:
         """Any complete request (for a listener that also serves other
         targets); HttpError if malformed or the body exceeds `max_body`."""
-        msg = self._next_message(max_body or self._max_body)
+        msg = self._next_message(max_body or self._max_body, need_body=False)
         return None if msg is None else self._request(*msg)
 
     def next_signature(self) -> bool | None:

@@ -289,3 +289,18 @@ def test_generic_request_for_other_targets():
     s.receive_data(b"POST /api/ HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}")
     req = s.next_request()
     assert (req.method, req.target, req.body, req.header("HOST")) == ("POST", "/api/", b"{}", "h")
+
+
+def test_generic_request_may_have_no_body():
+    s = PackServerChannel()
+    s.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    req = s.next_request()
+    assert (req.method, req.target, req.body) == ("GET", "/", b"")
+
+
+def test_signature_without_body_is_fatal():
+    s = PackServerChannel()
+    s.receive_data(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nHost: h\r\n\r\n")
+    with pytest.raises(SignatureError) as info:
+        s.next_signature()
+    assert info.value.fatal
