@@ -25,16 +25,21 @@ Extension points for the data-plane and cluster tests:
   (also on failure): `lab.server("ctl")`, `lab.server("m1", netns="ns1",
   listen_ip="10.0.0.2")`, then `ClusterSettingMember` through `server.rpc` or
   `server.vpncmd`.
-- `_spawn_isolated()` is program-agnostic: a real vpnclient is the same
-  recipe with /usr/libexec/softether/vpnclient/vpnclient, vpn_client.config,
-  its management port 9931 on 127.0.0.1 (so one client per network
-  namespace), and `vpncmd 127.0.0.1 /CLIENT /CMD VersionGet` as readiness.
+- `lab.client(netns)` starts a real vpnclient the same way (its own
+  directories and hostname; its management port 9931 on 127.0.0.1 is fixed,
+  so one client per network namespace); ready = `vpncmd 127.0.0.1 /CLIENT
+  /CMD VersionGet` works. Drive it with `client.must("NicCreate", "vpn1")`,
+  `AccountCreate ...`, etc. (softether-lab.md lists the verbs).
+- A new kind of SoftEther program is a `_Instance` subclass with `program`
+  and `wait_ready()`.
 """
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
+import ctypes
 import os
 import random
 import shutil
@@ -42,10 +47,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -60,6 +66,7 @@ MOUNTS = {"lib": "/var/lib/softether", "log": "/var/log/softether", "run": "/run
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 SERVER_TYPE_STANDALONE, SERVER_TYPE_CONTROLLER, SERVER_TYPE_MEMBER = 0, 1, 2
+T = TypeVar("T")
 
 
 class LabError(RuntimeError):
@@ -152,6 +159,43 @@ def _spawn_isolated(
         out.close()
 
 
+_CLONE_NEWNET = 0x40000000
+
+
+def in_netns(netns: str | None, fn: Callable[[], T], timeout_s: float = 60.0) -> T:
+    """Run `fn()` with its sockets in network namespace `netns` (None: here).
+
+    setns(2) on a network namespace changes only the calling thread, so `fn`
+    runs in a short-lived thread that joins the namespace first; sockets keep
+    the namespace they were created in.
+    """
+    if netns is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {netns!r} failed")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise LabError(f"call in namespace {netns!r} did not finish in {timeout_s:.0f}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def children_of(pid: int) -> list[int]:
     """PIDs whose parent is `pid` (a /proc scan: a PID lookup, not a name match)."""
     kids = []
@@ -179,39 +223,30 @@ def _alive(pid: int) -> bool:
     return state != b"Z"
 
 
-class SoftEtherServer:
-    """One running SoftEther VPN Server; admin through JSON-RPC or vpncmd."""
+class _Instance(abc.ABC):
+    """One SoftEther program under its watchdog: start, stop and kill by PID."""
 
-    def __init__(
-        self, *, name: str, base_dir: Path, host: str, port: int, password: str, netns: str | None
-    ) -> None:
+    program: Path
+
+    def __init__(self, *, name: str, base_dir: Path, netns: str | None) -> None:
         self.name = name
         self.base_dir = base_dir
-        self.host = host
-        self.port = port
-        self.password = password
         self.netns = netns
         self.proc: subprocess.Popen[bytes] | None = None
         self.parent_pid: int | None = None
         self.child_pid: int | None = None
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def config_path(self) -> Path:
-        return self.base_dir / "lib" / "vpn_server.config"
-
-    # -- life cycle ------------------------------------------------------
+    @abc.abstractmethod
+    def wait_ready(self, timeout_s: float) -> None:
+        """Return when the program answers its management port; LabError after `timeout_s`."""
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Spawn the server and wait until admin works; LabError otherwise
+        """Spawn the program and wait until it is ready; LabError otherwise
         (the instance is stopped before raising)."""
-        self.proc = _spawn_isolated([str(VPNSERVER), "execsvc"], self.base_dir, self.name, self.netns)
+        self.proc = _spawn_isolated([str(self.program), "execsvc"], self.base_dir, self.name, self.netns)
         self.parent_pid = self.proc.pid
         try:
-            self.wait_admin(timeout_s)
+            self.wait_ready(timeout_s)
             self.child_pid = self._find_child(timeout_s=5.0)
         except BaseException:
             self.stop()
@@ -256,10 +291,51 @@ class SoftEtherServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    # -- administration ----------------------------------------------------
+    def _exec_argv(self, argv: list[str]) -> list[str]:
+        return argv if self.netns is None else ["ip", "netns", "exec", self.netns, *argv]
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise LabError(f"{self.name}: {self.program.name} exited with {self.proc.returncode}; {self._log_tail()}")
+
+    def _log_tail(self, lines: int = 8) -> str:
+        logs = sorted((self.base_dir / "log").rglob("*.log"), key=lambda p: p.stat().st_mtime)
+        text = ""
+        for path in logs[-1:]:
+            text = " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+        out = self.base_dir / "stdout.txt"
+        if out.exists():
+            text += " | stdout: " + out.read_text(errors="replace")[-300:]
+        return f"log: {text or '(empty)'}"
+
+
+class SoftEtherServer(_Instance):
+    """One running SoftEther VPN Server; admin through JSON-RPC or vpncmd."""
+
+    program = VPNSERVER
+
+    def __init__(
+        self, *, name: str, base_dir: Path, host: str, port: int, password: str, netns: str | None
+    ) -> None:
+        super().__init__(name=name, base_dir=base_dir, netns=netns)
+        self.host = host
+        self.port = port
+        self.password = password
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.base_dir / "lib" / "vpn_server.config"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self.wait_admin(timeout_s)
 
     def client(self, *, hub: str = "", password: str | None = None, timeout_s: float = 10.0) -> AdminClient:
-        """A JSON-RPC admin client (server admin unless `hub` is given)."""
+        """A JSON-RPC admin client (server admin unless `hub` is given). It
+        connects from the caller's namespace: see rpc() for netns servers."""
         return AdminClient(
             self.host,
             self.port,
@@ -269,10 +345,15 @@ class SoftEtherServer:
             read_timeout_s=timeout_s,
         )
 
-    def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One JSON-RPC call as server admin; raises tools.vpnctl.client errors."""
-        with self.client() as c:
-            return c.call(method, params or {})
+    def rpc(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float = 10.0) -> dict[str, Any]:
+        """One JSON-RPC call as server admin, from the server's network
+        namespace; raises tools.vpnctl.client errors."""
+
+        def call() -> dict[str, Any]:
+            with self.client(timeout_s=timeout_s) as c:
+                return c.call(method, params or {})
+
+        return in_netns(self.netns, call, timeout_s=timeout_s + 10)
 
     def wait_admin(self, timeout_s: float = START_TIMEOUT_S, *, server_type: int | None = None) -> dict[str, Any]:
         """Poll GetServerInfo until it answers (and, if given, reports
@@ -281,11 +362,9 @@ class SoftEtherServer:
         deadline = time.monotonic() + timeout_s
         last: Exception | str = "no attempt"
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise LabError(f"{self.name}: vpnserver exited with {self.proc.returncode}; {self._log_tail()}")
+            self._check_alive()
             try:
-                with self.client(timeout_s=3.0) as c:
-                    info = c.call("GetServerInfo", {})
+                info = self.rpc("GetServerInfo", timeout_s=3.0)
                 if server_type is None or info.get("ServerType_u32") == server_type:
                     return info
                 last = f"server type is still {info.get('ServerType_u32')}"
@@ -300,9 +379,7 @@ class SoftEtherServer:
         if hub:
             cmd.append(f"/ADMINHUB:{hub}")
         cmd += ["/CMD", *words]
-        if self.netns is not None:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        return _run(self._exec_argv(cmd), timeout_s)
 
     def flush(self) -> None:
         """Make the server write its configuration file now."""
@@ -310,15 +387,36 @@ class SoftEtherServer:
         if res.returncode != 0:
             raise LabError(f"{self.name}: vpncmd Flush failed: {res.stdout[-300:]}")
 
-    def _log_tail(self, lines: int = 8) -> str:
-        logs = sorted((self.base_dir / "log").rglob("*.log"), key=lambda p: p.stat().st_mtime)
-        text = ""
-        for path in logs[-1:]:
-            text = " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
-        out = self.base_dir / "stdout.txt"
-        if out.exists():
-            text += " | stdout: " + out.read_text(errors="replace")[-300:]
-        return f"log: {text or '(empty)'}"
+
+class SoftEtherClient(_Instance):
+    """A real SoftEther VPN Client. Its management port (9931 on 127.0.0.1)
+    is fixed, so each client needs its own network namespace (`netns`)."""
+
+    program = VPNCLIENT
+
+    def cmd(self, *words: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run `vpncmd 127.0.0.1 /CLIENT /CMD words...` in the client's namespace."""
+        return _run(self._exec_argv([str(VPNCMD), "127.0.0.1", "/CLIENT", "/CMD", *words]), timeout_s)
+
+    def must(self, *words: str) -> str:
+        """cmd() that raises LabError unless vpncmd succeeded; returns stdout."""
+        res = self.cmd(*words)
+        if res.returncode != 0:
+            raise LabError(f"{self.name}: vpncmd /CLIENT {' '.join(words)} failed: {res.stdout[-400:]}")
+        return res.stdout
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.cmd("VersionGet", timeout_s=10).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise LabError(f"{self.name}: client management not ready after {timeout_s:.0f}s; {self._log_tail()}")
+
+
+def _run(argv: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
 
 
 class SoftEtherLab:
@@ -328,6 +426,7 @@ class SoftEtherLab:
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix=f"selab-{os.getpid()}-")) if base_dir is None else base_dir
         self.servers: dict[str, SoftEtherServer] = {}
+        self.clients: dict[str, SoftEtherClient] = {}
 
     def server(
         self,
@@ -362,9 +461,20 @@ class SoftEtherLab:
         srv.start(timeout_s)
         return srv
 
+    def client(self, netns: str, name: str | None = None, *, timeout_s: float = START_TIMEOUT_S) -> SoftEtherClient:
+        """Start a SoftEther VPN Client in `netns` (created by the caller, for
+        example with tests/netns/lab.py) and wait until it answers vpncmd."""
+        name = name or f"sc{len(self.clients)}-{os.getpid()}"
+        if name in self.clients or any(c.netns == netns for c in self.clients.values()):
+            raise LabError(f"a client named {name!r} or in namespace {netns!r} already exists")
+        cli = SoftEtherClient(name=name, base_dir=self.base_dir / name, netns=netns)
+        self.clients[name] = cli
+        cli.start(timeout_s)
+        return cli
+
     def stop_all(self) -> None:
-        for srv in self.servers.values():
-            srv.stop()
+        for inst in [*self.clients.values(), *self.servers.values()]:
+            inst.stop()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 

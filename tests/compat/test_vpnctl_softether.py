@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 
 from node.softether.sha0 import hash_password
+from tests.netns.lab import Lab, root_skip_reason
 from tests.softether_lab import (
     SERVER_TYPE_CONTROLLER,
     SERVER_TYPE_MEMBER,
     SERVER_TYPE_STANDALONE,
     SoftEtherServer,
     free_port,
+    skip_reason,
     softether_lab,  # noqa: F401  (fixture)
     softether_server,  # noqa: F401  (fixture)
 )
@@ -39,11 +41,14 @@ REPO = Path(__file__).resolve().parents[2]
 def vpnctl(
     server: SoftEtherServer | str, *words: str, password: str | None = None, hub: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m tools.vpnctl.main --server ... words` with the password in the env."""
+    """Run `python -m tools.vpnctl.main --server ... words` with the password in
+    the env (inside the server's network namespace, if it has one)."""
     address = server if isinstance(server, str) else server.address
     if password is None:
         password = server.password if isinstance(server, SoftEtherServer) else ""
     cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", address, "--connect-timeout", "3"]
+    if isinstance(server, SoftEtherServer) and server.netns is not None:
+        cmd = ["ip", "netns", "exec", server.netns, *cmd]
     if hub:
         cmd += ["--hub", hub]
     env = {**os.environ, "VPNCTL_PASSWORD": password}
@@ -246,3 +251,48 @@ def _wait_for(fetch, done, attempts: int = 100):
             return value
         time.sleep(0.1)
     raise AssertionError(f"condition not reached; last value: {value!r}")
+
+
+@pytest.mark.root
+def test_sessions_and_tables_of_a_real_client(softether_lab):
+    """A real SoftEther client connects (server and client share one network
+    namespace); vpnctl shows its session, MAC and IP entries, then kicks it."""
+    reason = root_skip_reason() or skip_reason(need_client=True)
+    if reason:
+        pytest.skip(reason)
+    with Lab() as net:
+        ns = net.netns("sess")
+        srv = softether_lab.server(f"srv-{os.getpid()}", netns=ns)
+        ok(vpnctl(srv, "HubCreate", "lan"))
+        ok(vpnctl(srv, "UserCreate", "carol", hub="lan"))
+        ok(vpnctl(srv, "UserPasswordSet", "carol", "/PASSWORD:pw", hub="lan"))
+        client = softether_lab.client(ns)
+        client.must("NicCreate", "vpn1")
+        client.must("AccountCreate", "a1", f"/SERVER:{srv.address}", "/HUB:lan", "/USERNAME:carol", "/NICNAME:vpn1")
+        client.must("AccountPasswordSet", "a1", "/PASSWORD:pw", "/TYPE:standard")
+        client.must("AccountConnect", "a1")
+        sessions = _wait_for(lambda: ok_json(srv, "SessionList", hub="lan")["SessionList"], lambda s: len(s) == 1)
+        name = sessions[0]["Name_str"]
+        assert sessions[0]["Username_str"] == "carol" and name.startswith("SID-CAROL-")
+        row = table_rows(ok(vpnctl(srv, "SessionList", hub="lan")))[0]
+        assert row[0] == name and row[2] == "Local" and row[3] == "carol"
+        detail = ok(vpnctl(srv, "SessionGet", name, hub="lan"))
+        assert item(detail, "User Name") == "carol"
+        # The TAP device going up makes the kernel send IPv6 ND frames: the hub learns its MAC.
+        subprocess.run(["ip", "-n", ns, "link", "set", "vpn_vpn1", "up"], check=True)
+        macs = _wait_for(lambda: ok_json(srv, "MacTable", hub="lan")["MacTable"], lambda m: len(m) >= 1)
+        assert macs[0]["SessionName_str"] == name
+        mac_text = ok(vpnctl(srv, "MacTable", name, hub="lan"))
+        assert table_rows(mac_text)[0][1] == name
+        assert len(table_rows(mac_text)[0][3].split("-")) == 6
+        ips = _wait_for(lambda: ok_json(srv, "IpTable", hub="lan")["IpTable"], lambda t: len(t) >= 1)
+        assert ips[0]["SessionName_str"] == name
+        ok(vpnctl(srv, "IpTable", hub="lan"))
+        ok(vpnctl(srv, "SessionDisconnect", name, hub="lan"))
+        _wait_for(
+            lambda: ok_json(srv, "SessionList", hub="lan")["SessionList"],
+            lambda s: all(x["Name_str"] != name for x in s),
+        )
+        line = one_line_error(vpnctl(srv, "SessionGet", name, hub="lan"), 1)
+        assert "(29)" in line or "(11)" in line
+        softether_lab.stop_all()  # before the namespace goes away
