@@ -1,0 +1,218 @@
+"""Hub instances: the running side of configured Virtual Hubs on this node.
+
+A `HubInstance` is one running hub: a `VirtualHub` (switch + ports + aging
+timer), the VPN sessions attached to it by name, and the local bridges the
+data plane opened on it. `VpnServer.hubs` maps the lower-cased hub name to
+its instance; the admin API reads it through the `HubRuntime` protocol of
+node/server.py and the VPN session handler registers its sessions here.
+
+Which configured hubs get an instance on this node is decided in one place,
+`hosted_hubs()`. Standalone mode: every online hub (SoftEther keeps an
+offline hub object but refuses sessions to it; we simply run no instance, so
+an offline hub has no sessions and empty tables). Cluster placement will
+change that one function.
+
+Session names follow SoftEther (Session.c): "SID-<USER NAME UPPER>-<n>" with
+one counter per hub starting at 1, shared by every kind of session, so a
+local bridge is "SID-LOCALBRIDGE-<n>" (its user name is "localbridge").
+
+Traffic of a hub is the sum over its ports of what the switch counted, plus
+what ports that have left had counted, so the hub total never goes down.
+Switch times are monotonic; `wall()` converts them for the admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from node.dataplane.bridge import LocalBridge, Port, VirtualHub
+from node.dataplane.switch import Traffic, UnknownPort
+from node.state import model
+
+if TYPE_CHECKING:
+    from node.dataplane.session import VpnSession
+
+log = logging.getLogger(__name__)
+
+BRIDGE_USER_NAME = "localbridge"   # SoftEther's BRIDGE_USER_NAME
+TRAFFIC_FIELDS = (
+    ("Recv.BroadcastBytes", "recv_broadcast_bytes"), ("Recv.BroadcastCount", "recv_broadcast_count"),
+    ("Recv.UnicastBytes", "recv_unicast_bytes"), ("Recv.UnicastCount", "recv_unicast_count"),
+    ("Send.BroadcastBytes", "send_broadcast_bytes"), ("Send.BroadcastCount", "send_broadcast_count"),
+    ("Send.UnicastBytes", "send_unicast_bytes"), ("Send.UnicastCount", "send_unicast_count"),
+)
+
+
+def hosted_hubs(config: model.Server) -> list[model.Hub]:
+    """The configured hubs that get an instance on this node.
+
+    Standalone: every online hub. (Cluster modes decide placement here.)"""
+    return [hub for hub in config.hubs if hub.online]
+
+
+def traffic_dict(traffic: Traffic) -> dict[str, int]:
+    """A switch `Traffic` as SoftEther's TRAFFIC names ("Recv.UnicastBytes", ...)."""
+    return {key: getattr(traffic, attr) for key, attr in TRAFFIC_FIELDS}
+
+
+class HubInstance:
+    """One running instance of a configured hub on this node.
+
+    Sessions register with `add_session` once authenticated and leave with
+    `remove_session` when they end (idempotent). Closing the instance
+    detaches every port but closes none: the data plane closes sessions and
+    bridges itself (sessions asynchronously, through `session.close`)."""
+
+    def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, **hub_kwargs: Any) -> None:
+        self.name = name
+        self.hub = VirtualHub(name, clock=clock, **hub_kwargs)
+        self.sessions: dict[str, "VpnSession"] = {}
+        self.bridges: dict[str, LocalBridge] = {}    # by bridge key (service.bridge_key)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._counter = 0
+        self._retired: dict[str, int] = dict.fromkeys((k for k, _ in TRAFFIC_FIELDS), 0)
+        self.closed = False
+
+    # ---- life ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start MAC/IP aging (needs a running loop)."""
+        self.hub.start()
+
+    def close(self) -> None:
+        """Stop aging and detach every port. Sessions stay in `sessions` until
+        they call `remove_session` from their own close."""
+        self.closed = True
+        for port in self.hub.ports:
+            self._retire(port)
+        self.hub.close()
+
+    # ---- sessions --------------------------------------------------------------
+
+    def next_session_name(self, username: str) -> str:
+        """"SID-<USERNAME>-<n>": n counts every session of this hub from 1."""
+        self._counter += 1
+        return f"SID-{username.upper()}-{self._counter}"
+
+    def add_session(self, session: "VpnSession") -> None:
+        """Register `session` and attach it to the hub as a port.
+
+        Raises ValueError if its name (or port id) is taken, RuntimeError if the
+        instance is closed (the hub went offline meanwhile)."""
+        if self.closed:
+            raise RuntimeError(f"hub {self.name} is not running")
+        if session.name in self.sessions:
+            raise ValueError(f"session {session.name} exists on hub {self.name}")
+        self.hub.attach(session)
+        self.sessions[session.name] = session
+
+    def remove_session(self, session: "VpnSession") -> None:
+        """Detach `session` and forget its MAC/IP entries; a session not
+        registered (or already removed) is ignored."""
+        if self.sessions.get(session.name) is session:
+            del self.sessions[session.name]
+        self._detach(session)
+
+    def find_session(self, name: str) -> "VpnSession | None":
+        """A session by name, case-insensitively as SoftEther's GetSessionByName."""
+        found = self.sessions.get(name)
+        if found is not None:
+            return found
+        key = name.lower()
+        return next((s for n, s in self.sessions.items() if n.lower() == key), None)
+
+    def close_sessions(self, reason: str) -> list[asyncio.Task]:
+        """Start closing every session (each `await session.close(reason)` in
+        its own task); returns the tasks. Needs a running loop."""
+        tasks = []
+        for session in list(self.sessions.values()):
+            tasks.append(asyncio.ensure_future(_close_session(session, reason)))
+        return tasks
+
+    # ---- local bridges -----------------------------------------------------------
+
+    def add_bridge(self, key: str, bridge: LocalBridge) -> None:
+        """Record a bridge the data plane opened on `self.hub` (already attached)."""
+        self.bridges[key] = bridge
+
+    def remove_bridge(self, key: str) -> LocalBridge | None:
+        """Forget a bridge (its traffic stays in the hub total); the caller closes it."""
+        bridge = self.bridges.pop(key, None)
+        if bridge is not None:
+            self._detach(bridge)
+        return bridge
+
+    # ---- ports -------------------------------------------------------------------
+
+    def _detach(self, port: Port) -> None:
+        self._retire(port)
+        self.hub.detach(port)
+
+    def _retire(self, port: Port) -> None:
+        try:
+            gone = traffic_dict(self.hub.traffic(port))
+        except UnknownPort:
+            return
+        for key, value in gone.items():
+            self._retired[key] += value
+
+    def port_traffic(self, port: Port) -> Traffic | None:
+        """The switch's counters for one attached port (None if not attached)."""
+        try:
+            return self.hub.traffic(port)
+        except UnknownPort:
+            return None
+
+    # ---- HubRuntime (node/server.py) ------------------------------------------------
+
+    def session_count(self) -> int:
+        return len(self.sessions)
+
+    def tcp_connection_count(self) -> int:
+        return sum(int(s.tcp_connections) for s in self.sessions.values())
+
+    def mac_table_size(self) -> int:
+        return self.hub.switch.num_mac_entries
+
+    def ip_table_size(self) -> int:
+        return self.hub.switch.num_ip_entries
+
+    def traffic(self) -> dict[str, int]:
+        total = dict(self._retired)
+        for port in self.hub.ports:
+            for key, value in traffic_dict(self.hub.traffic(port)).items():
+                total[key] += value
+        return total
+
+    # ---- time ------------------------------------------------------------------
+
+    def wall(self, monotonic_s: float) -> float:
+        """A switch time (this hub's monotonic clock) as Unix seconds."""
+        return self._wall_clock() - (self._clock() - monotonic_s)
+
+
+async def _close_session(session: "VpnSession", reason: str) -> None:
+    try:
+        await session.close(reason)
+    except Exception:  # one session failing to close must not stop the others
+        log.exception("session %s failed to close", getattr(session, "name", "?"))
+
+
+def sync_instances(instances: dict[str, HubInstance], wanted: Iterable[model.Hub],
+                   factory: Callable[[str], HubInstance]) -> tuple[list[HubInstance], list[HubInstance]]:
+    """Make `instances` (lower-case name → instance) match `wanted`: create the
+    missing ones with `factory(name)`, take out the ones no longer wanted.
+    Returns (created, removed); the caller starts/stops them."""
+    want = {hub.name.lower(): hub for hub in wanted}
+    removed = [instances.pop(key) for key in list(instances) if key not in want]
+    created = []
+    for key, hub in want.items():
+        if key not in instances:
+            instances[key] = factory(hub.name)
+            created.append(instances[key])
+    return created, removed

@@ -1,0 +1,278 @@
+"""The data plane service: keeps hub instances and local bridges in step with
+the config for the life of the daemon.
+
+`DataPlane.start()` creates an instance (hubs.HubInstance) for every hub
+`hosted_hubs()` picks, opens the configured local bridges, and watches the
+config: every durable change re-runs the same reconciliation, so CreateHub,
+SetHubOnline/Offline, DeleteHub, AddLocalBridge and DeleteLocalBridge act at
+once, without a restart. An instance that goes away (hub offline or
+deleted) disconnects its sessions (`session.close(reason)` in a task each)
+and closes its bridges.
+
+Local bridges, as SoftEther's (Bridge.c): a bridge whose hub runs is
+"Online"; it is "Active" while its device is open. A device that cannot be
+opened (TAP driver missing, no permission, no such NIC) or that broke later
+leaves the bridge Online but not Active; it stays in the config and every
+`retry_interval_s` (3 s, SoftEther's bridge thread retries on a similar beat)
+one attempt is made per such bridge -- a few syscalls, so cheap. A state
+change (opened, failed with a new error, went inactive) is logged once, not
+on every retry.
+
+TAP naming: SoftEther on Linux names the TAP device of bridge "X"
+`tap_` + lower(X), cut to 15 bytes (VLanUnix.c GenerateTunName). We use the
+same name, and refuse (at AddLocalBridge) names that would be cut, so two
+bridges can never end up on one device. `device_name()` is that rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from node.dataplane.bridge import LocalBridge
+from node.dataplane.hubs import BRIDGE_USER_NAME, HubInstance, hosted_hubs, sync_instances
+from node.dataplane.tap import DeviceError, open_packet, open_tap
+from node.state import model
+
+if TYPE_CHECKING:
+    from node.listener import Listener
+    from node.server import VpnServer
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL_S = 3.0
+TAP_PREFIX = "tap_"
+IFNAMSIZ = 16
+OFFLINE_REASON = "the Virtual Hub was stopped by the administrator"
+
+
+def device_name(device: str, tap: bool) -> str:
+    """The kernel interface a bridge uses: `tap_<lower name>` for TAP mode,
+    else the NIC name as given."""
+    return TAP_PREFIX + device.strip().lower() if tap else device
+
+
+def bridge_key(bridge: model.Bridge) -> str:
+    """Identity of a configured bridge: its kernel device (one bridge per device)."""
+    return device_name(bridge.device, bridge.tap)
+
+
+def eth_supported() -> bool:
+    """Whether this process may bridge at all: SoftEther's IsEthSupported on
+    Linux is "can I open a raw AF_PACKET socket"."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except (OSError, AttributeError):
+        return False
+    sock.close()
+    return True
+
+
+class _BridgeSlot:
+    """Run-time state of one configured bridge."""
+
+    __slots__ = ("config", "key", "instance", "bridge", "opening", "last_state")
+
+    def __init__(self, config: model.Bridge) -> None:
+        self.config = config
+        self.key = bridge_key(config)
+        self.instance: HubInstance | None = None
+        self.bridge: LocalBridge | None = None
+        self.opening: asyncio.Task | None = None
+        self.last_state = ""
+
+
+class DataPlane:
+    """Hub instances and local bridges of one vpnd, following its config."""
+
+    def __init__(self, server: "VpnServer", listener: "Listener", *,
+                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+        self.server = server
+        self.listener = listener
+        self.retry_interval_s = retry_interval_s
+        self._slots: dict[str, _BridgeSlot] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._retry: asyncio.Task | None = None
+        self._running = False
+
+    # ---- life ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the instances and open the bridges of the current config,
+        then follow config changes."""
+        self._running = True
+        self._apply(self.server.state.config)
+        self.server.state.watch(self._on_config)
+        await self.settle()
+        self._retry = asyncio.create_task(self._retry_loop(), name="bridge-retry")
+
+    async def stop(self) -> None:
+        """Close every session, bridge and hub instance (bounded: each session
+        close is awaited at most a few seconds)."""
+        self._running = False
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+        for slot in self._slots.values():
+            self._close_slot(slot)
+        self._slots.clear()
+        closing: list[asyncio.Task] = []
+        for instance in list(self.server.hubs.values()):
+            if isinstance(instance, HubInstance):
+                closing += self._stop_instance(instance, "the VPN server is shutting down")
+        self.server.hubs.clear()
+        pending = [*closing, *self._tasks]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=5.0)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    async def settle(self) -> None:
+        """Wait until no bridge is being opened (tests and start-up use it)."""
+        while True:
+            opening = [s.opening for s in self._slots.values() if s.opening is not None]
+            if not opening:
+                return
+            await asyncio.gather(*opening, return_exceptions=True)
+
+    # ---- reconciliation ------------------------------------------------------------
+
+    def _on_config(self, config: model.Server) -> None:
+        if self._running:
+            self._apply(config)
+
+    def _apply(self, config: model.Server) -> None:
+        """Bring instances and bridges in line with `config` (synchronous; opening
+        devices continues in tasks)."""
+        instances: dict[str, HubInstance] = self.server.hubs  # type: ignore[assignment]
+        created, removed = sync_instances(instances, hosted_hubs(config), HubInstance)
+        for instance in removed:
+            log.info("hub %s stopped", instance.name)
+            self._tasks.update(self._stop_instance(instance, OFFLINE_REASON))
+        for instance in created:
+            instance.start()
+            log.info("hub %s started", instance.name)
+        wanted = {bridge_key(b): b for b in config.bridges}
+        for key in list(self._slots):
+            slot = self._slots[key]
+            if key not in wanted or wanted[key].hub.lower() != slot.config.hub.lower():
+                self._close_slot(slot)
+                del self._slots[key]
+        for key, conf in wanted.items():
+            slot = self._slots.setdefault(key, _BridgeSlot(conf))
+            self._place(slot)
+
+    def _stop_instance(self, instance: HubInstance, reason: str) -> list[asyncio.Task]:
+        tasks = instance.close_sessions(reason)
+        for key in list(instance.bridges):
+            slot = self._slots.get(key)
+            if slot is not None:
+                self._close_slot(slot)
+            else:
+                bridge = instance.remove_bridge(key)
+                if bridge is not None:
+                    bridge.close()
+        instance.close()
+        for task in tasks:
+            task.add_done_callback(self._tasks.discard)
+        return tasks
+
+    def _place(self, slot: _BridgeSlot) -> None:
+        """Open `slot`'s device if its hub runs and it is not open (or broken)."""
+        instance = self.server.hubs.get(slot.config.hub.lower())
+        if not isinstance(instance, HubInstance):
+            instance = None
+        if slot.instance is not instance or (slot.bridge is not None and not slot.bridge.active):
+            if slot.bridge is not None and not slot.bridge.active and slot.instance is instance:
+                self._note(slot, "inactive", f"device {slot.key} stopped working: {slot.bridge.last_error}")
+            self._close_slot(slot)
+        slot.instance = instance
+        if instance is None:
+            self._note(slot, "offline", f"hub {slot.config.hub} is not running here")
+            return
+        if slot.bridge is None and slot.opening is None and self._running:
+            slot.opening = asyncio.ensure_future(self._open(slot, instance))
+
+    async def _open(self, slot: _BridgeSlot, instance: HubInstance) -> None:
+        conf = slot.config
+        try:
+            device = await (open_tap(slot.key) if conf.tap else open_packet(slot.key))
+        except DeviceError as exc:
+            self._note(slot, f"error:{getattr(exc, 'errno', 0)}",
+                       f"cannot open {'TAP device' if conf.tap else 'interface'} {slot.key} "
+                       f"for hub {conf.hub}: {exc}; retrying every {self.retry_interval_s:g} s")
+            return
+        finally:
+            slot.opening = None
+        if slot.instance is not instance or instance.closed or not self._running \
+                or self._slots.get(slot.key) is not slot:
+            device.close()   # the config changed while the device was being opened
+            return
+        # named only once open, so failed retries do not use up session numbers
+        bridge = LocalBridge(instance.hub, device, name=instance.next_session_name(BRIDGE_USER_NAME))
+        try:
+            bridge.start()
+        except BaseException:
+            device.close()
+            raise
+        slot.bridge = bridge
+        instance.add_bridge(slot.key, bridge)
+        self._note(slot, "active", f"local bridge {slot.key} <-> hub {conf.hub} is operating")
+
+    def _close_slot(self, slot: _BridgeSlot) -> None:
+        if slot.opening is not None:
+            slot.opening.cancel()
+            slot.opening = None
+        if slot.bridge is not None:
+            if slot.instance is not None:
+                slot.instance.remove_bridge(slot.key)
+            slot.bridge.close()
+            slot.bridge = None
+            self._note(slot, "closed", f"local bridge {slot.key} closed")
+
+    def _note(self, slot: _BridgeSlot, state: str, text: str) -> None:
+        if slot.last_state != state:
+            slot.last_state = state
+            (log.warning if state.startswith(("error", "inactive")) else log.info)("%s", text)
+
+    async def _retry_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.retry_interval_s)
+            for slot in list(self._slots.values()):
+                self._place(slot)
+
+    # ---- queries -------------------------------------------------------------------
+
+    def instance(self, hub_name: str) -> HubInstance | None:
+        found = self.server.hubs.get(hub_name.lower())
+        return found if isinstance(found, HubInstance) else None
+
+
+def bridge_status(server: "VpnServer", bridge: model.Bridge) -> tuple[bool, bool]:
+    """(Online, Active) of a configured bridge, as EnumLocalBridge shows them."""
+    instance = server.hubs.get(bridge.hub.lower())
+    if not isinstance(instance, HubInstance):
+        return False, False
+    running = instance.bridges.get(bridge_key(bridge))
+    return True, running is not None and running.active
+
+
+def check_device_name(device: str, tap: bool) -> str:
+    """Validate a bridge's device name; returns it stripped. Raises ValueError
+    naming the rule broken."""
+    name = device.strip()
+    kernel = device_name(name, tap)
+    if not name:
+        raise ValueError("empty device name")
+    if len(kernel.encode()) >= IFNAMSIZ:
+        raise ValueError(f"device name {kernel!r} is longer than {IFNAMSIZ - 1} bytes"
+                         + (" (TAP names get the prefix 'tap_')" if tap else ""))
+    if any(c in kernel for c in "/:\0") or any(c.isspace() for c in kernel) or kernel in (".", ".."):
+        raise ValueError(f"{kernel!r} is not a valid interface name")
+    if tap and not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"a TAP device name uses letters, digits, '-' and '_' only: {name!r}")
+    return name
+
