@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from node.dataplane.service import DataPlane
 from node.listener import Listener
 from node.server import VpnServer
 from node.softether.sha0 import hash_admin_password
@@ -91,11 +92,14 @@ async def run(args: argparse.Namespace) -> int:
     cert_path, key_path = ensure_certificate(state_dir)
     server = VpnServer(state=state, state_dir=state_dir, cert_der=certificate_der(cert_path))
     listener = Listener(server, server_context(cert_path, key_path))
+    dataplane = DataPlane(server, listener)
+    await dataplane.start()
     for text in state.config.listeners:
         host, port = parse_listen(text)
         try:
             await listener.listen(host, port)
         except OSError as exc:
+            await dataplane.stop()
             await listener.close()
             raise StartupError(f"cannot listen on {text}: {exc.strerror}") from None
     stop = asyncio.Event()
@@ -105,6 +109,7 @@ async def run(args: argparse.Namespace) -> int:
     log.info("vpnd ready (pid %d, state %s, config serial %d)", os.getpid(), state_dir, state.config.serial)
     await stop.wait()
     log.info("shutting down")
+    await dataplane.stop()
     await listener.close()
     return 0
 
