@@ -340,3 +340,71 @@ def test_real_client_additional_connect_pack():
     req = AdditionalConnectRequest.from_pack(p)
     assert len(req.session_key) == 20
     assert req.client_str == "SoftEther VPN Client Developer Edition"
+
+
+# From the real Debian 5.01.9674 vpnserver, answering a client built on these
+# cores (hub DEFAULT, user alice): its hello and its welcome.
+REAL_SERVER_HELLO_B64 = (
+    "eNpjYGBgZWBgYEsqzcxJYYAARgYG1VMgwYzUnJx8IIMJIshgG5yfVuJakpFapBAW4KcQnFpUBmS6"
+    "pJal5uQXAFmuKZklmfl5ChpmJgpJmSWaChr+Bal5CsH5pUXJqZpAA9iLEvNS8nOhxoGwSGZ73aK3"
+    "D1kDV28KuJ6pITAj7cD9N0BxDqDJxUCzEE5i/AoSBpqXnF+UijCBiUfItEpc4WHbmtPRHGJatzuc"
+    "REtslr9L/dGTsPh+XeoBuQwpD9H40rO8hW0iktF7Z/Hlf1VJD9l4vLCZgb3h9PHYNF4ZzpKHT1VF"
+    "dtxZI5b7zdql4aa6r0WiGLv259ItZZvFt7o+dXjXwymdPOfAqk3JGWpLpHymVzStSj8iz2ShaJG5"
+    "3eNdsfJrsVPN3y/6zjj27dv2rJrmtXWePhucAqafWes356iUzYlJ+4OqOPJdDt0p3tPW8SR4k422"
+    "l+waFrfnKqU10qu76kX5uLmlomccUPR203x9OMLdxVMid+s+Y76Sq68NepMX/5+xw8bgUfy+CR93"
+    "fWHb9yDFQOdNxFnlpd7LJ8+oy/p7xORL1oUbnUrBZdY7275suLXl4pFHc/gvda22aPPITzq7Iz5e"
+    "/s2D+Z8lM4RcfCztC7z7Oq0jNjFts97dvrN2n7YiX+tEj7n6rxd47TL/cmRTQsLfsi/ZNk+OW91a"
+    "cJ55+6ZvJbNL7lxlOfxTX90zOHedifC6C5dV8mqC9i/iNz/DWHwxedq+U7dl4wP2uz+35AzTmrSi"
+    "3OP/Zuafjs4LW7boihzYOvsJT3GkGbdhqvKzVsaF2yPMFrHJ17Oc7uq/t9TdxejYKc47Ue2/s926"
+    "hOoiJvW98j9i1H7j7U3WkrXTct4zvBP8dCS8dInVKfO3N2wKJK+5Hw9b3X3i156Vr95K+s4PuBR0"
+    "ck3Id21p2UfyO/LarJ5P4t2Tem/1PACICS0r"
+)
+REAL_SERVER_WELCOME_B64 = (
+    "eNpjYGAwZ2BgEEjOz8tLTS7JzM+Lz0vMTQUKMQExIxCzOnu66JoAGSKpeYlJOanxpSkF8UWpyfll"
+    "qUWVDBDACKUFMhJz0uIRZqFJC2YWxydWlRalxhenFhdjyvPnJlZg1w3CLL7F6UhcEOAryM/JTK60"
+    "ckxOBhqIpl4YJllU4JKRXOCfl4PuXDGYitKSfJfMYqjN6I6CKnLOSE3O9gxA9xKqbJkZeoggy/sm"
+    "JqNJC0GlXTycA9wyc0pSi3CYD1aQX5SciiYvgiTvlx+cWlSGYQSykjIzrLaIoSjBYQ7MrRATgH41"
+    "IaQAPTCEURT45edhBCdCRUVAYnFxeX5RCpoKUagK38QKZ2wpRQHJFKAal/zyvJz8RHRTeBEqMNzA"
+    "jyyH4Qc+hCxmdAoiJEMLsFgLd1h+XmZJflFAflEJLhWlOSWZPvnpmXnFOFKUX75TUWZKOnqCkEKS"
+    "BjogObG4xCczNxMzzuXhCkG+dElNSwRaGZRfCoq6vCBHNNXq+FWHZ6TmYQksXriuwPxgHGHllw8y"
+    "JjMvHUdIwOXDzHCkWmB6TSxLxZFeEMGFN1HDpDEsgaW3gKLMssTkSqzZB2ZHkCNWaZgRQcGJeSk4"
+    "1MASXUhmbqp/KXKqEAFiHqhsWGqRMVopB0uPYT6JeZ7onmcpzEdPPjzQojc+O7USyRiRcyuXZH/e"
+    "tdbyyX/xPW8bX+oqx6icAbkLSXm8sRHMsLP9HYmg+IXJotUZ3MHAOsPRx9PZVdcQyFUpLi0oKAIq"
+    "jU/OyUzNK4kvLUhJLEmNz8svyUzLTE7EUlVwlAADIh85IPxAOZu3tDgVWEPkgk1D9xlILjUvuaiy"
+    "oAQtkDjKchLz4jPRg4ejAKg8vygVoZIpK10h+MCe8soS021WnHVbGppv6Yn3Fp48ofSmzDNgiYj+"
+    "oQv+EiryC6da74v5Kaxw4+ac38crGXzaVBUe/Tjw9elfZq6aR9ff8DGv+pXad/lLwXXnWPtPrlHn"
+    "M95ODFJYO3enZAjv1Z99DYdsH+9UT//8NkxB6Z1y5qTWe59uHX9/Rz/B2HuG9h710u9c2zQz8+V/"
+    "/Y3zDdiT7S+RtErxyvoji30n+M4WnjNdQXLdtq/17Y8+PfGLP3Fv+hdJuw0er5bGR3mKctUdrp+6"
+    "bC838825v929ArnX+J5d83Z/7Pfj9n1rXac9Ct2anDax/eLiHQLTpcVepm9cUZkV4uvFqLSV6Xge"
+    "u9muF8xluz7e+jLvsswpHSmjUy4cvqebdu8wdLpZranLfCPmlkiO5+RVpbOUff7L/bwqcMbMZrlG"
+    "/pSuwmN7pE8v+DPFOeyfuYrfqzpm9vrQE5t9zk763O+1rX/pIp1PC+3fLNxlEO8aLL9H9aZ3G19z"
+    "g8HaWd+mdV7bojq58qnzypUbd7u2LJsYO/vuwcTGQ64xngFNshFa3B/d3+ftYsou6utaeUL73KGi"
+    "pwU/Z/G13KyUOXN8SknSRxerguS/M7m+bbhltO3zqR9zfiaVqvlxTFFlMk1xqJ+fU3Tn5Lv3XY86"
+    "bAPLTW9E3M+z+xS7drKeRKTqhZPJtikNMesd1CawJ+VzdW+R/bz650vfw188nK4s7vBiuec7786S"
+    "xjhOp/srZ3143aiusmT1iZvbj6hx/uL+/ZrjYOW3kpfSr7o1lO/ON1+XcnqCk0Wg2ryvt5b1Wr6a"
+    "pMyvczfcxW6rhYNmxnqXWXJH5yU9vz1lVtp10y/24pl1F1ZouXe7f487u4vp74mU+edaAf8rr8Y="
+)
+
+
+def test_real_server_hello_and_welcome():
+    raw = _capture(REAL_SERVER_HELLO_B64)
+    assert Pack.decode(raw).encode() == raw
+    hello = Hello.from_pack(Pack.decode(raw))
+    assert (hello.version, hello.build, len(hello.random)) == (501, 9674, 20)
+    raw = _capture(REAL_SERVER_WELCOME_B64)
+    p = Pack.decode(raw)
+    assert p.encode() == raw
+    w = parse_login_reply(p)
+    assert isinstance(w, Welcome)
+    assert (w.session_name, w.connection_name, w.timeout_ms, w.max_connection) == (
+        "SID-ALICE-1", "CID-4", 20000, 1)
+    assert w.use_encrypt and not w.qos and len(w.session_key) == 20
+    assert w.policy == {**DEFAULT_POLICY, "Ver3": 1}
+
+
+def test_our_welcome_uses_only_names_the_real_server_uses():
+    real = {e.name for e in Pack.decode(_capture(REAL_SERVER_WELCOME_B64))}
+    ours = {e.name for e in Welcome(session_name="S", connection_name="C", session_key=KEY,
+                                     msg="m").to_pack()}
+    assert ours <= real
+    assert {n for n in real if n.startswith("policy:")} <= ours
