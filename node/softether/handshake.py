@@ -136,7 +136,7 @@ def _check_20(name: str, v: bytes) -> None:
 # ---- NOOP -------------------------------------------------------------------
 
 def noop_kind(p: Pack) -> int:
-    """0: not a NOOP; NOOP_IGNORE: skip it; NOOP_REPLY_WANTED: answer noop_reply()."""
+    """0: not a NOOP; NOOP_IGNORE: skip it; NOOP_REPLY_WANTED: answer noop_pack()."""
     v = p.get_int("noop")
     if v == 0 or v == NOOP_IGNORE:
         return v
