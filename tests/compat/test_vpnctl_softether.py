@@ -296,3 +296,35 @@ def test_sessions_and_tables_of_a_real_client(softether_lab):
         line = one_line_error(vpnctl(srv, "SessionGet", name, hub="lan"), 1)
         assert "(29)" in line or "(11)" in line
         softether_lab.stop_all()  # before the namespace goes away
+
+
+@pytest.mark.root
+def test_local_bridges(softether_lab):
+    """BridgeCreate/List/Delete on an existing veth and on a new TAP device."""
+    reason = root_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with Lab() as net:
+        ns = net.netns("br")
+        dev, _peer = net.veth(ns, ns)
+        srv = softether_lab.server(f"br-{os.getpid()}", netns=ns)
+        ok(vpnctl(srv, "HubCreate", "lan"))
+        ok(vpnctl(srv, "BridgeCreate", "lan", f"/DEVICE:{dev}"))
+        ok(vpnctl(srv, "BridgeCreate", "lan", "/DEVICE:t1", "/TAP:yes"))
+        bridges = _wait_for(
+            lambda: ok_json(srv, "BridgeList")["LocalBridgeList"],
+            lambda b: len(b) == 2 and all(x["Active_bool"] for x in b),
+        )
+        assert {(b["HubNameLB_str"], b["DeviceName_str"], b["TapMode_bool"]) for b in bridges} == {
+            ("lan", dev, False),
+            ("lan", "t1", True),
+        }
+        rows = table_rows(ok(vpnctl(srv, "BridgeList")))
+        assert sorted((r[1], r[2], r[3]) for r in rows) == sorted([("lan", dev, "Operating"), ("lan", "t1", "Operating")])
+        links = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True, text=True, check=True).stdout
+        assert "tap_t1" in links  # SoftEther's name for the TAP device of /DEVICE:t1
+        ok(vpnctl(srv, "BridgeDelete", "lan", "/DEVICE:t1"))
+        ok(vpnctl(srv, "BridgeDelete", "lan", f"/DEVICE:{dev}"))
+        assert ok_json(srv, "BridgeList")["LocalBridgeList"] == []
+        one_line_error(vpnctl(srv, "BridgeDelete", "lan", f"/DEVICE:{dev}"), 1)
+        softether_lab.stop_all()  # before the namespace goes away

@@ -1,17 +1,18 @@
 """The verb table: every vpncmd verb vpnctl knows, looked up case-insensitively.
 
-The verbs themselves live in verbs_server (server, hubs, users) and
-verbs_cluster (cluster, sessions, tables, bridges); this module joins them and
-answers lookups and the help listing.
+The verbs themselves live in verbs_server (server, hubs, users),
+verbs_cluster (cluster modes and members) and verbs_session (sessions, MAC/IP
+tables, local bridges); this module joins them and answers lookups and the
+help listing.
 """
 
 from __future__ import annotations
 
-from tools.vpnctl import verbs_cluster, verbs_server
+from tools.vpnctl import verbs_cluster, verbs_server, verbs_session
 from tools.vpnctl.args import UsageError, resolve_name
 from tools.vpnctl.spec import Verb
 
-VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS)
+VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS, *verbs_session.VERBS)
 _BY_NAME = {v.name.lower(): v for v in VERBS}
 assert len(_BY_NAME) == len(VERBS), "duplicate verb names"
 

@@ -1,0 +1,231 @@
+"""Session, MAC/IP table and local bridge verbs (vpncmd names).
+
+Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
+- Sessions, MAC and IP tables are per hub (`HubName_str`); on a cluster
+  controller the lists include sessions on members (`RemoteSession_bool`,
+  `RemoteItem_bool` with `RemoteHostname_str`).
+- vpncmd's MacTable/IpTable take an optional session name and show only its
+  entries; the server has no such filter, so it is applied here.
+- Session names look like SID-<USER IN CAPITALS>-<n>.
+- Local bridges name the hub `HubNameLB_str` (not HubName_str).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.vpnctl import render as r
+from tools.vpnctl.args import Param, Positional, to_yes_no
+from tools.vpnctl.spec import Ctx, Result, Verb, no_params, simple
+from tools.vpnctl.verbs_server import traffic_fields
+
+def _location(item: dict[str, Any], flag: str) -> str:
+    return str(item.get("RemoteHostname_str", "")) if item.get(flag) else "Local"
+
+
+def render_session_list(res: Result) -> str:
+    rows = []
+    for s in res.get("SessionList", []):
+        rows.append(
+            {
+                **s,
+                "_Location": _location(s, "RemoteSession_bool"),
+                "_Tcp": f"{s.get('CurrentNumTcp_u32', 0)} / {s.get('MaxNumTcp_u32', 0)}",
+            }
+        )
+    return r.list_table(rows, SESSION_LIST_COLUMNS)
+
+
+SESSION_LIST_COLUMNS: list[r.Field] = [
+    ("Session Name", "Name_str"),
+    ("VLAN ID", "VLanId_u32", lambda v: "-" if not v else str(v)),
+    ("Location", "_Location", str),
+    ("User Name", "Username_str"),
+    ("Source Host Name", "Hostname_str"),
+    ("TCP Connections", "_Tcp", str),
+    ("Transfer Bytes", "PacketSize_u64", r.fmt_int),
+    ("Transfer Packets", "PacketNum_u64", r.fmt_int),
+]
+
+SESSION_GET_FIELDS: list[r.Field] = [
+    ("Session Name", "Name_str"),
+    ("User Name", "Username_str"),
+    ("User Name (Real)", "RealUsername_str"),
+    ("Group Name", "GroupName_str"),
+    ("Client IP Address", "SessionStatus_ClientIp_ip"),
+    ("Client Host Name", "SessionStatus_ClientHostName_str"),
+    ("Client Product Name", "ClientProductName_str"),
+    ("Client OS Name", "ClientOsName_str"),
+    ("Connected", "Connected_bool"),
+    ("Protocol", "UnderlayProtocol_str"),
+    ("Cipher", "CipherName_str"),
+    ("Encryption", "UseEncrypt_bool"),
+    ("Compression", "UseCompress_bool"),
+    ("Half Duplex", "HalfConnection_bool"),
+    ("Bridge Mode", "IsBridgeMode_bool"),
+    ("Monitoring Mode", "IsMonitorMode_bool"),
+    ("Max Number of TCP Connections", "MaxTcpConnections_u32"),
+    ("Number of TCP Connections", "NumTcpConnections_u32"),
+    ("Connection Started at", "StartTime_dt"),
+    ("First Session Established at", "FirstConnectionEstablisiedTime_dt"),
+    ("Current Session Established at", "CurrentConnectionEstablishTime_dt"),
+    ("Number of Established Sessions", "NumConnectionsEstablished_u32"),
+    ("VLAN ID", "VLanId_u32"),
+    ("Total Sent Bytes", "TotalSendSize_u64"),
+    ("Total Received Bytes", "TotalRecvSize_u64"),
+    *traffic_fields(),
+]
+
+
+def _hub_name(verb: str):
+    return lambda ctx: {"HubName_str": ctx.need_hub(verb), **({"Name_str": ctx.args.arg} if ctx.args.arg else {})}
+
+
+def _table_for_session(method: str, verb: str):
+    """MacTable/IpTable: the hub's table, filtered by an optional session name."""
+
+    def run(ctx: Ctx) -> Result:
+        res = ctx.client.call(method, {"HubName_str": ctx.need_hub(verb)})
+        if ctx.args.arg:
+            key = "MacTable" if method == "EnumMacTable" else "IpTable"
+            res = {**res, key: [e for e in res.get(key, []) if e.get("SessionName_str") == ctx.args.arg]}
+        return res
+
+    return run
+
+
+MAC_COLUMNS: list[r.Field] = [
+    ("ID", "Key_u32", str),
+    ("Session Name", "SessionName_str"),
+    ("VLAN ID", "VlanId_u32", lambda v: "-" if not v else str(v)),
+    ("MAC Address", "MacAddress_bin", r.fmt_mac),
+    ("Creation Time", "CreatedTime_dt"),
+    ("Updated Time", "UpdatedTime_dt"),
+    ("Location", "_Location", str),
+]
+
+IP_COLUMNS: list[r.Field] = [
+    ("ID", "Key_u32", str),
+    ("Session Name", "SessionName_str"),
+    ("IP Address", "_Ip", str),
+    ("Creation Time", "CreatedTime_dt"),
+    ("Updated Time", "UpdatedTime_dt"),
+    ("Location", "_Location", str),
+]
+
+
+def render_mac_table(res: Result) -> str:
+    rows = [{**e, "_Location": _location(e, "RemoteItem_bool")} for e in res.get("MacTable", [])]
+    return r.list_table(rows, MAC_COLUMNS)
+
+
+def render_ip_table(res: Result) -> str:
+    rows = []
+    for e in res.get("IpTable", []):
+        ip = str(e.get("IpAddress_ip") or e.get("Ip_ip", ""))
+        if e.get("DhcpAllocated_bool"):
+            ip += " (DHCP)"
+        rows.append({**e, "_Ip": ip, "_Location": _location(e, "RemoteItem_bool")})
+    return r.list_table(rows, IP_COLUMNS)
+
+
+# -- local bridges ------------------------------------------------------------
+
+def _bridge(ctx: Ctx, with_tap: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"HubNameLB_str": ctx.args.arg, "DeviceName_str": ctx.args.get("DEVICE")}
+    if with_tap:
+        out["TapMode_bool"] = to_yes_no("TAP", ctx.args.get("TAP"))
+    return out
+
+
+def _bridge_status(item: dict[str, Any]) -> str:
+    if not item.get("Online_bool"):
+        return "Offline"
+    return "Operating" if item.get("Active_bool") else "Error occurred"
+
+
+def render_bridge_list(res: Result) -> str:
+    rows = [
+        {**e, "_No": str(i), "_Status": _bridge_status(e)}
+        for i, e in enumerate(res.get("LocalBridgeList", []), 1)
+    ]
+    cols: list[r.Field] = [
+        ("Number", "_No", str),
+        ("Virtual Hub Name", "HubNameLB_str"),
+        ("Network Adapter or Tap Device Name", "DeviceName_str"),
+        ("Status", "_Status", str),
+    ]
+    return r.list_table(rows, cols)
+
+
+_HUB = Positional(name="hubname")
+_DEVICE = Param(name="DEVICE", required=True)
+
+VERBS: list[Verb] = [
+    Verb(
+        name="SessionList",
+        methods=("EnumSession",),
+        summary="List the sessions of the Virtual Hub",
+        hub_scoped=True,
+        run=simple("EnumSession", _hub_name("SessionList")),
+        render=render_session_list,
+    ),
+    Verb(
+        name="SessionGet",
+        methods=("GetSessionStatus",),
+        summary="Get a session's information",
+        positional=Positional(name="name"),
+        hub_scoped=True,
+        run=simple("GetSessionStatus", _hub_name("SessionGet")),
+        render=lambda res: r.item_value_table(res, SESSION_GET_FIELDS),
+    ),
+    Verb(
+        name="SessionDisconnect",
+        methods=("DeleteSession",),
+        summary="Disconnect a session",
+        positional=Positional(name="name"),
+        hub_scoped=True,
+        run=simple("DeleteSession", _hub_name("SessionDisconnect")),
+    ),
+    Verb(
+        name="MacTable",
+        methods=("EnumMacTable",),
+        summary="List the MAC address table (optionally of one session)",
+        positional=Positional(name="session", required=False),
+        hub_scoped=True,
+        run=_table_for_session("EnumMacTable", "MacTable"),
+        render=render_mac_table,
+    ),
+    Verb(
+        name="IpTable",
+        methods=("EnumIpTable",),
+        summary="List the IP address table (optionally of one session)",
+        positional=Positional(name="session", required=False),
+        hub_scoped=True,
+        run=_table_for_session("EnumIpTable", "IpTable"),
+        render=render_ip_table,
+    ),
+    Verb(
+        name="BridgeCreate",
+        methods=("AddLocalBridge",),
+        summary="Bridge a Virtual Hub to a network device or a new TAP device",
+        positional=_HUB,
+        params=(_DEVICE, Param(name="TAP")),
+        run=simple("AddLocalBridge", lambda ctx: _bridge(ctx, True)),
+    ),
+    Verb(
+        name="BridgeList",
+        methods=("EnumLocalBridge",),
+        summary="List the local bridges",
+        run=no_params("EnumLocalBridge"),
+        render=render_bridge_list,
+    ),
+    Verb(
+        name="BridgeDelete",
+        methods=("DeleteLocalBridge",),
+        summary="Delete a local bridge",
+        positional=_HUB,
+        params=(_DEVICE,),
+        run=simple("DeleteLocalBridge", lambda ctx: _bridge(ctx, False)),
+    ),
+]
