@@ -82,13 +82,13 @@ def _hub_name(verb: str):
 
 
 def _table_for_session(method: str, verb: str):
-    """MacTable/IpTable: the hub's table, filtered by an optional session name."""
+    """MacTable/IpTable: the hub's table, filtered by an optional session
+    name. The result's list is named like the verb ("MacTable", "IpTable")."""
 
     def run(ctx: Ctx) -> Result:
         res = ctx.client.call(method, {"HubName_str": ctx.need_hub(verb)})
         if ctx.args.arg:
-            key = "MacTable" if method == "EnumMacTable" else "IpTable"
-            res = {**res, key: [e for e in res.get(key, []) if e.get("SessionName_str") == ctx.args.arg]}
+            res = {**res, verb: [e for e in res.get(verb, []) if e.get("SessionName_str") == ctx.args.arg]}
         return res
 
     return run
@@ -187,23 +187,20 @@ VERBS: list[Verb] = [
         hub_scoped=True,
         run=simple("DeleteSession", _hub_name("SessionDisconnect")),
     ),
-    Verb(
-        name="MacTable",
-        methods=("EnumMacTable",),
-        summary="List the MAC address table (optionally of one session)",
-        positional=Positional(name="session", required=False),
-        hub_scoped=True,
-        run=_table_for_session("EnumMacTable", "MacTable"),
-        render=render_mac_table,
-    ),
-    Verb(
-        name="IpTable",
-        methods=("EnumIpTable",),
-        summary="List the IP address table (optionally of one session)",
-        positional=Positional(name="session", required=False),
-        hub_scoped=True,
-        run=_table_for_session("EnumIpTable", "IpTable"),
-        render=render_ip_table,
+    *(
+        Verb(
+            name=name,
+            methods=(method,),
+            summary=f"List the {what} address table (optionally of one session)",
+            positional=Positional(name="session", required=False),
+            hub_scoped=True,
+            run=_table_for_session(method, name),
+            render=render,
+        )
+        for name, method, what, render in (
+            ("MacTable", "EnumMacTable", "MAC", render_mac_table),
+            ("IpTable", "EnumIpTable", "IP", render_ip_table),
+        )
     ),
     Verb(
         name="BridgeCreate",
