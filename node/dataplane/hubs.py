@@ -77,6 +77,7 @@ class HubInstance:
         self._counter = 0
         self._retired: dict[str, int] = dict.fromkeys((k for k, _ in TRAFFIC_FIELDS), 0)
         self.closed = False
+        self._closing: set[asyncio.Task] = set()   # strong refs until each close ends
 
     # ---- life ------------------------------------------------------------------
 
@@ -129,10 +130,15 @@ class HubInstance:
     def close_sessions(self, reason: str) -> list[asyncio.Task]:
         """Start closing every session (each `await session.close(reason)` in
         its own task); returns the tasks. Needs a running loop."""
-        tasks = []
-        for session in list(self.sessions.values()):
-            tasks.append(asyncio.ensure_future(_close_session(session, reason)))
-        return tasks
+        return [self.disconnect(s, reason) for s in list(self.sessions.values())]
+
+    def disconnect(self, session: "VpnSession", reason: str) -> asyncio.Task:
+        """Start `await session.close(reason)` in a task (the session removes
+        itself from the hub as it ends). Needs a running loop."""
+        task = asyncio.ensure_future(_close_session(session, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
 
     # ---- local bridges -----------------------------------------------------------
 

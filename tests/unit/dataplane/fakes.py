@@ -1,0 +1,78 @@
+"""Test doubles for the data plane: a VPN session with the attributes the
+real `VpnSession` exposes to the hub runtime and the admin API, a data plane
+over a real NodeState in a temporary directory, and frame builders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from node.dataplane.hubs import HubInstance
+from node.dataplane.service import DataPlane
+from node.server import VpnServer
+from node.state import model
+from node.state.node_state import NodeState
+
+BCAST = b"\xff" * 6
+
+
+def mac(i: int) -> bytes:
+    return bytes((2, 0, 0, 0, 0, i))
+
+
+def ipv4_frame(dst: bytes, src: bytes, src_ip: bytes, dst_ip: bytes) -> bytes:
+    """An Ethernet + minimal IPv4 (ICMP) frame: learns src MAC and src IP."""
+    header = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0]) + src_ip + dst_ip
+    return dst + src + b"\x08\x00" + header + bytes(8 + 18)
+
+
+class FakeSession:
+    """Stands in for node/dataplane/session.py's VpnSession (same attribute names)."""
+
+    def __init__(self, instance: HubInstance, username: str, client_ip: str = "127.0.0.5") -> None:
+        self.instance = instance
+        self.name = instance.next_session_name(username)
+        self.id = ("session", self.name)
+        self.username = username
+        self.hub_name = instance.name
+        self.client_ip = client_ip
+        self.client_port = 40001
+        self.client_hostname = "client-host"
+        self.client_product = "SoftEther VPN Client"
+        self.client_version = 501
+        self.client_build = 9674
+        self.created_time = time.time() - 60
+        self.last_comm_time = time.time() - 1
+        self.tcp_connections = 2
+        self.max_tcp_connections = 8
+        self.use_encrypt = True
+        self.use_compress = False
+        self.session_key = bytes(range(20))
+        self.total_send_bytes = 1000
+        self.total_recv_bytes = 3000
+        self.unique_id = bytes(range(16))
+        self.received: list[bytes] = []
+        self.close_reasons: list[str] = []
+
+    @property
+    def traffic(self):
+        return self.instance.hub.traffic(self)
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.received.extend(frames)
+
+    async def close(self, reason: str) -> None:
+        self.close_reasons.append(reason)
+        self.instance.remove_session(self)
+
+
+def make_server(tmp: Path, hubs: list[model.Hub] | None = None,
+                bridges: list[model.Bridge] | None = None) -> VpnServer:
+    config = model.Server(admin_password_hash=bytes(20), listeners=[],
+                          hubs=hubs or [], bridges=bridges or [])
+    state = NodeState.create(tmp, config)
+    return VpnServer(state=state, state_dir=tmp, cert_der=b"")
+
+
+def make_dataplane(server: VpnServer, retry_interval_s: float = 0.05) -> DataPlane:
+    return DataPlane(server, listener=None, retry_interval_s=retry_interval_s)  # type: ignore[arg-type]

@@ -1,0 +1,179 @@
+"""Hub instances follow the config (create, offline, online, delete), sessions
+register by name and leave with their table entries, local bridges that
+cannot open stay Online/not Active and retry (logging once)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
+from node.dataplane.service import bridge_status, check_device_name, device_name
+from node.state import model
+from tests.unit.dataplane.fakes import (BCAST, FakeSession, ipv4_frame, mac, make_dataplane,
+                                        make_server)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_standalone_hosts_every_online_hub():
+    config = model.Server(admin_password_hash=bytes(20), listeners=[],
+                          hubs=[model.Hub("A"), model.Hub("B", online=False), model.Hub("C")])
+    assert [h.name for h in hosted_hubs(config)] == ["A", "C"]
+
+
+def test_sync_instances_creates_and_removes_by_lower_case_name():
+    instances: dict[str, HubInstance] = {}
+    created, removed = sync_instances(instances, [model.Hub("Sales")], HubInstance)
+    assert list(instances) == ["sales"] and created[0].name == "Sales" and removed == []
+    first = instances["sales"]
+    created, removed = sync_instances(instances, [model.Hub("SALES"), model.Hub("x")], HubInstance)
+    assert instances["sales"] is first and [i.name for i in created] == ["x"]
+    created, removed = sync_instances(instances, [], HubInstance)
+    assert created == [] and {i.name for i in removed} == {"Sales", "x"} and instances == {}
+
+
+def test_session_names_count_per_hub_from_one():
+    a, b = HubInstance("A"), HubInstance("B")
+    assert a.next_session_name("alice") == "SID-ALICE-1"
+    assert a.next_session_name("Bob") == "SID-BOB-2"
+    assert b.next_session_name("alice") == "SID-ALICE-1"
+
+
+def test_add_and_remove_session_with_its_table_entries():
+    inst = HubInstance("HUB", clock=lambda: 100.0, wall_clock=lambda: 5000.0)
+    alice, bob = FakeSession(inst, "alice"), FakeSession(inst, "bob")
+    inst.add_session(alice)
+    inst.add_session(bob)
+    assert inst.sessions == {"SID-ALICE-1": alice, "SID-BOB-2": bob}
+    assert inst.find_session("sid-alice-1") is alice and inst.find_session("nope") is None
+    inst.hub.input(alice, [ipv4_frame(BCAST, mac(1), bytes((10, 0, 0, 1)), bytes((10, 0, 0, 2)))])
+    inst.hub.input(bob, [ipv4_frame(mac(1), mac(2), bytes((10, 0, 0, 2)), bytes((10, 0, 0, 1)))])
+    assert len(bob.received) == 1 and len(alice.received) == 1
+    assert (inst.session_count(), inst.tcp_connection_count()) == (2, 4)
+    assert (inst.mac_table_size(), inst.ip_table_size()) == (2, 2)
+    before = inst.traffic()
+    assert before["Recv.BroadcastCount"] == 1 and before["Recv.UnicastCount"] == 1
+
+    inst.remove_session(alice)
+    assert list(inst.sessions) == ["SID-BOB-2"]
+    assert {e.session_name for e in inst.hub.mac_table()} == {"SID-BOB-2"}
+    assert {e.session_name for e in inst.hub.ip_table()} == {"SID-BOB-2"}
+    assert inst.traffic() == before          # a session leaving keeps the hub totals
+    inst.remove_session(alice)               # idempotent
+    assert inst.wall(99.0) == 4999.0
+
+
+def test_add_session_refuses_duplicates_and_closed_instances():
+    inst = HubInstance("HUB")
+    alice = FakeSession(inst, "alice")
+    inst.add_session(alice)
+    with pytest.raises(ValueError):
+        inst.add_session(alice)
+    inst.close()
+    assert inst.hub.ports == []
+    with pytest.raises(RuntimeError):
+        inst.add_session(FakeSession(inst, "bob"))
+
+
+def test_instances_follow_config_changes_and_offline_disconnects(tmp_path):
+    server = make_server(tmp_path, hubs=[model.Hub("DEFAULT"), model.Hub("Off", online=False)])
+    dp = make_dataplane(server)
+
+    def set_online(name: str, online: bool):
+        def apply(config):
+            config.find_hub(name).online = online
+        server.state.change(apply)
+
+    async def main():
+        await dp.start()
+        try:
+            assert list(server.hubs) == ["default"]
+            server.state.change(lambda c: c.hubs.append(model.Hub("New")))
+            assert set(server.hubs) == {"default", "new"}
+            inst = server.hubs["default"]
+            s1, s2 = FakeSession(inst, "alice"), FakeSession(inst, "bob")
+            inst.add_session(s1)
+            inst.add_session(s2)
+            assert server.session_count() == 2
+
+            set_online("DEFAULT", False)
+            assert "default" not in server.hubs
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert s1.close_reasons and s2.close_reasons and inst.sessions == {}
+            set_online("Off", True)
+            set_online("DEFAULT", True)
+            assert set(server.hubs) == {"default", "new", "off"}
+            assert server.hubs["default"] is not inst
+
+            live = server.hubs["new"]
+            s3 = FakeSession(live, "carol")
+            live.add_session(s3)
+            server.state.change(lambda c: c.hubs.remove(c.find_hub("new")))
+            assert "new" not in server.hubs
+            await asyncio.sleep(0)
+            assert s3.close_reasons
+            s4 = FakeSession(server.hubs["off"], "dave")
+            server.hubs["off"].add_session(s4)
+        finally:
+            await dp.stop()
+        assert server.hubs == {} and s4.close_reasons == ["the VPN server is shutting down"]
+
+    run(main())
+
+
+def test_a_bridge_that_cannot_open_stays_online_inactive_and_retries(tmp_path, caplog, monkeypatch):
+    import node.dataplane.service as service
+    attempts: list[str] = []
+
+    async def no_device(name, **kwargs):
+        attempts.append(name)
+        raise service.DeviceError(19, f"no interface {name!r}")
+
+    monkeypatch.setattr(service, "open_packet", no_device)
+    monkeypatch.setattr(service, "open_tap", no_device)
+    bridge = model.Bridge(hub="DEFAULT", device="eth-missing", tap=False)
+    server = make_server(tmp_path, hubs=[model.Hub("DEFAULT")], bridges=[bridge])
+    dp = make_dataplane(server, retry_interval_s=0.01)
+
+    async def main():
+        await dp.start()
+        try:
+            assert bridge_status(server, bridge) == (True, False)
+            for _ in range(200):
+                if len(attempts) >= 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(attempts) >= 4
+            server.state.change(lambda c: setattr(c.find_hub("DEFAULT"), "online", False))
+            assert bridge_status(server, bridge) == (False, False)
+        finally:
+            await dp.stop()
+
+    with caplog.at_level(logging.INFO, logger="node.dataplane.service"):
+        run(main())
+    failures = [r for r in caplog.records if "cannot open" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    # the hub counter is not used up by failed attempts
+    assert all(name == "eth-missing" for name in attempts)
+
+
+def test_bridge_on_a_hub_that_does_not_run_is_offline(tmp_path):
+    bridge = model.Bridge(hub="NOHUB", device="x", tap=True)
+    server = make_server(tmp_path, bridges=[bridge])
+    assert bridge_status(server, bridge) == (False, False)
+
+
+def test_device_names():
+    assert device_name("VPN", True) == "tap_vpn" and device_name("eth0", False) == "eth0"
+    assert check_device_name(" eth0 ", False) == "eth0"
+    assert check_device_name("abcdefghijk", True) == "abcdefghijk"          # tap_ + 11 = 15
+    for bad, tap in [("abcdefghijkl", True), ("a/b", False), ("a b", False), ("", False),
+                     ("x" * 16, False), ("bad.name", True), ("..", False)]:
+        with pytest.raises(ValueError):
+            check_device_name(bad, tap)
