@@ -56,7 +56,7 @@ from typing import Any, TypeVar
 import pytest
 
 from node.softether.sha0 import hash_admin_password
-from tools.vpnctl.client import AdminClient, AdminError
+from tools.vpnctl.client import AdminClient, AdminError, AuthError
 
 SOFTETHER_DIR = Path("/usr/libexec/softether")
 VPNSERVER = SOFTETHER_DIR / "vpnserver" / "vpnserver"
@@ -71,6 +71,11 @@ T = TypeVar("T")
 
 class LabError(RuntimeError):
     """A SoftEther instance did not start, answer or stop as expected."""
+
+
+class PortTaken(LabError):
+    """Another server answered on the port chosen for a new instance (its
+    password or hostname is not ours): a race with a parallel test run."""
 
 
 def skip_reason(*, need_client: bool = False) -> str | None:
@@ -365,11 +370,18 @@ class SoftEtherServer(_Instance):
             self._check_alive()
             try:
                 info = self.rpc("GetServerInfo", timeout_s=3.0)
+            except AuthError as e:
+                if self.child_pid is None:  # still starting: that is not our server
+                    raise PortTaken(f"{self.name}: {e}") from None
+                last = e
+            except AdminError as e:
+                last = e
+            else:
+                if info.get("ServerHostName_str") != self.name:
+                    raise PortTaken(f"{self.name}: port {self.port} answers as {info.get('ServerHostName_str')!r}")
                 if server_type is None or info.get("ServerType_u32") == server_type:
                     return info
                 last = f"server type is still {info.get('ServerType_u32')}"
-            except AdminError as e:
-                last = e
             time.sleep(0.1)
         raise LabError(f"{self.name}: admin not ready after {timeout_s:.0f}s ({last}); {self._log_tail()}")
 
@@ -449,9 +461,28 @@ class SoftEtherLab:
         name = name or f"se{len(self.servers)}-{os.getpid()}"
         if name in self.servers:
             raise LabError(f"instance {name!r} already exists in this lab")
+        for _ in range(2):  # a port chosen here may be lost to a parallel run: choose again
+            try:
+                return self._start_server(name, port, password, netns, listen_ip, extra_ports, timeout_s)
+            except PortTaken:
+                if port is not None:
+                    raise
+        return self._start_server(name, port, password, netns, listen_ip, extra_ports, timeout_s)
+
+    def _start_server(
+        self,
+        name: str,
+        port: int | None,
+        password: str,
+        netns: str | None,
+        listen_ip: str,
+        extra_ports: tuple[int, ...],
+        timeout_s: float,
+    ) -> SoftEtherServer:
         if port is None:
             port = free_port(listen_ip) if netns is None else random.randint(20000, 60000)
         base = self.base_dir / name
+        shutil.rmtree(base, ignore_errors=True)
         (base / "lib").mkdir(parents=True)
         (base / "lib" / "vpn_server.config").write_text(
             server_config(port=port, password=password, listen_ip=listen_ip, extra_ports=extra_ports)
