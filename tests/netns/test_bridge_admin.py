@@ -1,0 +1,174 @@
+"""Local bridges administered as an operator would: a real vpnd, run inside a
+namespace of the test's own (so no device reaches the root namespace),
+driven by `vpnctl` subprocesses.
+
+- BridgeCreate /TAP:yes makes the TAP device `tap_<name>`, BridgeList shows
+  it operating, a restart of vpnd brings it back, BridgeDelete removes it.
+- Two bridges to veth ends (their peers in two host namespaces) on one hub
+  carry a ping between the hosts; MacTable/IpTable list both hosts.
+vpnd is stopped by its PID (SIGTERM, then SIGKILL); the lab removes
+namespaces and links, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.netns.lab import Lab, requires_root
+
+pytestmark = requires_root
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "bridge-admin-pw"
+PORT = 5555          # inside the test's own namespace: always free
+WAIT_S = 20.0
+
+
+class NsVpnd:
+    """A vpnd process inside namespace `ns`, with vpnctl run in the same one."""
+
+    def __init__(self, lab: Lab, ns: str, tmp: Path) -> None:
+        self.lab, self.ns, self.tmp = lab, ns, tmp
+        self.state_dir = tmp / "state"
+        self.pw_file = tmp / "admin.pw"
+        self.pw_file.write_text(PASSWORD + "\n")
+        self.log_path = tmp / "vpnd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            # `ip netns exec` execs vpnd itself, so proc.pid is vpnd's PID
+            self.proc = self.lab.popen(self.ns, [
+                sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
+                "--listen", f"127.0.0.1:{PORT}", "--admin-password-file", str(self.pw_file)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"vpnd exited:\n{self.log()}"
+            if self.vpnctl("ServerInfoGet", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"vpnd not ready:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def vpnctl(self, *words: str, hub: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{PORT}",
+                "--password-file", str(self.pw_file), "--connect-timeout", "2", "--timeout", "10"]
+        if hub:
+            argv += ["--hub", hub]
+        done = subprocess.run(self.lab.argv(self.ns, [*argv, *words]), capture_output=True, text=True,
+                              timeout=30, cwd=ROOT)
+        if check:
+            assert done.returncode == 0, f"vpnctl {words}: {done.stdout}{done.stderr}\n{self.log()}"
+        return done
+
+    def json(self, *words: str, hub: str | None = None) -> dict:
+        return json.loads(self.vpnctl("--json", *words, hub=hub).stdout)
+
+    def bridges(self) -> dict[str, dict]:
+        return {b["DeviceName_str"]: b for b in self.json("BridgeList").get("LocalBridgeList", [])}
+
+    def wait_active(self, devices: list[str]) -> dict[str, dict]:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            rows = self.bridges()
+            if all(rows.get(d, {}).get("Active_bool") for d in devices):
+                return rows
+            assert time.monotonic() < deadline, f"bridges not active: {rows}\n{self.log()}"
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def vpnd_in(lab: Lab, ns: str, tmp: Path):
+    node = NsVpnd(lab, ns, tmp)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def _wait_links(lab: Lab, ns: str, name: str, present: bool) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while (name in lab.links(ns)) != present:
+        assert time.monotonic() < deadline, f"{name} {'missing' if present else 'still there'}: {lab.links(ns)}"
+        time.sleep(0.05)
+
+
+def test_tap_bridge_create_list_restart_delete(lab, tmp_path):
+    ns = lab.netns("vpnd")
+    tap = f"t{os.getpid() % 100000}"          # kernel name tap_t<pid>: unique, <= 15 bytes
+    kernel = f"tap_{tap}"
+    with vpnd_in(lab, ns, tmp_path) as node:
+        node.vpnctl("HubCreate", "BRHUB", "/PASSWORD:hubpw")
+        out = node.vpnctl("BridgeCreate", "BRHUB", f"/DEVICE:{tap}", "/TAP:yes").stdout
+        assert "error" not in out.lower()
+        _wait_links(lab, ns, kernel, True)
+        rows = node.wait_active([tap])
+        assert rows[tap] == {"DeviceName_str": tap, "HubNameLB_str": "BRHUB", "Online_bool": True,
+                             "Active_bool": True, "TapMode_bool": True}
+        assert "Operating" in node.vpnctl("BridgeList").stdout
+        assert kernel not in lab.links(None)
+        node.stop()
+        _wait_links(lab, ns, kernel, False)        # the TAP device goes with its vpnd
+        node.start()
+        _wait_links(lab, ns, kernel, True)
+        node.wait_active([tap])
+        node.vpnctl("BridgeDelete", "BRHUB", f"/DEVICE:{tap}")
+        _wait_links(lab, ns, kernel, False)
+        assert node.bridges() == {}
+        failed = node.vpnctl("BridgeDelete", "BRHUB", f"/DEVICE:{tap}", check=False)
+        assert failed.returncode == 1 and "29" in failed.stderr + failed.stdout
+
+
+def test_ping_between_namespaces_through_two_bridges(lab, tmp_path):
+    node_ns = lab.netns("vpnd")
+    hosts = []
+    for i in (1, 2):
+        host = lab.netns("h")
+        host_end, node_end = lab.veth(host, node_ns)
+        lab.addr(host, host_end, f"10.216.0.{i}/24")
+        lab.disable_offloads(host, host_end)
+        lab.disable_offloads(node_ns, node_end)
+        with lab.iproute(host) as ipr:
+            link = ipr.get_links(ipr.link_lookup(ifname=host_end)[0])[0]
+            hosts.append((host, node_end, link.get_attr("IFLA_ADDRESS")))
+    with vpnd_in(lab, node_ns, tmp_path) as node:
+        node.vpnctl("HubCreate", "PINGHUB", "/PASSWORD:hubpw")
+        for _, node_end, _ in hosts:
+            node.vpnctl("BridgeCreate", "PINGHUB", f"/DEVICE:{node_end}", "/TAP:no")
+        node.wait_active([end for _, end, _ in hosts])
+        ping = lab.run(hosts[0][0], ["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.216.0.2"], check=False)
+        assert ping.returncode == 0, f"{ping.stdout}{ping.stderr}\n{node.log()}"
+
+        macs = node.json("MacTable", hub="PINGHUB")["MacTable"]
+        seen = {base64.b64decode(e["MacAddress_bin"]).hex(":") for e in macs}
+        assert {mac for _, _, mac in hosts} <= seen, (seen, hosts)
+        assert all(e["SessionName_str"].startswith("SID-LOCALBRIDGE-") for e in macs)
+        ips = {e["IpAddress_ip"] for e in node.json("IpTable", hub="PINGHUB")["IpTable"]}
+        assert {"10.216.0.1", "10.216.0.2"} <= ips
+        table = node.vpnctl("MacTable", hub="PINGHUB").stdout
+        assert all(mac.upper().replace(":", "-") in table for _, _, mac in hosts), table
+        sessions = node.json("SessionList", hub="PINGHUB")["SessionList"]
+        assert sorted(s["BridgeMode_bool"] for s in sessions) == [True, True]
+    assert all(end not in lab.links(None) for _, end, _ in hosts)
