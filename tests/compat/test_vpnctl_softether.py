@@ -328,3 +328,23 @@ def test_local_bridges(softether_lab):
         assert ok_json(srv, "BridgeList")["LocalBridgeList"] == []
         one_line_error(vpnctl(srv, "BridgeDelete", "lan", f"/DEVICE:{dev}"), 1)
         softether_lab.stop_all()  # before the namespace goes away
+
+
+def test_cluster_member_with_wrong_password(softether_lab):
+    """A member with the wrong controller password stays offline and says why."""
+    ctl = softether_lab.server(f"ctlw-{os.getpid()}")
+    member = softether_lab.server(f"mw-{os.getpid()}")
+    ok(vpnctl(ctl, "ClusterSettingController"))
+    ctl.wait_admin(server_type=SERVER_TYPE_CONTROLLER)
+    ok(vpnctl(member, "csm", ctl.address, f"/PORTS:{member.port}", "/PASSWORD:not-the-admin-pw"))
+    member.wait_admin(server_type=SERVER_TYPE_MEMBER)
+    status = _wait_for(lambda: ok_json(member, "ClusterConnectionStatusGet"), lambda s: s["NumFailed_u32"] >= 1)
+    assert status["Online_bool"] is False and status["LastError_u32"] == 12  # ERR_ACCESS_DENIED
+    text = ok(vpnctl(member, "ClusterConnectionStatusGet"))
+    assert item(text, "Connection Status") == "Offline"
+    assert item(text, "Controller IP Address") == "Not Connected"
+    assert item(text, "Last Error").startswith("ERR_ACCESS_DENIED (12)")
+    assert len(ok_json(ctl, "ClusterMemberList")["FarmMemberList"]) == 1
+    # The setting never shows the password back.
+    setting = ok_json(member, "ClusterSettingGet")
+    assert setting["MemberPasswordPlaintext_str"] == "" and base64.b64decode(setting["MemberPassword_bin"]) == bytes(20)
