@@ -15,8 +15,9 @@ server's DER certificate right after the handshake, before the password is
 sent.
 
 One HTTPS connection is kept alive across calls. If a reused connection turns
-out to have been closed by the server before it answered, the call is retried
-once on a fresh connection (the request never reached the server's dispatcher).
+out to have been closed by the server before it answered (an idle keep-alive
+connection the server dropped), the call is sent once more on a fresh
+connection; a fresh connection closed without an answer is an error.
 
 Every failure is one of the typed errors below; none carries a traceback
 worth showing to an operator.
