@@ -8,6 +8,7 @@ import random
 import threading
 
 from tests.vpnd_proc import Vpnd
+from tools.vpnctl.client import AdminClient
 
 ROUNDS = 50
 
@@ -15,10 +16,11 @@ ROUNDS = 50
 def _observed(node: Vpnd) -> set[tuple[str, str]]:
     """(hub, user) pairs, with (hub, "") for each hub."""
     seen = set()
-    for hub in node.call("EnumHub")["result"]["HubList"]:
-        seen.add((hub["HubName_str"], ""))
-        for user in node.call("EnumUser", {"HubName_str": hub["HubName_str"]})["result"]["UserList"]:
-            seen.add((hub["HubName_str"], user["Name_str"]))
+    with AdminClient("127.0.0.1", node.port, node.password) as client:
+        for hub in client.call("EnumHub")["HubList"]:
+            seen.add((hub["HubName_str"], ""))
+            for user in client.call("EnumUser", {"HubName_str": hub["HubName_str"]})["UserList"]:
+                seen.add((hub["HubName_str"], user["Name_str"]))
     return seen
 
 
