@@ -194,21 +194,26 @@ class DataPlane:
             self._note(slot, "offline", f"hub {slot.config.hub} is not running here")
             return
         if slot.bridge is None and slot.opening is None and self._running:
-            slot.opening = asyncio.ensure_future(self._open(slot, instance))
+            task = asyncio.ensure_future(self._open(slot, instance))
+            slot.opening = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _open(self, slot: _BridgeSlot, instance: HubInstance) -> None:
         conf = slot.config
+        me = asyncio.current_task()
         try:
             device = await (open_tap(slot.key) if conf.tap else open_packet(slot.key))
-        except DeviceError as exc:
+        except Exception as exc:   # DeviceError, or a netlink surprise: the same for the operator
             self._note(slot, f"error:{getattr(exc, 'errno', 0)}",
                        f"cannot open {'TAP device' if conf.tap else 'interface'} {slot.key} "
                        f"for hub {conf.hub}: {exc}; retrying every {self.retry_interval_s:g} s")
             return
         finally:
-            slot.opening = None
+            if slot.opening is me:
+                slot.opening = None
         if slot.instance is not instance or instance.closed or not self._running \
-                or self._slots.get(slot.key) is not slot:
+                or self._slots.get(slot.key) is not slot or slot.bridge is not None:
             device.close()   # the config changed while the device was being opened
             return
         # named only once open, so failed retries do not use up session numbers
@@ -223,9 +228,9 @@ class DataPlane:
         self._note(slot, "active", f"local bridge {slot.key} <-> hub {conf.hub} is operating")
 
     def _close_slot(self, slot: _BridgeSlot) -> None:
-        if slot.opening is not None:
-            slot.opening.cancel()
-            slot.opening = None
+        # An open in flight is not cancelled (a TAP fd could leak mid-setup): it
+        # finishes, sees the slot moved on, and closes what it opened.
+        slot.opening = None
         if slot.bridge is not None:
             if slot.instance is not None:
                 slot.instance.remove_bridge(slot.key)
@@ -242,7 +247,10 @@ class DataPlane:
         while self._running:
             await asyncio.sleep(self.retry_interval_s)
             for slot in list(self._slots.values()):
-                self._place(slot)
+                try:
+                    self._place(slot)
+                except Exception:  # keep retrying the other bridges
+                    log.exception("local bridge %s: retry failed", slot.key)
 
     # ---- queries -------------------------------------------------------------------
 

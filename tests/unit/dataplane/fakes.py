@@ -4,6 +4,7 @@ over a real NodeState in a temporary directory, and frame builders."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -76,3 +77,14 @@ def make_server(tmp: Path, hubs: list[model.Hub] | None = None,
 
 def make_dataplane(server: VpnServer, retry_interval_s: float = 0.05) -> DataPlane:
     return DataPlane(server, listener=None, retry_interval_s=retry_interval_s)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_dataplane(server: VpnServer, retry_interval_s: float = 0.05):
+    """A started DataPlane, stopped on exit (also after a failure)."""
+    dp = make_dataplane(server, retry_interval_s)
+    await dp.start()
+    try:
+        yield dp
+    finally:
+        await dp.stop()

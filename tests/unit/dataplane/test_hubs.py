@@ -6,18 +6,68 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 import pytest
 
 from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
 from node.dataplane.service import bridge_status, check_device_name, device_name
+from node.dataplane.tap import DeviceError, FrameDevice
 from node.state import model
 from tests.unit.dataplane.fakes import (BCAST, FakeSession, ipv4_frame, mac, make_dataplane,
-                                        make_server)
+                                        make_server, running_dataplane)
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+class FakeDevices:
+    """open_tap/open_packet stand-ins: a datagram socketpair per device (one
+    read = one frame); `gate` holds every open until set."""
+
+    def __init__(self) -> None:
+        self.opened: list[FrameDevice] = []
+        self.attempts: list[str] = []
+        self.error: Exception | None = None
+        self.peers: list[socket.socket] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def open(self, name: str, **kwargs) -> FrameDevice:
+        self.attempts.append(name)
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours.setblocking(False)
+        self.peers.append(peer)
+        device = FrameDevice(name, ours.detach(), False, os.close)
+        self.opened.append(device)
+        return device
+
+    def close(self) -> None:
+        for peer in self.peers:
+            peer.close()
+
+
+@pytest.fixture
+def devices(monkeypatch):
+    import node.dataplane.service as service
+    fake = FakeDevices()
+    monkeypatch.setattr(service, "open_packet", fake.open)
+    monkeypatch.setattr(service, "open_tap", fake.open)
+    yield fake
+    fake.close()
+
+
+async def _until(predicate, what: str) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_standalone_hosts_every_online_hub():
@@ -127,40 +177,26 @@ def test_instances_follow_config_changes_and_offline_disconnects(tmp_path):
     run(main())
 
 
-def test_a_bridge_that_cannot_open_stays_online_inactive_and_retries(tmp_path, caplog, monkeypatch):
-    import node.dataplane.service as service
-    attempts: list[str] = []
-
-    async def no_device(name, **kwargs):
-        attempts.append(name)
-        raise service.DeviceError(19, f"no interface {name!r}")
-
-    monkeypatch.setattr(service, "open_packet", no_device)
-    monkeypatch.setattr(service, "open_tap", no_device)
+def test_a_bridge_that_cannot_open_stays_online_inactive_and_retries(tmp_path, caplog, devices):
+    devices.error = DeviceError(19, "no interface 'eth-missing'")
     bridge = model.Bridge(hub="DEFAULT", device="eth-missing", tap=False)
     server = make_server(tmp_path, hubs=[model.Hub("DEFAULT")], bridges=[bridge])
-    dp = make_dataplane(server, retry_interval_s=0.01)
 
     async def main():
-        await dp.start()
-        try:
+        async with running_dataplane(server, retry_interval_s=0.01):
             assert bridge_status(server, bridge) == (True, False)
-            for _ in range(200):
-                if len(attempts) >= 4:
-                    break
-                await asyncio.sleep(0.01)
-            assert len(attempts) >= 4
+            await _until(lambda: len(devices.attempts) >= 4, "four attempts")
+            devices.error = None
+            await _until(lambda: bridge_status(server, bridge) == (True, True), "the device to open")
+            # failed attempts used up no session numbers
+            assert server.hubs["default"].bridges["eth-missing"].name == "SID-LOCALBRIDGE-1"
             server.state.change(lambda c: setattr(c.find_hub("DEFAULT"), "online", False))
             assert bridge_status(server, bridge) == (False, False)
-        finally:
-            await dp.stop()
 
     with caplog.at_level(logging.INFO, logger="node.dataplane.service"):
         run(main())
     failures = [r for r in caplog.records if "cannot open" in r.getMessage()]
     assert len(failures) == 1, [r.getMessage() for r in caplog.records]
-    # the hub counter is not used up by failed attempts
-    assert all(name == "eth-missing" for name in attempts)
 
 
 def test_bridge_on_a_hub_that_does_not_run_is_offline(tmp_path):
@@ -177,3 +213,41 @@ def test_device_names():
                      ("x" * 16, False), ("bad.name", True), ("..", False)]:
         with pytest.raises(ValueError):
             check_device_name(bad, tap)
+
+
+def test_bridge_opens_reopens_after_failure_and_closes_on_delete(tmp_path, devices):
+    bridge = model.Bridge(hub="DEFAULT", device="veth0", tap=False)
+    server = make_server(tmp_path, hubs=[model.Hub("DEFAULT")], bridges=[bridge])
+
+    async def main():
+        async with running_dataplane(server, retry_interval_s=0.01):
+            inst = server.hubs["default"]
+            assert bridge_status(server, bridge) == (True, True)
+            first = inst.bridges["veth0"]
+            assert first.name == "SID-LOCALBRIDGE-1" and first in inst.hub.ports
+            first._fail(OSError(100, "network is down"))        # the device broke under us
+            await _until(lambda: inst.bridges.get("veth0") not in (None, first), "a reopened bridge")
+            assert devices.opened[0].fd == -1 and inst.bridges["veth0"].name == "SID-LOCALBRIDGE-2"
+            assert bridge_status(server, bridge) == (True, True)
+            server.state.change(lambda c: c.bridges.clear())
+            assert inst.bridges == {} and inst.hub.ports == [] and devices.opened[1].fd == -1
+
+    run(main())
+
+
+def test_an_open_in_flight_when_the_hub_stops_is_closed(tmp_path, devices):
+    bridge = model.Bridge(hub="DEFAULT", device="vpn", tap=True)
+    server = make_server(tmp_path, hubs=[model.Hub("DEFAULT")])
+
+    async def main():
+        async with running_dataplane(server, retry_interval_s=10):
+            devices.gate.clear()
+            server.state.change(lambda c: c.bridges.append(bridge))
+            inst = server.hubs["default"]
+            await asyncio.sleep(0.01)
+            server.state.change(lambda c: setattr(c.find_hub("DEFAULT"), "online", False))
+            devices.gate.set()
+            await _until(lambda: devices.opened and devices.opened[0].fd == -1, "the device closed")
+            assert inst.bridges == {} and bridge_status(server, bridge) == (False, False)
+
+    run(main())
