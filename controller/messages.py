@@ -1,0 +1,295 @@
+"""The cluster protocol: every message the controller and members exchange
+over vpnbus, one record per message type (STYLE §4).
+
+Conversation, in order:
+
+1. Join (member → controller; the member's CURVE key is its identity, the
+   ZAP User-Id, so no message carries a key the peer chose):
+   `JoinHello` → reply `JoinChallenge`; the member checks the controller's
+   proof (controller/joinauth.py) and sends `JoinProof` → reply `JoinAccepted`,
+   or `JoinAbort` when the controller's proof is wrong (wrong password on one
+   side, or a man in the middle). A refused proof is answered with a bus error
+   carrying ERR_ACCESS_DENIED. Until `JoinAccepted`, the controller answers
+   every other message from that key with ERR_ACCESS_DENIED.
+2. Right after `JoinAccepted`, the controller pushes the configuration with
+   `PushConfig` (hubs with their users and settings, whole), and again after
+   every change; `serial` lets the member ignore an older push.
+3. The controller polls every member concurrently with `StatusPoll`; the
+   reply is `StatusReport` (points, load, hub instances). Liveness itself is
+   vpnbus's heartbeats (3 s silence = evicted).
+4. Dynamic hubs: `CreateHubInstance` / `DeleteHubInstance` (placement).
+5. Sessions (clustered sessions issue): `CreateTicket` → `TicketCreated`;
+   admin views gather `EnumSessions`, `DeleteSession`, `EnumMacTable`,
+   `EnumIpTable` from every member.
+6. `Leave` (member → controller) when the member changes mode; `Rejoin`
+   (controller → member) when an evicted member talks as if it were joined.
+
+Replies that carry nothing are `Ack`. Times are Unix seconds (float).
+"""
+
+from __future__ import annotations
+
+from vpnbus.envelope import message
+
+PROTOCOL_VERSION = 1
+
+
+@message("cluster.ack")
+class Ack:
+    """Reply: done."""
+
+
+# -- join -------------------------------------------------------------------
+
+@message("cluster.join_hello")
+class JoinHello:
+    """Member → controller: start a join."""
+
+    version: int
+    """PROTOCOL_VERSION of the member."""
+    nonce: bytes
+    """The member's fresh random challenge (joinauth)."""
+    hostname: str
+    """The member's host name (ClusterMemberList "Host")."""
+    public_ip: str
+    """Address clients are redirected to; "" = the address the member used to reach us."""
+    public_ports: list[int]
+    """Listener ports clients may use (1..128 values)."""
+    weight: int
+    """Function Standard Ratio (100 = normal)."""
+    max_sessions: int
+    """The member's session limit."""
+    server_cert: bytes
+    """The member's TLS certificate, DER (sent to clients in a redirect)."""
+
+
+@message("cluster.join_challenge")
+class JoinChallenge:
+    """Reply to JoinHello: the controller's nonce and its proof of the password."""
+
+    nonce: bytes
+    proof: bytes
+
+
+@message("cluster.join_proof")
+class JoinProof:
+    """Member → controller: the member's proof of the password."""
+
+    proof: bytes
+
+
+@message("cluster.join_abort")
+class JoinAbort:
+    """Member → controller: the controller's proof did not verify; no proof follows."""
+
+    reason: str
+
+
+@message("cluster.join_accepted")
+class JoinAccepted:
+    """Reply to JoinProof: the member is in the cluster."""
+
+    member_id: int
+    """The controller's id for this member (ClusterMemberList "ID")."""
+    controller_hostname: str
+
+
+@message("cluster.leave")
+class Leave:
+    """Member → controller: this member leaves the cluster (mode change, shutdown)."""
+
+    reason: str
+
+
+@message("cluster.rejoin")
+class Rejoin:
+    """Controller → member: you are not (or no longer) joined; run the join again."""
+
+    reason: str
+
+
+# -- configuration ----------------------------------------------------------
+
+@message("cluster.user")
+class UserConfig:
+    """One hub user, as stored (password material hashed, never clear)."""
+
+    name: str
+    auth_type: int
+    hashed_key: bytes
+    group: str = ""
+    realname: str = ""
+    note: str = ""
+    expire_time: float = 0.0
+
+
+@message("cluster.hub")
+class HubConfig:
+    """One hub's whole configuration."""
+
+    name: str
+    hub_type: int
+    """1 static, 2 dynamic."""
+    online: bool
+    max_session: int
+    no_enum: bool
+    hashed_password: bytes
+    secure_password: bytes
+    created_time: float
+    users: list[UserConfig]
+
+
+@message("cluster.push_config")
+class PushConfig:
+    """Controller → member: the cluster's hubs, whole; replaces the member's copy."""
+
+    serial: int
+    """The controller's config serial; a member ignores a push older than the last one applied."""
+    hubs: list[HubConfig]
+
+
+# -- status -----------------------------------------------------------------
+
+@message("cluster.status_poll")
+class StatusPoll:
+    """Controller → member: report your load now."""
+
+
+@message("cluster.hub_report")
+class HubReport:
+    """One hub instance on a member."""
+
+    name: str
+    dynamic: bool
+    sessions: int
+    mac_entries: int = 0
+    ip_entries: int = 0
+
+
+@message("cluster.status_report")
+class StatusReport:
+    """Reply to StatusPoll."""
+
+    points: int
+    """The member's own points (controller/points.py)."""
+    sessions: int
+    tcp_connections: int
+    max_sessions: int
+    hubs: list[HubReport]
+    tickets_outstanding: int = 0
+    """Tickets stored and not yet used (counts as load for selection)."""
+
+
+# -- dynamic hub instances ----------------------------------------------------
+
+@message("cluster.create_hub_instance")
+class CreateHubInstance:
+    """Controller → member: start an instance of this (dynamic) hub."""
+
+    hub: str
+
+
+@message("cluster.delete_hub_instance")
+class DeleteHubInstance:
+    """Controller → member: stop this hub's instance (its sessions end)."""
+
+    hub: str
+    reason: str
+
+
+# -- sessions ---------------------------------------------------------------
+
+@message("cluster.create_ticket")
+class CreateTicket:
+    """Controller → member: accept one login with this ticket within 60 s."""
+
+    hub: str
+    ticket: bytes
+    user_name: str
+    real_user_name: str
+    group: str
+    session_name: str
+    policy: dict[str, int]
+
+
+@message("cluster.ticket_created")
+class TicketCreated:
+    """Reply to CreateTicket."""
+
+    points: int
+
+
+@message("cluster.enum_sessions")
+class EnumSessions:
+    """Controller → member: list the sessions of one hub."""
+
+    hub: str
+
+
+@message("cluster.session_row")
+class SessionRow:
+    """One session for EnumSession on the controller."""
+
+    name: str
+    username: str
+    client_ip: str
+    client_hostname: str
+    created_time: float
+    last_comm_time: float
+    tcp_connections: int
+    max_tcp_connections: int
+    packet_bytes: int
+    packet_count: int
+
+
+@message("cluster.session_list")
+class SessionList:
+    """Reply to EnumSessions."""
+
+    sessions: list[SessionRow]
+
+
+@message("cluster.delete_session")
+class DeleteSession:
+    """Controller → member: disconnect one session."""
+
+    hub: str
+    name: str
+
+
+@message("cluster.enum_mac_table")
+class EnumMacTable:
+    hub: str
+
+
+@message("cluster.mac_row")
+class MacRow:
+    session_name: str
+    mac: bytes
+    vlan_id: int
+    created_time: float
+    updated_time: float
+
+
+@message("cluster.mac_table")
+class MacTable:
+    rows: list[MacRow]
+
+
+@message("cluster.enum_ip_table")
+class EnumIpTable:
+    hub: str
+
+
+@message("cluster.ip_row")
+class IpRow:
+    session_name: str
+    ip: str
+    dhcp_allocated: bool
+    created_time: float
+    updated_time: float
+
+
+@message("cluster.ip_table")
+class IpTable:
+    rows: list[IpRow]
