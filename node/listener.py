@@ -52,6 +52,9 @@ class VpnHandler(Protocol):
                  peer: str) -> Awaitable[None]: ...
 
 
+RouteHandler = Callable[[HttpRequest, str], tuple[int, list[tuple[str, str]], bytes]]
+
+
 class RequestRefused(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -119,6 +122,9 @@ class Listener:
         self.server = server
         self.ssl_context = ssl_context
         self.vpn_handler: VpnHandler | None = None
+        # Extra plain-HTTP routes, (METHOD, lower-case path) → handler; e.g. the
+        # cluster controller's bus discovery.
+        self.routes: dict[tuple[str, str], RouteHandler] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
 
@@ -195,6 +201,9 @@ class Listener:
             if request.method == "OPTIONS":
                 return 200, self._cors(request), b""
             return 405, [("Content-Type", "text/plain"), ("Allow", "POST, OPTIONS")], b"use POST\n"
+        route = self.routes.get((request.method, path))
+        if route is not None:
+            return route(request, peer)
         if request.method == "GET" and path == "/":
             return 200, [("Content-Type", "text/html; charset=utf-8")], (
                 b"<html><body><h1>vpncluster VPN Server</h1>"
