@@ -58,6 +58,11 @@ def _is_v6(addr: str) -> bool:
         return False
 
 
+def _unique_id(s: Any) -> bytes:
+    # NODE_INFO.UniqueId is 16 bytes; a client that sent none shows zeros
+    return bytes(s.unique_id)[:16].ljust(16, b"\0")
+
+
 def _session_row(ctx: AdminContext, instance: HubInstance, s: Any) -> dict[str, Any]:
     counters = traffic_dict(t) if (t := instance.port_traffic(s)) is not None else {}
     size, num = _totals(counters)
@@ -80,7 +85,7 @@ def _session_row(ctx: AdminContext, instance: HubInstance, s: Any) -> dict[str, 
         "Client_BridgeMode_bool": False,
         "Client_MonitorMode_bool": False,
         "VLanId_u32": 0,
-        "UniqueId_bin": b64(bytes(s.unique_id)),
+        "UniqueId_bin": b64(_unique_id(s)),
         "IsDormantEnabled_bool": False,
         "IsDormant_bool": False,
         "LastCommDormant_dt": dt(0),
@@ -195,7 +200,7 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "ClientHostname_str": s.client_hostname,
         "ServerHostname_str": server.hostname,
         "ProxyHostname_str": "",
-        "UniqueId_bin": b64(bytes(s.unique_id)),
+        "UniqueId_bin": b64(_unique_id(s)),
         "ClientProductVer_u32": int(s.client_version),
         "ClientProductBuild_u32": int(s.client_build),
         "ClientIpAddress_ip": "0.0.0.0" if v6 else ip(s.client_ip),
