@@ -5,7 +5,8 @@ driven by `vpnctl` subprocesses.
 - BridgeCreate /TAP:yes makes the TAP device `tap_<name>`, BridgeList shows
   it operating, a restart of vpnd brings it back, BridgeDelete removes it.
 - Two bridges to veth ends (their peers in two host namespaces) on one hub
-  carry a ping between the hosts; MacTable/IpTable list both hosts.
+  carry a ping between the hosts; MacTable/IpTable list both hosts; a third,
+  TAP bridge with an address in vpnd's namespace answers a ping too.
 vpnd is stopped by its PID (SIGTERM, then SIGKILL); the lab removes
 namespaces and links, also when a test fails.
 """
@@ -171,4 +172,15 @@ def test_ping_between_namespaces_through_two_bridges(lab, tmp_path):
         assert all(mac.upper().replace(":", "-") in table for _, _, mac in hosts), table
         sessions = node.json("SessionList", hub="PINGHUB")["SessionList"]
         assert sorted(s["BridgeMode_bool"] for s in sessions) == [True, True]
+
+        # a TAP bridge on the same hub: the vpnd namespace itself joins the segment
+        tap = f"p{os.getpid() % 100000}"
+        node.vpnctl("BridgeCreate", "PINGHUB", f"/DEVICE:{tap}", "/TAP:yes")
+        node.wait_active([tap])
+        lab.addr(node_ns, f"tap_{tap}", "10.216.0.3/24")
+        lab.disable_offloads(node_ns, f"tap_{tap}")
+        ping = lab.run(hosts[1][0], ["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.216.0.3"], check=False)
+        assert ping.returncode == 0, f"{ping.stdout}{ping.stderr}\n{node.log()}"
+        ips = {e["IpAddress_ip"] for e in node.json("IpTable", hub="PINGHUB")["IpTable"]}
+        assert "10.216.0.3" in ips
     assert all(end not in lab.links(None) for _, end, _ in hosts)
