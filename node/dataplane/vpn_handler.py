@@ -1,0 +1,372 @@
+"""The server side of the SE-VPN negotiation: signature, hello, login, welcome;
+then the connection becomes a `VpnSession` (session.py).
+
+The listener (node/listener.py) hands over a connection whose first request
+was `POST /vpnsvc/connect.cgi`; `VpnHandler.__call__` owns it from then on.
+One `PackServerChannel` (node/softether/httpmsg.py) runs the whole exchange:
+the signature request the listener already parsed is replayed into it (with
+the bytes the listener had buffered after it), so SoftEther's signature rule,
+the PACK rules and NOOPs live in one h11 state machine (softether-protocol.md
+§3.1-§3.3, Protocol.c ServerAccept):
+
+    signature   403 (bad body) / 404 (bad target), up to 19 attempts; a bad
+                length gets 403 and the connection ends
+    hello       20 random bytes (the challenge)
+    PACK        method=login            -> authenticate() -> Welcome or ErrorReply
+                method=additional_connect -> ErrorReply(ERR_TOO_MANY_CONNECTION)
+                method=enum_hub         -> HubName[] / NumHub (hubs without NoEnum)
+                anything else           -> ErrorReply(ERR_PROTOCOL_ERROR)
+
+Every step has a time limit (STEP_TIMEOUT_S = 15 s, SoftEther's
+CONNECTING_TIMEOUT), so a slow or silent client cannot hold a connection.
+After an error reply the server reads at most one more PACK (SoftEther's
+epilogue; the client usually just closes), then closes.
+
+Login checks, in SoftEther's order (`authenticate`, a pure function): on a
+cluster member only ticket and hub-administrator logins (ERR_ACCESS_DENIED);
+hub exists (ERR_HUB_NOT_FOUND 8); hub online and running here
+(ERR_HUB_STOPPING 10); an anonymous user (auth type 0) is let in whatever the
+requested method; else by `authtype`: 1 password = SHA0(hashed key || random),
+where user `administrator` is checked against the hub's admin password
+(SHA0(pw || "ADMINISTRATOR")); 2 plain password is hashed the same way;
+99 ticket fails (ERR_AUTH_FAILED: this node issues no tickets yet); 3
+certificate and unknown types get ERR_AUTHTYPE_NOT_SUPPORTED (7), as
+SoftEther's open-source build without certificate auth. Failure is
+ERR_AUTH_FAILED (9). An empty administrator password is refused from
+non-loopback addresses (ERR_NULL_PASSWORD_LOCAL_ONLY 51); an expired user gets
+ERR_ACCESS_DENIED (12); a full hub (MaxSession) ERR_HUB_IS_BUSY (16).
+
+Additional connections and half-connection (decision): a session here is
+exactly one TCP connection. The welcome says max_connection=1, qos=0,
+half_connection=0 (§6.3 "simplest interoperable server"); the client's wishes
+for more connections, QoS and half-connection are not granted. With
+max_connection=1 the real 5.01 client opens no extra connection while its
+session is up; it does send `additional_connect` with the old session key
+once its only socket was lost (it tries to re-add a socket until its 20 s
+session timeout). Every `additional_connect` is answered
+ERR_TOO_MANY_CONNECTION (15), never 13/14: 15 drops only that socket on the
+client, 13/14 would tear the whole session down. A lost socket therefore ends
+the session on our side at once; the client reconnects after its own
+timeout and retry interval. Compression is granted when asked (blocks.py
+codes both directions), encryption is always on (use_encrypt=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Container, TypeVar
+
+import h11
+
+from node.dataplane.hubs import HubInstance
+from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
+from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
+from node.softether.errors import Err, error_name
+from node.softether.handshake import (
+    SHA1_SIZE, AdditionalConnectRequest, AuthRequest, AuthType, ErrorReply, Hello, Welcome,
+    request_method,
+)
+from node.softether.httpmsg import PackServerChannel
+from node.softether.pack import Pack
+from node.softether.protocol_error import ProtocolError
+from node.softether.sha0 import hash_password, secure_password
+from node.softether.signature import MAX_SIGNATURE_REQUESTS, SignatureError
+from node.state import model
+
+if TYPE_CHECKING:
+    from node.listener import HttpRequest
+    from node.server import VpnServer
+
+log = logging.getLogger("vpnd.vpn")
+
+STEP_TIMEOUT_S = 15.0          # per negotiation step (CONNECTING_TIMEOUT)
+EPILOGUE_TIMEOUT_S = 3.0       # waiting for the client's last PACK after an error
+READ_CHUNK = 64 * 1024
+ADMINISTRATOR = "administrator"
+T = TypeVar("T")
+
+
+class LoginRefused(Exception):
+    """A login is refused: answer `ErrorReply(code)`; `reason` is for the log
+    only (the client learns just the code)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LoginGranted:
+    """A login `authenticate` accepted."""
+
+    hub: model.Hub
+    username: str                 # as the client sent it (the session name uses it)
+    method: str                   # "anonymous", "password", "administrator"
+
+
+def _check_secure(hashed_key: bytes, random: bytes, proof: bytes) -> bool:
+    return len(hashed_key) == SHA1_SIZE and secure_password(hashed_key, random) == proof
+
+
+def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, running: Container[str],
+                 now_wall: float, client_is_local: bool) -> LoginGranted:
+    """Check a login as SoftEther's ServerAccept does (order in the module
+    prose). `running`: lower-case names of hubs with an instance here.
+    Returns LoginGranted or raises LoginRefused."""
+    name = auth.username
+    is_admin = name.lower() == ADMINISTRATOR
+    if config.farm.server_type == model.SERVER_MEMBER and not (
+            auth.authtype == AuthType.TICKET or (is_admin and auth.authtype == AuthType.PASSWORD)):
+        raise LoginRefused(Err.ACCESS_DENIED, "a cluster member takes only ticket and administrator logins")
+    hub = config.find_hub(auth.hubname)
+    if hub is None:
+        raise LoginRefused(Err.HUB_NOT_FOUND, "no such hub")
+    if not hub.online or hub.name.lower() not in running:
+        raise LoginRefused(Err.HUB_STOPPING, "the hub is offline")
+    user = None if is_admin else hub.find_user(name)
+    if user is not None and user.auth_type == model.AUTH_ANONYMOUS:
+        return _granted(hub, user, name, "anonymous", now_wall)
+    authtype = auth.authtype
+    if authtype == AuthType.ANONYMOUS:
+        raise LoginRefused(Err.AUTH_FAILED, "no such user" if user is None and not is_admin
+                           else "anonymous login is not allowed for this user")
+    if authtype == AuthType.PLAIN_PASSWORD:  # SoftEther hashes it and goes on as a password login
+        proof = secure_password(hash_password(name, auth.plain_password), random)
+    elif authtype == AuthType.PASSWORD:
+        proof = auth.secure_password
+    elif authtype == AuthType.TICKET:
+        raise LoginRefused(Err.AUTH_FAILED, "ticket login, but this node has issued no ticket")
+    else:
+        raise LoginRefused(Err.AUTHTYPE_NOT_SUPPORTED, f"authentication type {authtype} is not supported")
+    if len(proof) != SHA1_SIZE:
+        raise LoginRefused(Err.AUTH_FAILED, "malformed password proof")
+    if is_admin:
+        if not _check_secure(hub.secure_password, random, proof):
+            raise LoginRefused(Err.AUTH_FAILED, "wrong hub administrator password")
+        if not client_is_local and proof == secure_password(hash_password(name, ""), random):
+            raise LoginRefused(Err.NULL_PASSWORD_LOCAL_ONLY,
+                               "the hub administrator password is empty (allowed from localhost only)")
+        return LoginGranted(hub, name, "administrator")
+    if user is None:
+        raise LoginRefused(Err.AUTH_FAILED, "no such user")
+    if user.auth_type != model.AUTH_PASSWORD:
+        raise LoginRefused(Err.AUTH_FAILED, f"the user does not use password authentication "
+                                            f"(auth type {user.auth_type})")
+    if not _check_secure(user.hashed_key, random, proof):
+        raise LoginRefused(Err.AUTH_FAILED, "wrong password")
+    return _granted(hub, user, name, "password", now_wall)
+
+
+def _granted(hub: model.Hub, user: model.User, name: str, method: str, now_wall: float) -> LoginGranted:
+    if user.expire_time and user.expire_time <= now_wall:
+        raise LoginRefused(Err.ACCESS_DENIED, "the user account has expired")
+    return LoginGranted(hub, name, method)
+
+
+def enum_hub_pack(config: model.Server) -> Pack:
+    """The `enum_hub` reply: hub names without NoEnum."""
+    names = [hub.name for hub in config.hubs if not hub.no_enum]
+    p = Pack()
+    if names:  # a PACK element needs at least one value
+        p.add_strs("HubName", names)
+    p.add_int("NumHub", len(names))
+    return p
+
+
+def _replayed_signature(request: "HttpRequest") -> bytes:
+    """The listener's parsed request as bytes again, for the channel to check."""
+    host = request.headers.get("host") or "-"
+    head = (f"{request.method} {request.target} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Length: {len(request.body)}\r\n\r\n")
+    return head.encode("latin-1", "replace") + request.body
+
+
+def _client_address(writer: asyncio.StreamWriter, peer: str) -> tuple[str, int]:
+    peername = writer.get_extra_info("peername")
+    if not peername:
+        host, _, port = peer.rpartition(":")
+        return host, int(port) if port.isdigit() else 0
+    addr = ipaddress.ip_address(peername[0].split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr), int(peername[1])
+
+
+class _Negotiation:
+    """One connection's negotiation: the channel plus its socket."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.channel = PackServerChannel()
+        self.reader = reader
+        self.writer = writer
+
+    async def next(self, pull: Callable[[], T | None], timeout_s: float = STEP_TIMEOUT_S) -> T:
+        """Read until `pull()` returns a message; TimeoutError after `timeout_s`.
+        Raises what the channel raises (ProtocolError subclasses)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                found = pull()
+                self._flush()
+                if found is not None:
+                    return found
+                self.channel.receive_data(await self.reader.read(READ_CHUNK))
+
+    def send(self, pack: Pack) -> None:
+        self.writer.write(self.channel.send_pack(pack))
+
+    def refuse(self, code: int) -> bool:
+        """Send ErrorReply(code) if HTTP still allows a response; True if sent."""
+        try:
+            self.send(ErrorReply(code=code).to_pack())
+        except ValueError:
+            return False
+        return True
+
+    async def epilogue(self) -> None:
+        """After a final reply: wait (bounded) for the client's last PACK or
+        its close, as SoftEther does, so the reply is not cut by a reset."""
+        try:
+            await self.writer.drain()
+            await self.next(self.channel.next_pack, EPILOGUE_TIMEOUT_S)
+        except (ProtocolError, TimeoutError, ConnectionError, OSError):
+            pass
+
+    def _flush(self) -> None:
+        extra = self.channel.data_to_send()  # NOOP replies
+        if extra:
+            self.writer.write(extra)
+
+
+class VpnHandler:
+    """The listener's `vpn_handler`: `await handler(conn, request, reader,
+    writer, peer)` runs the negotiation and then the session, and returns
+    when the connection is done."""
+
+    def __init__(self, server: "VpnServer", *, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+        self.server = server
+        self.timeout_ms = timeout_ms
+        self.step_timeout_s = step_timeout_s
+        self._connection_ids = itertools.count(1)
+
+    async def __call__(self, conn: h11.Connection, request: "HttpRequest",
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        neg = _Negotiation(reader, writer)
+        neg.channel.receive_data(_replayed_signature(request))
+        rest, closed = conn.trailing_data
+        if rest:
+            neg.channel.receive_data(rest)
+        if closed:
+            neg.channel.receive_data(b"")
+        client_ip, client_port = _client_address(writer, peer)
+        try:
+            if not await self._signature(neg, peer):
+                return
+            random = os.urandom(SHA1_SIZE)
+            neg.send(Hello(random=random, hello=PRODUCT_NAME, version=COMPAT_VERSION,
+                           build=COMPAT_BUILD).to_pack())
+            try:
+                pack = await neg.next(neg.channel.next_pack, self.step_timeout_s)
+                method = request_method(pack)
+            except ProtocolError as e:
+                log.info("VPN negotiation with %s failed: %s", peer, e)
+                if neg.refuse(e.code):
+                    await neg.epilogue()
+                return
+            if method == "login":
+                await self._login(neg, pack, random, client_ip, client_port, peer)
+            elif method == "additional_connect":
+                self._additional_connect(neg, pack, peer)
+                await neg.epilogue()
+            elif method == "enum_hub":
+                neg.send(enum_hub_pack(self.server.state.config))
+                await neg.epilogue()
+            else:
+                log.info("VPN client %s asked for unknown method %r", peer, method)
+                neg.refuse(Err.PROTOCOL_ERROR)
+                await neg.epilogue()
+        except TimeoutError:
+            log.info("VPN negotiation with %s timed out (%g s per step)", peer, self.step_timeout_s)
+        except ProtocolError as e:
+            log.info("VPN negotiation with %s failed: %s", peer, e)
+
+    async def _signature(self, neg: _Negotiation, peer: str) -> bool:
+        for _ in range(MAX_SIGNATURE_REQUESTS):
+            try:
+                await neg.next(neg.channel.next_signature, self.step_timeout_s)
+                return True
+            except SignatureError as e:
+                log.info("bad VPN signature from %s: %s (HTTP %d)", peer, e, e.http_status)
+                neg.writer.write(neg.channel.send_status(e.http_status))
+                if e.fatal:
+                    await neg.writer.drain()
+                    return False
+        return False
+
+    def _additional_connect(self, neg: _Negotiation, pack: Pack, peer: str) -> None:
+        try:
+            AdditionalConnectRequest.from_pack(pack)
+        except ProtocolError as e:
+            log.info("additional connection from %s refused: %s", peer, e)
+            neg.refuse(e.code)
+            return
+        # one TCP connection per session (module prose): 15 drops only this socket on the client
+        log.info("additional connection from %s refused: sessions here use one TCP connection", peer)
+        neg.refuse(Err.TOO_MANY_CONNECTION)
+
+    async def _login(self, neg: _Negotiation, pack: Pack, random: bytes,
+                     client_ip: str, client_port: int, peer: str) -> None:
+        try:
+            auth = AuthRequest.from_pack(pack)
+        except ProtocolError as e:
+            log.info("login from %s refused: %s", peer, e)
+            neg.refuse(e.code)
+            await neg.epilogue()
+            return
+        server = self.server
+        instance: HubInstance | None = None
+        try:
+            granted = authenticate(
+                server.state.config, auth, random,
+                running={k for k, v in server.hubs.items() if isinstance(v, HubInstance) and not v.closed},
+                now_wall=time.time(), client_is_local=ipaddress.ip_address(client_ip).is_loopback)
+            instance = server.hubs.get(granted.hub.name.lower())  # type: ignore[assignment]
+            assert isinstance(instance, HubInstance)
+            if granted.hub.max_session and instance.session_count() >= granted.hub.max_session:
+                raise LoginRefused(Err.HUB_IS_BUSY, f"the hub has its maximum of {granted.hub.max_session} sessions")
+        except LoginRefused as e:
+            log.warning("login failed: user %s on hub %s from %s: %s (%s)",
+                        auth.username, auth.hubname, client_ip, e.reason, error_name(e.code))
+            neg.refuse(e.code)
+            await neg.epilogue()
+            return
+        name = instance.next_session_name(granted.username)
+        session_key = os.urandom(SHA1_SIZE)
+        welcome = Welcome(session_name=name, connection_name=f"CID-{next(self._connection_ids)}",
+                          session_key=session_key, session_key_32=int.from_bytes(os.urandom(4), "big"),
+                          use_compress=auth.use_compress, timeout_ms=self.timeout_ms)
+        session = VpnSession(
+            instance=instance, name=name, username=granted.username, reader=neg.reader,
+            writer=neg.writer, client_ip=client_ip, client_port=client_port, session_key=session_key,
+            client_hostname=auth.client_hostname or client_ip, client_product=auth.client_str,
+            client_version=auth.client_ver, client_build=auth.client_build, unique_id=auth.unique_id,
+            use_compress=welcome.use_compress, timeout_ms=self.timeout_ms)
+        try:
+            instance.add_session(session)
+        except (RuntimeError, ValueError) as e:  # the hub stopped while we were checking
+            log.warning("login failed: user %s on hub %s from %s: %s", auth.username, auth.hubname, client_ip, e)
+            neg.refuse(Err.HUB_STOPPING)
+            await neg.epilogue()
+            return
+        neg.send(welcome.to_pack())
+        log.info("session %s started: user %s (%s) on hub %s from %s:%d, %s build %d%s",
+                 name, granted.username, granted.method, granted.hub.name, client_ip, client_port,
+                 auth.client_str, auth.client_build, ", compressed" if welcome.use_compress else "")
+        await session.run(neg.channel.trailing_data)
