@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from node.dataplane.service import DataPlane
+from node.dataplane.vpn_handler import VpnHandler
 from node.listener import Listener
 from node.server import VpnServer
 from node.softether.sha0 import hash_admin_password
@@ -93,6 +94,7 @@ async def run(args: argparse.Namespace) -> int:
     server = VpnServer(state=state, state_dir=state_dir, cert_der=certificate_der(cert_path))
     listener = Listener(server, server_context(cert_path, key_path))
     dataplane = DataPlane(server, listener)
+    listener.vpn_handler = VpnHandler(server)
     await dataplane.start()
     for text in state.config.listeners:
         host, port = parse_listen(text)
