@@ -140,6 +140,12 @@ class DataPlane:
 
     # ---- reconciliation ------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Re-run placement against the current config: for inputs other than
+        the config (cluster placement) that change which hubs run here."""
+        if self._running:
+            self._apply(self.server.state.config)
+
     def _on_config(self, config: model.Server) -> None:
         if self._running:
             self._apply(config)

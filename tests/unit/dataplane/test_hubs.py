@@ -251,3 +251,17 @@ def test_an_open_in_flight_when_the_hub_stops_is_closed(tmp_path, devices):
             assert inst.bridges == {} and bridge_status(server, bridge) == (False, False)
 
     run(main())
+
+
+def test_refresh_follows_a_changed_placement_rule(tmp_path, monkeypatch):
+    import node.dataplane.service as service
+    server = make_server(tmp_path, hubs=[model.Hub("A"), model.Hub("B")])
+
+    async def main():
+        async with running_dataplane(server) as dp:
+            assert set(server.hubs) == {"a", "b"}
+            monkeypatch.setattr(service, "hosted_hubs", lambda config: config.hubs[:1])
+            dp.refresh()
+            assert set(server.hubs) == {"a"}
+
+    run(main())
