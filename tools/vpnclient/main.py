@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.getLogger().setLevel(logging.DEBUG)
     code = asyncio.run(_run(args, config))
-    log.info("exit %d", code)
+    log.debug("exit %d", code)
     return code
 
 
