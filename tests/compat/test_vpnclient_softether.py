@@ -32,7 +32,7 @@ from tests.softether_lab import (
     softether_lab,  # noqa: F401  (fixture)
     softether_server,  # noqa: F401  (fixture)
 )
-from tools.vpnclient import frames as fr
+from tools.vpnclient import probe
 from tools.vpnclient.client import UserspaceClient
 from tools.vpnclient.retry import RetryPolicy
 
@@ -49,24 +49,9 @@ def make_hub(srv: SoftEtherServer, hub: str, users: dict[str, str], hub_type: in
 
 
 async def ping(a: UserspaceClient, a_ip: str, b_ip: str, count: int = 3) -> int:
-    """ARP for b_ip, then `count` pings; returns the number of echo replies."""
-    await a.send_frames([fr.arp_request(a.mac, a_ip, b_ip)])
-    b_mac = None
-    for _ in range(100):
-        arp = fr.parse_arp(await a.receive(5))
-        if arp and arp.op == fr.ARP_REPLY and str(arp.sender_ip) == b_ip:
-            b_mac = arp.sender_mac
-            break
-    assert b_mac is not None
-    replies = 0
-    for seq in range(count):
-        await a.send_frames([fr.icmp_echo(a.mac, b_mac, a_ip, b_ip, ident=42, seq=seq, payload=b"vpn" * 20)])
-        for _ in range(100):
-            e = fr.parse_echo(await a.receive(5))
-            if e and e.reply and e.seq == seq and e.payload == b"vpn" * 20:
-                replies += 1
-                break
-    return replies
+    """The number of echo replies to `count` pings (after ARP)."""
+    rtts = await probe.ping(a, a_ip, b_ip, count=count, timeout_s=5)
+    return sum(r is not None for r in rtts)
 
 
 def test_two_userspace_sessions_talk_through_a_real_hub(softether_server):
