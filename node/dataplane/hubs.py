@@ -15,6 +15,8 @@ change that one function.
 Session names follow SoftEther (Session.c): "SID-<USER NAME UPPER>-<n>" with
 one counter per hub starting at 1, shared by every kind of session, so a
 local bridge is "SID-LOCALBRIDGE-<n>" (its user name is "localbridge").
+SoftEther keeps an offline hub's counter; the data plane carries it over to
+the hub's next instance (`sessions_before`) for the life of the process.
 
 Traffic of a hub is the sum over its ports of what the switch counted, plus
 what ports that have left had counted, so the hub total never goes down.
@@ -67,14 +69,15 @@ class HubInstance:
     bridges itself (sessions asynchronously, through `session.close`)."""
 
     def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time, **hub_kwargs: Any) -> None:
+                 wall_clock: Callable[[], float] = time.time, sessions_before: int = 0,
+                 **hub_kwargs: Any) -> None:
         self.name = name
         self.hub = VirtualHub(name, clock=clock, **hub_kwargs)
         self.sessions: dict[str, "VpnSession"] = {}
         self.bridges: dict[str, LocalBridge] = {}    # by bridge key (service.bridge_key)
         self._clock = clock
         self._wall_clock = wall_clock
-        self._counter = 0
+        self._counter = sessions_before
         self._retired: dict[str, int] = dict.fromkeys((k for k, _ in TRAFFIC_FIELDS), 0)
         self.closed = False
         self._closing: set[asyncio.Task] = set()   # strong refs until each close ends
@@ -94,6 +97,11 @@ class HubInstance:
         self.hub.close()
 
     # ---- sessions --------------------------------------------------------------
+
+    @property
+    def sessions_named(self) -> int:
+        """How many session names this hub has given out (its counter)."""
+        return self._counter
 
     def next_session_name(self, username: str) -> str:
         """"SID-<USERNAME>-<n>": n counts every session of this hub from 1."""

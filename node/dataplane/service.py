@@ -93,6 +93,7 @@ class DataPlane:
         self.listener = listener
         self.retry_interval_s = retry_interval_s
         self._slots: dict[str, _BridgeSlot] = {}
+        self._named: dict[str, int] = {}      # lower-case hub → session names given out
         self._tasks: set[asyncio.Task] = set()
         self._retry: asyncio.Task | None = None
         self._running = False
@@ -154,8 +155,9 @@ class DataPlane:
         """Bring instances and bridges in line with `config` (synchronous; opening
         devices continues in tasks)."""
         instances: dict[str, HubInstance] = self.server.hubs  # type: ignore[assignment]
-        created, removed = sync_instances(instances, hosted_hubs(config), HubInstance)
+        created, removed = sync_instances(instances, hosted_hubs(config), self._new_instance)
         for instance in removed:
+            self._named[instance.name.lower()] = instance.sessions_named
             log.info("hub %s stopped", instance.name)
             self._tasks.update(self._stop_instance(instance, OFFLINE_REASON))
         for instance in created:
@@ -170,6 +172,9 @@ class DataPlane:
         for key, conf in wanted.items():
             slot = self._slots.setdefault(key, _BridgeSlot(conf))
             self._place(slot)
+
+    def _new_instance(self, name: str) -> HubInstance:
+        return HubInstance(name, sessions_before=self._named.get(name.lower(), 0))
 
     def _stop_instance(self, instance: HubInstance, reason: str) -> list[asyncio.Task]:
         tasks = instance.close_sessions(reason)

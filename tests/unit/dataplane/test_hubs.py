@@ -160,6 +160,8 @@ def test_instances_follow_config_changes_and_offline_disconnects(tmp_path):
             set_online("DEFAULT", True)
             assert set(server.hubs) == {"default", "new", "off"}
             assert server.hubs["default"] is not inst
+            # the new instance goes on counting, as SoftEther's offline hub keeps its counter
+            assert server.hubs["default"].next_session_name("eve") == "SID-EVE-3"
 
             live = server.hubs["new"]
             s3 = FakeSession(live, "carol")
