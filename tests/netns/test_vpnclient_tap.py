@@ -1,0 +1,153 @@
+"""Two `vpnclient --tap` processes in two namespaces ping each other through
+a Virtual Hub: OUR vpnd's, and (same topology) a real SoftEther server's.
+
+Topology (`VpnStar`, also used by bench/throughput.py):
+
+    ns A  veth 10.75.0.2 --+                          +-- TAP 10.76.0.1 (vpnclient A)
+                           |  ns S: bridge 10.75.0.1  |
+    ns B  veth 10.75.0.3 --+  VPN server listens here +-- TAP 10.76.0.2 (vpnclient B)
+
+The 10.76.0.0/24 addresses exist only on the TAP devices, so a ping between
+them can only cross the VPN hub. Offloads are off on every veth. All
+namespaces, processes and devices are removed at teardown (Lab), also on
+failure; the SoftEther server is stopped by PID (SoftEtherLab).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.netns.lab import Lab, requires_root
+from tests.softether_lab import SoftEtherLab, in_netns, skip_reason
+from tests.vpnd_proc import rpc
+
+pytestmark = [*requires_root, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_IP, HOST_A, HOST_B = "10.75.0.1", "10.75.0.2", "10.75.0.3"
+TAP_A, TAP_B = "10.76.0.1", "10.76.0.2"
+ADMIN_PW = "star-admin-pw"
+HUB = "lab"
+USERS = {"alice": "pw-alice", "bob": "pw-bob"}
+
+
+class VpnStar:
+    """The namespaces and links of the module docstring, in `lab`."""
+
+    def __init__(self, lab: Lab, tmp: Path) -> None:
+        self.lab, self.tmp = lab, tmp
+        self.ns_srv, self.ns_a, self.ns_b = lab.netns("s"), lab.netns("a"), lab.netns("b")
+        a, a_srv = lab.veth(self.ns_a, self.ns_srv)
+        b, b_srv = lab.veth(self.ns_b, self.ns_srv)
+        br = lab.bridge(self.ns_srv, [a_srv, b_srv])
+        lab.addr(self.ns_srv, br, f"{SERVER_IP}/24")
+        lab.addr(self.ns_a, a, f"{HOST_A}/24")
+        lab.addr(self.ns_b, b, f"{HOST_B}/24")
+        for ns, name in ((self.ns_a, a), (self.ns_b, b), (self.ns_srv, a_srv), (self.ns_srv, b_srv)):
+            lab.disable_offloads(ns, name)
+        self.port = 0
+
+    # ---- servers -----------------------------------------------------------
+
+    def start_vpnd(self, port: int = 4433) -> None:
+        """Our vpnd in ns S with hub `lab` and USERS."""
+        state = self.tmp / "vpnd"
+        pw = self.tmp / "vpnd.pw"
+        pw.write_text(ADMIN_PW + "\n")
+        self.port = port
+        log = open(self.tmp / "vpnd.log", "wb")
+        self.lab.popen(self.ns_srv, [sys.executable, "-m", "node.daemon", "--state-dir", str(state),
+                                     "--listen", f"{SERVER_IP}:{port}", "--listen", f"127.0.0.1:{port}",
+                                     "--admin-password-file", str(pw)], cwd=REPO, stdout=log, stderr=log)
+        log.close()
+
+        def call(method: str, params: dict) -> dict:
+            return in_netns(self.ns_srv, lambda: rpc(port, ADMIN_PW, method, params))
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                if "result" in call("Test", {"IntValue_u32": 1}):
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("vpnd did not start: " + (self.tmp / "vpnd.log").read_text()[-1500:])
+        assert "result" in call("CreateHub", {"HubName_str": HUB, "Online_bool": True})
+        for user, password in USERS.items():
+            assert "result" in call("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
+                                                   "Auth_Password_str": password})
+
+    def start_softether(self, selab: SoftEtherLab) -> None:
+        """A real SoftEther VPN Server in ns S with hub `lab` and USERS."""
+        srv = selab.server(f"star-{self.lab.tag}", netns=self.ns_srv, listen_ip=SERVER_IP)
+        self.port = srv.port
+        srv.rpc("CreateHub", {"HubName_str": HUB, "Online_bool": True, "HubType_u32": 0})
+        for user, password in USERS.items():
+            srv.rpc("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
+                                   "Auth_Password_str": password})
+
+    # ---- clients -----------------------------------------------------------
+
+    def start_client(self, ns: str, user: str, tap_cidr: str) -> Path:
+        """`vpnclient connect --tap` in `ns`; returns its status file."""
+        pw = self.tmp / f"{user}.pw"
+        pw.write_text(USERS[user] + "\n")
+        status = self.tmp / f"{user}.status.json"
+        log = open(self.tmp / f"{user}.log", "wb")
+        self.lab.popen(ns, [sys.executable, "-m", "tools.vpnclient.main", "connect",
+                            "--server", f"{SERVER_IP}:{self.port}", "--hub", HUB, "--user", user,
+                            "--password-file", str(pw), "--tap", self.lab.ifname("t"), "--ip", tap_cidr,
+                            "--status-file", str(status)], cwd=REPO, stdout=log, stderr=log)
+        log.close()
+        return status
+
+    def start_clients(self) -> tuple[dict, dict]:
+        """Both clients, connected (their status records)."""
+        paths = (self.start_client(self.ns_a, "alice", f"{TAP_A}/24"),
+                 self.start_client(self.ns_b, "bob", f"{TAP_B}/24"))
+        return tuple(wait_connected(p, self.tmp) for p in paths)  # type: ignore[return-value]
+
+
+def wait_connected(status: Path, tmp: Path, attempts: int = 300) -> dict:
+    doc: dict = {}
+    for _ in range(attempts):
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads(status.read_text())
+            if doc.get("state") == "connected":
+                return doc
+        time.sleep(0.05)
+    logs = {p.name: p.read_text()[-600:] for p in tmp.glob("*.log")}
+    raise AssertionError(f"client not connected: {doc}; logs: {logs}")
+
+
+def ping_ok(lab: Lab, ns: str, address: str, count: int = 3) -> str:
+    res = lab.run(ns, ["ping", "-c", str(count), "-i", "0.2", "-W", "3", address], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def test_two_tap_clients_ping_through_our_vpnd(lab, tmp_path):
+    star = VpnStar(lab, tmp_path)
+    star.start_vpnd()
+    a, b = star.start_clients()
+    assert a["session_name"].startswith("SID-ALICE-") and b["session_name"].startswith("SID-BOB-")
+    out = ping_ok(lab, star.ns_a, TAP_B)
+    assert "3 received" in out
+    ping_ok(lab, star.ns_b, TAP_A, count=2)
+
+
+@pytest.mark.softether
+def test_two_tap_clients_ping_through_a_real_softether_hub(lab, tmp_path):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    star = VpnStar(lab, tmp_path)
+    with SoftEtherLab() as selab:
+        star.start_softether(selab)
+        a, b = star.start_clients()
+        assert a["server"] == f"{SERVER_IP}:{star.port}"
+        assert "3 received" in ping_ok(lab, star.ns_a, TAP_B)
