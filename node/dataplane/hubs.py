@@ -122,10 +122,11 @@ class HubInstance:
 
     def remove_session(self, session: "VpnSession") -> None:
         """Detach `session` and forget its MAC/IP entries; a session not
-        registered (or already removed) is ignored."""
+        registered (or already removed) is ignored -- even one whose name
+        clashed with a registered session, which must stay attached."""
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
-        self._detach(session)
+            self._detach(session)
 
     def find_session(self, name: str) -> "VpnSession | None":
         """A session by name, case-insensitively as SoftEther's GetSessionByName."""

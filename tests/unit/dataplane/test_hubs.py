@@ -124,6 +124,12 @@ def test_add_session_refuses_duplicates_and_closed_instances():
     inst.add_session(alice)
     with pytest.raises(ValueError):
         inst.add_session(alice)
+    impostor = FakeSession(inst, "x")
+    impostor.name, impostor.id = alice.name, alice.id
+    with pytest.raises(ValueError):
+        inst.add_session(impostor)
+    inst.remove_session(impostor)            # its own close must not detach alice
+    assert inst.hub.ports == [alice] and inst.sessions == {alice.name: alice}
     inst.close()
     assert inst.hub.ports == []
     with pytest.raises(RuntimeError):
