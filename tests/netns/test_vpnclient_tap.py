@@ -8,7 +8,9 @@ Topology (`VpnStar`, also used by bench/throughput.py):
     ns B  veth 10.75.0.3 --+  VPN server listens here +-- TAP 10.76.0.2 (vpnclient B)
 
 The 10.76.0.0/24 addresses exist only on the TAP devices, so a ping between
-them can only cross the VPN hub. Offloads are off on every veth. All
+them can only cross the VPN hub. `add_lan()` adds a third veth, ns B
+10.76.0.2 <-> ns S (no address), for a hub's local bridge: then one VPN
+session (A's TAP) reaches B through the server's bridge. Offloads are off on every veth. All
 namespaces, processes and devices are removed at teardown (Lab), also on
 failure; the SoftEther server is stopped by PID (SoftEtherLab).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns.lab import Lab, requires_root
-from tests.softether_lab import SoftEtherLab, in_netns, skip_reason
+from tests.softether_lab import SoftEtherLab, SoftEtherServer, in_netns, skip_reason
 from tests.vpnd_proc import rpc
 
 pytestmark = [*requires_root, pytest.mark.timeout(180)]
@@ -55,16 +58,25 @@ class VpnStar:
 
     # ---- servers -----------------------------------------------------------
 
-    def start_vpnd(self, port: int = 4433) -> None:
-        """Our vpnd in ns S with hub `lab` and USERS."""
+    def add_lan(self) -> str:
+        """A veth from ns B (TAP_B/24) into ns S; returns its ns S end."""
+        b, srv_end = self.lab.veth(self.ns_b, self.ns_srv)
+        self.lab.addr(self.ns_b, b, f"{TAP_B}/24")
+        self.lab.disable_offloads(self.ns_b, b)
+        self.lab.disable_offloads(self.ns_srv, srv_end)
+        return srv_end
+
+    def start_vpnd(self, port: int = 4433, bridge: str | None = None) -> subprocess.Popen:
+        """Our vpnd in ns S with hub `lab`, USERS and (optionally) a local
+        bridge of the hub onto device `bridge`."""
         state = self.tmp / "vpnd"
         pw = self.tmp / "vpnd.pw"
         pw.write_text(ADMIN_PW + "\n")
         self.port = port
         log = open(self.tmp / "vpnd.log", "wb")
-        self.lab.popen(self.ns_srv, [sys.executable, "-m", "node.daemon", "--state-dir", str(state),
-                                     "--listen", f"{SERVER_IP}:{port}", "--listen", f"127.0.0.1:{port}",
-                                     "--admin-password-file", str(pw)], cwd=REPO, stdout=log, stderr=log)
+        proc = self.lab.popen(self.ns_srv, [sys.executable, "-m", "node.daemon", "--state-dir", str(state),
+                                            "--listen", f"{SERVER_IP}:{port}", "--listen", f"127.0.0.1:{port}",
+                                            "--admin-password-file", str(pw)], cwd=REPO, stdout=log, stderr=log)
         log.close()
 
         def call(method: str, params: dict) -> dict:
@@ -80,35 +92,44 @@ class VpnStar:
         for user, password in USERS.items():
             assert "result" in call("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
                                                    "Auth_Password_str": password})
+        if bridge:
+            doc = call("AddLocalBridge", {"DeviceName_str": bridge, "HubNameLB_str": HUB, "TapMode_bool": False})
+            assert "result" in doc, doc
+        return proc
 
-    def start_softether(self, selab: SoftEtherLab) -> None:
-        """A real SoftEther VPN Server in ns S with hub `lab` and USERS."""
+    def start_softether(self, selab: SoftEtherLab, bridge: str | None = None) -> SoftEtherServer:
+        """A real SoftEther VPN Server in ns S with hub `lab`, USERS and
+        (optionally) a local bridge onto device `bridge`."""
         srv = selab.server(f"star-{self.lab.tag}", netns=self.ns_srv, listen_ip=SERVER_IP)
         self.port = srv.port
         srv.rpc("CreateHub", {"HubName_str": HUB, "Online_bool": True, "HubType_u32": 0})
         for user, password in USERS.items():
             srv.rpc("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
                                    "Auth_Password_str": password})
+        if bridge:
+            srv.rpc("AddLocalBridge", {"DeviceName_str": bridge, "HubNameLB_str": HUB, "TapMode_bool": False})
+        return srv
 
     # ---- clients -----------------------------------------------------------
 
-    def start_client(self, ns: str, user: str, tap_cidr: str) -> Path:
-        """`vpnclient connect --tap` in `ns`; returns its status file."""
+    def start_client(self, ns: str, user: str, tap_cidr: str) -> tuple[Path, subprocess.Popen]:
+        """`vpnclient connect --tap` in `ns`; returns its status file and process."""
         pw = self.tmp / f"{user}.pw"
         pw.write_text(USERS[user] + "\n")
         status = self.tmp / f"{user}.status.json"
+        status.unlink(missing_ok=True)
         log = open(self.tmp / f"{user}.log", "wb")
-        self.lab.popen(ns, [sys.executable, "-m", "tools.vpnclient.main", "connect",
-                            "--server", f"{SERVER_IP}:{self.port}", "--hub", HUB, "--user", user,
-                            "--password-file", str(pw), "--tap", self.lab.ifname("t"), "--ip", tap_cidr,
-                            "--status-file", str(status)], cwd=REPO, stdout=log, stderr=log)
+        proc = self.lab.popen(ns, [sys.executable, "-m", "tools.vpnclient.main", "connect",
+                                   "--server", f"{SERVER_IP}:{self.port}", "--hub", HUB, "--user", user,
+                                   "--password-file", str(pw), "--tap", self.lab.ifname("t"), "--ip", tap_cidr,
+                                   "--status-file", str(status)], cwd=REPO, stdout=log, stderr=log)
         log.close()
-        return status
+        return status, proc
 
     def start_clients(self) -> tuple[dict, dict]:
         """Both clients, connected (their status records)."""
-        paths = (self.start_client(self.ns_a, "alice", f"{TAP_A}/24"),
-                 self.start_client(self.ns_b, "bob", f"{TAP_B}/24"))
+        paths = (self.start_client(self.ns_a, "alice", f"{TAP_A}/24")[0],
+                 self.start_client(self.ns_b, "bob", f"{TAP_B}/24")[0])
         return tuple(wait_connected(p, self.tmp) for p in paths)  # type: ignore[return-value]
 
 
@@ -138,6 +159,14 @@ def test_two_tap_clients_ping_through_our_vpnd(lab, tmp_path):
     out = ping_ok(lab, star.ns_a, TAP_B)
     assert "3 received" in out
     ping_ok(lab, star.ns_b, TAP_A, count=2)
+
+
+def test_tap_client_reaches_a_host_behind_a_local_bridge_of_our_vpnd(lab, tmp_path):
+    star = VpnStar(lab, tmp_path)
+    star.start_vpnd(bridge=star.add_lan())
+    status, _ = star.start_client(star.ns_a, "alice", f"{TAP_A}/24")
+    wait_connected(status, tmp_path)
+    assert "3 received" in ping_ok(lab, star.ns_a, TAP_B)
 
 
 @pytest.mark.softether
