@@ -43,6 +43,10 @@ class VpnServer:
     started_at: float = field(default_factory=time.time)
     hostname: str = field(default_factory=socket.gethostname)
     hubs: dict[str, HubRuntime] = field(default_factory=dict)   # lower-case hub name → instance
+    # Cluster modes: the running role (node/cluster/roles.py; None = standalone)
+    # and the dynamic hubs the controller placed on this node (lower-case names).
+    cluster: Any = None
+    dynamic_instances: set[str] = field(default_factory=set)
 
     def hub_runtime(self, name: str) -> HubRuntime | None:
         return self.hubs.get(name.lower())

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
 
 from node.dataplane.bridge import LocalBridge, Port, VirtualHub
 from node.dataplane.switch import Traffic, UnknownPort
@@ -48,11 +48,17 @@ TRAFFIC_FIELDS = (
 )
 
 
-def hosted_hubs(config: model.Server) -> list[model.Hub]:
+def hosted_hubs(config: model.Server, dynamic_instances: Collection[str] = ()) -> list[model.Hub]:
     """The configured hubs that get an instance on this node.
 
-    Standalone: every online hub. (Cluster modes decide placement here.)"""
-    return [hub for hub in config.hubs if hub.online]
+    Standalone: every online hub. Cluster modes: every online static hub (an
+    instance on every server), and the online dynamic hubs the controller
+    placed here (`dynamic_instances`, lower-case names)."""
+    if config.farm.server_type == model.SERVER_STANDALONE:
+        return [hub for hub in config.hubs if hub.online]
+    return [hub for hub in config.hubs if hub.online and (
+        hub.hub_type == model.HUB_STATIC
+        or (hub.hub_type == model.HUB_DYNAMIC and hub.name.lower() in dynamic_instances))]
 
 
 def traffic_dict(traffic: Traffic) -> dict[str, int]:

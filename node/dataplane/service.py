@@ -155,7 +155,8 @@ class DataPlane:
         """Bring instances and bridges in line with `config` (synchronous; opening
         devices continues in tasks)."""
         instances: dict[str, HubInstance] = self.server.hubs  # type: ignore[assignment]
-        created, removed = sync_instances(instances, hosted_hubs(config), self._new_instance)
+        created, removed = sync_instances(instances, hosted_hubs(config, self.server.dynamic_instances),
+                                          self._new_instance)
         for instance in removed:
             self._named[instance.name.lower()] = instance.sessions_named
             log.info("hub %s stopped", instance.name)

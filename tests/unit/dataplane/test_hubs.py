@@ -268,8 +268,18 @@ def test_refresh_follows_a_changed_placement_rule(tmp_path, monkeypatch):
     async def main():
         async with running_dataplane(server) as dp:
             assert set(server.hubs) == {"a", "b"}
-            monkeypatch.setattr(service, "hosted_hubs", lambda config: config.hubs[:1])
+            monkeypatch.setattr(service, "hosted_hubs", lambda config, dynamic=(): config.hubs[:1])
             dp.refresh()
             assert set(server.hubs) == {"a"}
 
     run(main())
+
+
+def test_cluster_modes_host_static_hubs_and_placed_dynamic_ones():
+    config = model.Server(admin_password_hash=b"\x01" * 20, listeners=[])
+    config.farm.server_type = model.SERVER_MEMBER
+    config.hubs = [model.Hub("S", hub_type=model.HUB_STATIC), model.Hub("D", hub_type=model.HUB_DYNAMIC),
+                   model.Hub("E", hub_type=model.HUB_DYNAMIC), model.Hub("Off", hub_type=model.HUB_STATIC,
+                                                                           online=False)]
+    assert [h.name for h in hosted_hubs(config)] == ["S"]
+    assert [h.name for h in hosted_hubs(config, {"d"})] == ["S", "D"]
