@@ -1,0 +1,224 @@
+"""TCP throughput through one VPN session: our vpnd vs a real SoftEther server
+vs the plain veth path, measured in one run with iperf3. Needs root.
+
+Topology (tests/netns/test_vpnclient_tap.py `VpnStar`, offloads off on every veth):
+
+    ns A: veth 10.75.0.2 ---- ns S: Linux bridge 10.75.0.1 ---- veth 10.75.0.3 :ns B
+          TAP  10.76.0.1 (vpnclient --tap, one VPN session to the server in ns S)
+                                 ns S: hub "lab" local bridge -- veth 10.76.0.2 :ns B
+
+(a) ours:      iperf3 A -> 10.76.0.2: our vpnclient -> OUR vpnd's hub -> local bridge -> B
+(b) veth:      iperf3 A -> 10.75.0.3: veth, Linux bridge, veth (the physical limit)
+(c) softether: as (a) with Debian's SoftEther VPN Server 5.01 instead of vpnd
+               (the same client, so the servers are compared)
+
+Each figure is the median of --runs iperf3 runs of --time seconds (TCP,
+receiver side). With --profile, py-spy samples our vpnd and our vpnclient
+during one extra (a) run and the top functions (own time) are printed.
+A scenario that cannot run (no SoftEther packages, vpnd without VPN
+sessions) is reported as missing, with the reason; the others still run.
+
+    sudo python3 bench/throughput.py [--time 5] [--runs 3] [--profile] [--no-softether]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from tests.netns.lab import Lab, root_skip_reason  # noqa: E402
+from tests.netns.test_vpnclient_tap import HOST_B, TAP_A, TAP_B, VpnStar, wait_connected  # noqa: E402
+from tests.softether_lab import SoftEtherLab, skip_reason  # noqa: E402
+
+IPERF_PORT = 5201
+
+
+class Missing(Exception):
+    """A scenario could not be measured; the message says why."""
+
+
+def iperf(lab: Lab, ns: str, target: str, seconds: int, runs: int) -> list[float]:
+    """Mbit/s received, one value per run."""
+    rates = []
+    for _ in range(runs):
+        res = lab.run(ns, ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"],
+                      timeout=seconds + 30, check=False)
+        try:
+            doc = json.loads(res.stdout)
+            rates.append(doc["end"]["sum_received"]["bits_per_second"] / 1e6)
+        except (ValueError, KeyError) as e:
+            raise Missing(f"iperf3 to {target} failed: {res.stderr.strip() or res.stdout[-300:]} ({e})") from None
+    return rates
+
+
+def reachable(lab: Lab, ns: str, target: str) -> None:
+    res = lab.run(ns, ["ping", "-c", "2", "-i", "0.2", "-W", "3", target], check=False)
+    if res.returncode != 0:
+        raise Missing(f"{target} not reachable from ns A: {res.stdout[-200:]}")
+
+
+def connect_client(star: VpnStar, tmp: Path) -> subprocess.Popen:
+    status, proc = star.start_client(star.ns_a, "alice", f"{TAP_A}/24")
+    try:
+        wait_connected(status, tmp)
+    except AssertionError as e:
+        raise Missing(f"vpnclient did not connect: {str(e)[:400]}") from None
+    reachable(star.lab, star.ns_a, TAP_B)
+    return proc
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def profile(pids: dict[str, int], seconds: int, out_dir: Path) -> dict[str, subprocess.Popen]:
+    """Start py-spy on each pid (raw collapsed stacks); returns the samplers."""
+    samplers = {}
+    for name, pid in pids.items():
+        out = out_dir / f"{name}.folded"
+        samplers[name] = subprocess.Popen(
+            ["py-spy", "record", "--format", "raw", "--nonblocking", "-r", "200", "-d", str(seconds),
+             "-o", str(out), "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return samplers
+
+
+def top_functions(folded: Path, n: int = 8) -> list[tuple[str, float]]:
+    """(function, % of samples spent in it, not in its callees) from a collapsed-stack file."""
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.split(";")[-1]
+        own[leaf] += int(count)
+        total += int(count)
+    return [(f, 100.0 * c / total) for f, c in own.most_common(n)] if total else []
+
+
+def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str, list[tuple[str, float]]]]:
+    lan = star.lan
+    vpnd = client = None
+    try:
+        try:
+            vpnd = star.start_vpnd(bridge=lan)
+        except (AssertionError, RuntimeError) as e:
+            raise Missing(f"vpnd could not be set up: {str(e)[:300]}") from None
+        client = connect_client(star, tmp)
+        rates = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+        prof: dict[str, list[tuple[str, float]]] = {}
+        if args.profile:
+            if shutil.which("py-spy") is None:
+                prof["(py-spy not installed: pip install py-spy)"] = []
+            else:
+                samplers = profile({"vpnd": vpnd.pid, "vpnclient": client.pid}, args.time, tmp)
+                time.sleep(0.5)
+                iperf(star.lab, star.ns_a, TAP_B, args.time, 1)
+                for name, s in samplers.items():
+                    s.wait(args.time + 30)
+                    path = tmp / f"{name}.folded"
+                    prof[name] = top_functions(path) if path.exists() else []
+        return rates, prof
+    finally:
+        stop(client)
+        stop(vpnd)
+
+
+def measure_softether(star: VpnStar, tmp: Path, args) -> list[float]:
+    reason = skip_reason()
+    if reason:
+        raise Missing(reason)
+    client = None
+    with SoftEtherLab() as selab:
+        try:
+            star.start_softether(selab, bridge=star.lan)
+            client = connect_client(star, tmp)
+            return iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+        finally:
+            stop(client)
+
+
+def fmt(rates: list[float] | str) -> tuple[str, str]:
+    if isinstance(rates, str):
+        return "missing", rates
+    return f"{statistics.median(rates):.0f}", " ".join(f"{r:.0f}" for r in rates)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
+    p.add_argument("--runs", type=int, default=3, help="iperf3 runs per scenario; the median is shown (default 3)")
+    p.add_argument("--profile", action="store_true", help="sample vpnd and vpnclient with py-spy in one more run")
+    p.add_argument("--no-softether", action="store_true", help="skip scenario (c)")
+    args = p.parse_args()
+    reason = root_skip_reason() or (None if shutil.which("iperf3") else "iperf3 not installed")
+    if reason:
+        print(f"throughput: cannot run: {reason}", file=sys.stderr)
+        return 2
+    results: dict[str, list[float] | str] = {}
+    profiles: dict[str, list[tuple[str, float]]] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
+    try:
+        with Lab() as lab:
+            star = VpnStar(lab, tmp)
+            star.lan = star.add_lan()
+            lab.popen(star.ns_b, ["iperf3", "-s", "-p", str(IPERF_PORT)])
+            time.sleep(0.3)
+            try:
+                results["(b) veth (physical limit)"] = iperf(lab, star.ns_a, HOST_B, args.time, args.runs)
+            except Missing as e:
+                results["(b) veth (physical limit)"] = str(e)
+            try:
+                results["(a) ours: vpnclient -> vpnd hub"], profiles = measure_ours(star, tmp, args)
+            except Missing as e:
+                results["(a) ours: vpnclient -> vpnd hub"] = str(e)
+            if args.no_softether:
+                results["(c) SoftEther 5.01 server"] = "skipped (--no-softether)"
+            else:
+                try:
+                    results["(c) SoftEther 5.01 server"] = measure_softether(star, tmp, args)
+                except Missing as e:
+                    results["(c) SoftEther 5.01 server"] = str(e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, profiles, args)
+    return 0
+
+
+def report(results: dict[str, list[float] | str], profiles: dict, args) -> None:
+    from tabulate import tabulate
+
+    ours = results.get("(a) ours: vpnclient -> vpnd hub")
+    rows = []
+    for name, rates in sorted(results.items()):
+        median, detail = fmt(rates)
+        ratio = ""
+        if isinstance(rates, list) and isinstance(ours, list) and not name.startswith("(a)"):
+            ratio = f"{statistics.median(ours) / statistics.median(rates):.2f}"
+        rows.append([name, median, ratio, detail])
+    print(f"TCP throughput, iperf3 -t {args.time}, median of {args.runs} (Mbit/s)")
+    print(tabulate(rows, headers=["path", "Mbit/s", "ours / this", "runs (or why missing)"]))
+    for name, top in profiles.items():
+        print(f"\npy-spy, {name}: top functions by own time")
+        print(tabulate([[f, f"{pct:.1f}%"] for f, pct in top], headers=["function", "samples"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
