@@ -62,6 +62,7 @@ class Farm:
     member_password_hash: bytes = b""  # SHA0(controller's admin password)
     public_ip: str = ""                # "" = the address used to reach the controller
     public_ports: list[int] = field(default_factory=list)
+    bus_port: int = 0                  # controller's vpnbus ROUTER port; 0 = pick one at role start, then saved
 
 
 @dataclass
