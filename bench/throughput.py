@@ -11,6 +11,8 @@ Topology (tests/netns/test_vpnclient_tap.py `VpnStar`, offloads off on every vet
 (b) veth:      iperf3 A -> 10.75.0.3: veth, Linux bridge, veth (the physical limit)
 (c) softether: as (a) with Debian's SoftEther VPN Server 5.01 instead of vpnd
                (the same client, so the servers are compared)
+(d) real:      as (c) with SoftEther's own vpnclient (its TAP vpn_vpn1 in ns A),
+               the all-SoftEther reference
 
 Each figure is the median of --runs iperf3 runs of --time seconds (TCP,
 receiver side). With --profile, py-spy samples our vpnd and our vpnclient
@@ -38,10 +40,16 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.netns.lab import Lab, root_skip_reason  # noqa: E402
-from tests.netns.test_vpnclient_tap import HOST_B, TAP_A, TAP_B, VpnStar, wait_connected  # noqa: E402
+from tests.netns.test_vpnclient_tap import (  # noqa: E402
+    HOST_B, HUB, SERVER_IP, TAP_A, TAP_B, USERS, VpnStar, wait_connected,
+)
 from tests.softether_lab import SoftEtherLab, skip_reason  # noqa: E402
 
 IPERF_PORT = 5201
+OURS = "(a) ours: our vpnclient -> our vpnd"
+VETH = "(b) veth (physical limit)"
+SOFTETHER = "(c) our vpnclient -> SoftEther 5.01 server"
+REAL_CLIENT = "(d) SoftEther client -> SoftEther server"
 
 
 class Missing(Exception):
@@ -68,7 +76,14 @@ def reachable(lab: Lab, ns: str, target: str) -> None:
         raise Missing(f"{target} not reachable from ns A: {res.stdout[-200:]}")
 
 
+def flush_neighbours(star: VpnStar) -> None:
+    """A new TAP device has a new MAC: forget the old one in both hosts."""
+    for ns in (star.ns_a, star.ns_b):
+        star.lab.run(ns, ["ip", "neigh", "flush", "all"], check=False)
+
+
 def connect_client(star: VpnStar, tmp: Path) -> subprocess.Popen:
+    flush_neighbours(star)
     status, proc = star.start_client(star.ns_a, "alice", f"{TAP_A}/24")
     try:
         wait_connected(status, tmp)
@@ -113,6 +128,20 @@ def top_functions(folded: Path, n: int = 8) -> list[tuple[str, float]]:
     return [(f, 100.0 * c / total) for f, c in own.most_common(n)] if total else []
 
 
+NOTES: list[str] = []
+
+
+def note_bursts(tmp: Path, label: str) -> None:
+    """Frames per block burst our client sent (from its final status file)."""
+    try:
+        doc = json.loads((tmp / "alice.status.json").read_text())
+    except (OSError, ValueError):
+        return
+    if doc.get("bursts_out"):
+        NOTES.append(f"{label}: vpnclient sent {doc['frames_out']} frames in {doc['bursts_out']} bursts "
+                     f"({doc['frames_out'] / doc['bursts_out']:.2f} frames/burst), received {doc['frames_in']}")
+
+
 def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str, list[tuple[str, float]]]]:
     lan = star.lan
     vpnd = client = None
@@ -138,21 +167,57 @@ def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str,
         return rates, prof
     finally:
         stop(client)
+        note_bursts(tmp, "(a)")
         stop(vpnd)
 
 
-def measure_softether(star: VpnStar, tmp: Path, args) -> list[float]:
+def measure_softether(star: VpnStar, tmp: Path, args) -> dict[str, list[float] | str]:
+    """(c) our client and (d) SoftEther's own client, each to the real server."""
     reason = skip_reason()
     if reason:
         raise Missing(reason)
+    out: dict[str, list[float] | str] = {}
     client = None
     with SoftEtherLab() as selab:
+        srv = star.start_softether(selab, bridge=star.lan)
         try:
-            star.start_softether(selab, bridge=star.lan)
             client = connect_client(star, tmp)
-            return iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+            out[SOFTETHER] = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+        except Missing as e:
+            out[SOFTETHER] = str(e)
         finally:
             stop(client)
+            note_bursts(tmp, "(c)")
+        if args.no_real_client or skip_reason(need_client=True):
+            out[REAL_CLIENT] = "skipped" if args.no_real_client else str(skip_reason(need_client=True))
+            return out
+        try:
+            out[REAL_CLIENT] = measure_real_client(star, selab, srv.port, args)
+        except Missing as e:
+            out[REAL_CLIENT] = str(e)
+    return out
+
+
+def measure_real_client(star: VpnStar, selab: SoftEtherLab, port: int, args) -> list[float]:
+    """SoftEther's vpnclient in ns A (its TAP vpn_vpn1 gets TAP_A) to the real server."""
+    cli = selab.client(star.ns_a, f"rc-{star.lab.tag}")
+    try:
+        cli.must("NicCreate", "vpn1")
+        cli.must("AccountCreate", "a1", f"/SERVER:{SERVER_IP}:{port}", f"/HUB:{HUB}", "/USERNAME:alice",
+                 "/NICNAME:vpn1")
+        cli.must("AccountPasswordSet", "a1", f"/PASSWORD:{USERS['alice']}", "/TYPE:standard")
+        star.lab.addr(star.ns_a, "vpn_vpn1", f"{TAP_A}/24")
+        flush_neighbours(star)
+        cli.must("AccountConnect", "a1")
+        for _ in range(100):
+            res = star.lab.run(star.ns_a, ["ping", "-c", "1", "-W", "1", TAP_B], check=False)
+            if res.returncode == 0:
+                break
+        else:
+            raise Missing("the real client's session did not carry a ping")
+        return iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+    finally:
+        cli.stop()
 
 
 def fmt(rates: list[float] | str) -> tuple[str, str]:
@@ -166,7 +231,8 @@ def main() -> int:
     p.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     p.add_argument("--runs", type=int, default=3, help="iperf3 runs per scenario; the median is shown (default 3)")
     p.add_argument("--profile", action="store_true", help="sample vpnd and vpnclient with py-spy in one more run")
-    p.add_argument("--no-softether", action="store_true", help="skip scenario (c)")
+    p.add_argument("--no-softether", action="store_true", help="skip scenarios (c) and (d)")
+    p.add_argument("--no-real-client", action="store_true", help="skip scenario (d)")
     args = p.parse_args()
     reason = root_skip_reason() or (None if shutil.which("iperf3") else "iperf3 not installed")
     if reason:
@@ -182,20 +248,20 @@ def main() -> int:
             lab.popen(star.ns_b, ["iperf3", "-s", "-p", str(IPERF_PORT)])
             time.sleep(0.3)
             try:
-                results["(b) veth (physical limit)"] = iperf(lab, star.ns_a, HOST_B, args.time, args.runs)
+                results[VETH] = iperf(lab, star.ns_a, HOST_B, args.time, args.runs)
             except Missing as e:
-                results["(b) veth (physical limit)"] = str(e)
+                results[VETH] = str(e)
             try:
-                results["(a) ours: vpnclient -> vpnd hub"], profiles = measure_ours(star, tmp, args)
+                results[OURS], profiles = measure_ours(star, tmp, args)
             except Missing as e:
-                results["(a) ours: vpnclient -> vpnd hub"] = str(e)
+                results[OURS] = str(e)
             if args.no_softether:
-                results["(c) SoftEther 5.01 server"] = "skipped (--no-softether)"
+                results[SOFTETHER] = results[REAL_CLIENT] = "skipped (--no-softether)"
             else:
                 try:
-                    results["(c) SoftEther 5.01 server"] = measure_softether(star, tmp, args)
+                    results.update(measure_softether(star, tmp, args))
                 except Missing as e:
-                    results["(c) SoftEther 5.01 server"] = str(e)
+                    results[SOFTETHER] = results[REAL_CLIENT] = str(e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(results, profiles, args)
@@ -205,7 +271,7 @@ def main() -> int:
 def report(results: dict[str, list[float] | str], profiles: dict, args) -> None:
     from tabulate import tabulate
 
-    ours = results.get("(a) ours: vpnclient -> vpnd hub")
+    ours = results.get(OURS)
     rows = []
     for name, rates in sorted(results.items()):
         median, detail = fmt(rates)
@@ -215,6 +281,8 @@ def report(results: dict[str, list[float] | str], profiles: dict, args) -> None:
         rows.append([name, median, ratio, detail])
     print(f"TCP throughput, iperf3 -t {args.time}, median of {args.runs} (Mbit/s)")
     print(tabulate(rows, headers=["path", "Mbit/s", "ours / this", "runs (or why missing)"]))
+    for line in NOTES:
+        print(line)
     for name, top in profiles.items():
         print(f"\npy-spy, {name}: top functions by own time")
         print(tabulate([[f, f"{pct:.1f}%"] for f, pct in top], headers=["function", "samples"]))

@@ -176,6 +176,7 @@ class VpnClient:
         if conn is not None:
             self.status.frames_in += conn.tunnel.frames_in
             self.status.frames_out += conn.tunnel.frames_out
+            self.status.bursts_out += conn.tunnel.bursts_out
             self.port.detach()
             conn.close()
 
@@ -193,6 +194,7 @@ class VpnClient:
         if conn is not None:
             d["frames_in"] += conn.tunnel.frames_in
             d["frames_out"] += conn.tunnel.frames_out
+            d["bursts_out"] += conn.tunnel.bursts_out
         tmp = f"{self.status_path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "w") as f:

@@ -108,6 +108,7 @@ class ClientStatus:
     updated_at: float | None = None
     frames_in: int = 0
     frames_out: int = 0
+    bursts_out: int = 0  # frames_out / bursts_out = frames per block burst
     history: list[dict] = field(default_factory=list)
 
     HISTORY_MAX = 20

@@ -51,7 +51,7 @@ class Tunnel:
 
     __slots__ = ("timeout_s", "_timeout_ms", "_decoder", "_compress", "_rand", "_rand_bytes",
                  "_last_rx", "_next_keepalive", "frames_in", "frames_out", "bytes_in",
-                 "bytes_out", "keepalives_in", "keepalives_out")
+                 "bytes_out", "bursts_out", "keepalives_in", "keepalives_out")
 
     def __init__(self, *, timeout_ms: int, now: float, compress: bool = False,
                  rand: Callable[[], float] = random.random, rand_bytes: RandBytes = os.urandom) -> None:
@@ -65,7 +65,7 @@ class Tunnel:
         self._rand_bytes = rand_bytes
         self._last_rx = now
         self._next_keepalive = now + keepalive_span_s(timeout_ms, rand())
-        self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = 0
+        self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = self.bursts_out = 0
         self.keepalives_in = self.keepalives_out = 0
 
     def receive_data(self, data: bytes, now: float) -> list[bytes]:
@@ -87,6 +87,7 @@ class Tunnel:
             return b""
         data = encode_frames(frames, self._compress)
         self.frames_out += len(frames)
+        self.bursts_out += 1
         self.bytes_out += len(data)
         self._next_keepalive = now + keepalive_span_s(self._timeout_ms, self._rand())
         return data

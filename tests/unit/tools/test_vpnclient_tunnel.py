@@ -31,7 +31,7 @@ def test_sending_data_rearms_the_keepalive():
     out = t.send_frames([FRAME, FRAME], now=104.0)
     assert out == encode_frames([FRAME, FRAME])
     assert t.next_deadline() == 109.0 and t.handle_timer(105.0) == b""
-    assert (t.frames_out, t.bytes_out) == (2, len(out))
+    assert (t.frames_out, t.bursts_out, t.bytes_out) == (2, 1, len(out))
     assert t.send_frames([], now=104.5) == b"" and t.next_deadline() == 109.0
 
 
