@@ -528,3 +528,42 @@ def softether_lab() -> Iterator[SoftEtherLab]:
 def softether_server(softether_lab: SoftEtherLab) -> SoftEtherServer:
     """One standalone SoftEther VPN Server on a free loopback port."""
     return softether_lab.server()
+
+
+# ---- client account helpers (for tests that drive a real vpnclient) ------------------------
+
+
+def account_status(client: SoftEtherClient, account: str) -> dict[str, str]:
+    """`AccountStatusGet ACCOUNT` as {item: value} (vpncmd /CSV). Empty when
+    the account is not connecting (vpncmd answers with an error then)."""
+    res = _run(client._exec_argv([str(VPNCMD), "127.0.0.1", "/CLIENT", "/CSV", "/CMD", "AccountStatusGet", account]),
+               30.0)
+    if res.returncode != 0:
+        return {}
+    import csv
+
+    rows = list(csv.reader(res.stdout.splitlines()))
+    return {row[0]: row[1] for row in rows[1:] if len(row) >= 2}
+
+
+def wait_account(
+    client: SoftEtherClient,
+    account: str,
+    predicate: Callable[[dict[str, str]], bool],
+    timeout_s: float = START_TIMEOUT_S,
+    *,
+    extra: Callable[[], str] = lambda: "",
+) -> dict[str, str]:
+    """Poll `account_status` until `predicate(status)` holds; returns that
+    status. LabError after `timeout_s` (with the last status, the client log
+    tail and `extra()`, e.g. the server's log)."""
+    deadline = time.monotonic() + timeout_s
+    status: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        client._check_alive()
+        status = account_status(client, account)
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    raise LabError(f"{client.name}: account {account!r} not as expected after {timeout_s:.0f}s: "
+                   f"{status}; {client._log_tail()}\n{extra()}")
