@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
+import signal
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +28,7 @@ from tools.vpnclient.client import EXIT_GAVE_UP, EXIT_REFUSED, EXIT_STOPPED, Use
 from tools.vpnclient.retry import RetryPolicy
 
 pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parents[2]
 
 PASSWORD = "pw"
 TICKET = bytes(range(20))
@@ -212,4 +217,41 @@ def test_an_unreachable_server_is_retried_then_given_up(tmp_path):
         await wait_for(lambda: c.exit_code is not None)
         assert c.exit_code == EXIT_GAVE_UP and c.status.last_error_code == Err.CONNECT_FAILED
         assert c.status.failed_attempts == FAST.max_retries
+    asyncio.run(main())
+
+
+def test_cli_keeps_a_status_file_and_stops_cleanly_on_sigterm(tmp_path):
+    async def main():
+        controller, member = await cluster(tmp_path)
+        pw = tmp_path / "pw"
+        pw.write_text(PASSWORD + "\n")
+        status = tmp_path / "status.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tools.vpnclient.main", "connect", "--server", f"127.0.0.1:{controller.port}",
+            "--hub", "lab", "--user", "alice", "--password-file", str(pw), "--userspace",
+            "--status-file", str(status), cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            def connected():
+                try:
+                    return json.loads(status.read_text())["state"] == "connected"
+                except (OSError, ValueError):
+                    return False
+            await wait_for(connected, attempts=1000)
+            doc = json.loads(status.read_text())
+            assert doc["server"] == f"127.0.0.1:{member.port}" and doc["redirected"] is True
+            assert doc["configured_server"] == f"127.0.0.1:{controller.port}"
+            assert doc["session_name"] == "SID-ALICE-1" and doc["connected_at"] >= doc["started_at"]
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == EXIT_STOPPED, err
+        assert b"Traceback" not in err and b"redirected by" in err
+        doc = json.loads(status.read_text())
+        assert doc["state"] == "stopped" and doc["server"] is None
+        await controller.stop()
+        await member.stop()
     asyncio.run(main())
