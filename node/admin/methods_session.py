@@ -24,8 +24,7 @@ from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
 from node.admin.methods_hub import existing_hub
-from node.dataplane.bridge import LocalBridge
-from node.dataplane.hubs import HubInstance, traffic_dict
+from node.dataplane.hubs import BridgeSession, HubInstance, traffic_dict
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err
 
@@ -94,8 +93,9 @@ def _session_row(ctx: AdminContext, instance: HubInstance, s: Any) -> dict[str, 
     }
 
 
-def _bridge_row(ctx: AdminContext, instance: HubInstance, b: LocalBridge) -> dict[str, Any]:
-    counters = traffic_dict(t) if (t := instance.port_traffic(b)) is not None else {}
+def _bridge_row(ctx: AdminContext, instance: HubInstance, b: BridgeSession) -> dict[str, Any]:
+    t = instance.port_traffic(b.port) if b.port is not None else None
+    counters = traffic_dict(t) if t is not None else {}
     size, num = _totals(counters)
     return {
         "Name_str": b.name, "Username_str": BRIDGE_USER_PRINT, "Ip_ip": "0.0.0.0",
@@ -105,7 +105,8 @@ def _bridge_row(ctx: AdminContext, instance: HubInstance, b: LocalBridge) -> dic
         "SecureNATMode_bool": False, "BridgeMode_bool": True, "Layer3Mode_bool": False,
         "Client_BridgeMode_bool": False, "Client_MonitorMode_bool": False, "VLanId_u32": 0,
         "UniqueId_bin": b64(bytes(16)), "IsDormantEnabled_bool": False, "IsDormant_bool": False,
-        "LastCommDormant_dt": dt(0), "CreatedTime_dt": dt(0), "LastCommTime_dt": dt(0),
+        "LastCommDormant_dt": dt(0), "CreatedTime_dt": dt(b.created_time),
+        "LastCommTime_dt": dt(b.created_time),
     }
 
 
@@ -126,7 +127,7 @@ def _need_name(p: Params) -> str:
     return name
 
 
-def _find_bridge(instance: HubInstance, name: str) -> LocalBridge | None:
+def _find_bridge(instance: HubInstance, name: str) -> BridgeSession | None:
     key = name.lower()
     return next((b for b in instance.bridges.values() if b.name.lower() == key), None)
 

@@ -14,7 +14,10 @@ change that one function.
 
 Session names follow SoftEther (Session.c): "SID-<USER NAME UPPER>-<n>" with
 one counter per hub starting at 1, shared by every kind of session, so a
-local bridge is "SID-LOCALBRIDGE-<n>" (its user name is "localbridge").
+local bridge is "SID-LOCALBRIDGE-<n>" (its user name is "localbridge"),
+named when the bridge starts on the hub even if its device cannot be opened
+(checked against SoftEther 5.01: a bridge to a missing NIC is listed as
+SID-LOCALBRIDGE-n and counted in the hub's NumSessions).
 SoftEther keeps an offline hub's counter; the data plane carries it over to
 the hub's next instance (`sessions_before`) for the life of the process.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
 
 from node.dataplane.bridge import LocalBridge, Port, VirtualHub
@@ -80,7 +84,7 @@ class HubInstance:
         self.name = name
         self.hub = VirtualHub(name, clock=clock, **hub_kwargs)
         self.sessions: dict[str, "VpnSession"] = {}
-        self.bridges: dict[str, LocalBridge] = {}    # by bridge key (service.bridge_key)
+        self.bridges: dict[str, BridgeSession] = {}  # by bridge key (service.bridge_key)
         self._clock = clock
         self._wall_clock = wall_clock
         self._counter = sessions_before
@@ -157,16 +161,34 @@ class HubInstance:
 
     # ---- local bridges -----------------------------------------------------------
 
-    def add_bridge(self, key: str, bridge: LocalBridge) -> None:
-        """Record a bridge the data plane opened on `self.hub` (already attached)."""
-        self.bridges[key] = bridge
+    def place_bridge(self, key: str, device: str) -> "BridgeSession":
+        """The bridge session of bridge `key` on this hub, named on first call
+        (SoftEther names it when the bridge starts, before its device opens)."""
+        found = self.bridges.get(key)
+        if found is None:
+            found = self.bridges[key] = BridgeSession(self.next_session_name(BRIDGE_USER_NAME), device)
+        return found
+
+    def attach_bridge(self, key: str, port: LocalBridge) -> None:
+        """Record the open device of a placed bridge (`port` is already
+        attached to `self.hub`, under the bridge session's name)."""
+        self.bridges[key].port = port
+
+    def detach_bridge(self, key: str) -> LocalBridge | None:
+        """Take the device away from a bridge session, which stays listed
+        (inactive); returns the port for the caller to close."""
+        found = self.bridges.get(key)
+        port = found.port if found is not None else None
+        if port is not None:
+            found.port = None
+            self._detach(port)
+        return port
 
     def remove_bridge(self, key: str) -> LocalBridge | None:
-        """Forget a bridge (its traffic stays in the hub total); the caller closes it."""
-        bridge = self.bridges.pop(key, None)
-        if bridge is not None:
-            self._detach(bridge)
-        return bridge
+        """End a bridge session; returns its port (if open) for the caller to close."""
+        port = self.detach_bridge(key)
+        self.bridges.pop(key, None)
+        return port
 
     # ---- ports -------------------------------------------------------------------
 
@@ -192,7 +214,8 @@ class HubInstance:
     # ---- HubRuntime (node/server.py) ------------------------------------------------
 
     def session_count(self) -> int:
-        return len(self.sessions)
+        # bridge sessions count, as SoftEther's hub NumSessions (and MaxSession) counts them
+        return len(self.sessions) + len(self.bridges)
 
     def tcp_connection_count(self) -> int:
         return sum(int(s.tcp_connections) for s in self.sessions.values())
@@ -215,6 +238,22 @@ class HubInstance:
     def wall(self, monotonic_s: float) -> float:
         """A switch time (this hub's monotonic clock) as Unix seconds."""
         return self._wall_clock() - (self._clock() - monotonic_s)
+
+
+@dataclass(eq=False)
+class BridgeSession:
+    """A local bridge's session on a hub: listed (BridgeMode) and counted
+    from when the bridge is placed on the running hub; `port` is its open
+    device, None while the device cannot be opened (Online, not Active)."""
+
+    name: str
+    device: str
+    port: LocalBridge | None = None
+    created_time: float = field(default_factory=time.time)   # wall clock
+
+    @property
+    def active(self) -> bool:
+        return self.port is not None and self.port.active
 
 
 async def _close_session(session: "VpnSession", reason: str) -> None:

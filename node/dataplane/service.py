@@ -71,15 +71,15 @@ def eth_supported() -> bool:
 
 
 class _BridgeSlot:
-    """Run-time state of one configured bridge."""
+    """Run-time state of one configured bridge: the instance it is placed on
+    (its bridge session and open device live there) and an open in flight."""
 
-    __slots__ = ("config", "key", "instance", "bridge", "opening", "last_state")
+    __slots__ = ("config", "key", "instance", "opening", "last_state")
 
     def __init__(self, config: model.Bridge) -> None:
         self.config = config
         self.key = bridge_key(config)
         self.instance: HubInstance | None = None
-        self.bridge: LocalBridge | None = None
         self.opening: asyncio.Task | None = None
         self.last_state = ""
 
@@ -180,32 +180,33 @@ class DataPlane:
     def _stop_instance(self, instance: HubInstance, reason: str) -> list[asyncio.Task]:
         tasks = instance.close_sessions(reason)
         for key in list(instance.bridges):
-            slot = self._slots.get(key)
-            if slot is not None:
-                self._close_slot(slot)
-            else:
-                bridge = instance.remove_bridge(key)
-                if bridge is not None:
-                    bridge.close()
+            port = instance.remove_bridge(key)
+            if port is not None:
+                port.close()
         instance.close()
         for task in tasks:
             task.add_done_callback(self._tasks.discard)
         return tasks
 
     def _place(self, slot: _BridgeSlot) -> None:
-        """Open `slot`'s device if its hub runs and it is not open (or broken)."""
+        """Put `slot`'s bridge session on its hub's instance (if it runs here)
+        and start opening its device unless it is open and working."""
         instance = self.server.hubs.get(slot.config.hub.lower())
         if not isinstance(instance, HubInstance):
             instance = None
-        if slot.instance is not instance or (slot.bridge is not None and not slot.bridge.active):
-            if slot.bridge is not None and not slot.bridge.active and slot.instance is instance:
-                self._note(slot, "inactive", f"device {slot.key} stopped working: {slot.bridge.last_error}")
+        if slot.instance is not instance:
             self._close_slot(slot)
-        slot.instance = instance
+            slot.instance = instance
         if instance is None:
             self._note(slot, "offline", f"hub {slot.config.hub} is not running here")
             return
-        if slot.bridge is None and slot.opening is None and self._running:
+        session = instance.place_bridge(slot.key, slot.config.device)
+        if session.port is not None and not session.port.active:
+            self._note(slot, "inactive", f"device {slot.key} stopped working: {session.port.last_error}")
+            port = instance.detach_bridge(slot.key)
+            if port is not None:
+                port.close()
+        if session.port is None and slot.opening is None and self._running:
             task = asyncio.ensure_future(self._open(slot, instance))
             slot.opening = task
             self._tasks.add(task)
@@ -224,31 +225,30 @@ class DataPlane:
         finally:
             if slot.opening is me:
                 slot.opening = None
-        if slot.instance is not instance or instance.closed or not self._running \
-                or self._slots.get(slot.key) is not slot or slot.bridge is not None:
+        session = instance.bridges.get(slot.key)
+        if (slot.instance is not instance or instance.closed or not self._running
+                or self._slots.get(slot.key) is not slot or session is None or session.port is not None):
             device.close()   # the config changed while the device was being opened
             return
-        # named only once open, so failed retries do not use up session numbers
-        bridge = LocalBridge(instance.hub, device, name=instance.next_session_name(BRIDGE_USER_NAME))
+        port = LocalBridge(instance.hub, device, name=session.name)
         try:
-            bridge.start()
+            port.start()
         except BaseException:
             device.close()
             raise
-        slot.bridge = bridge
-        instance.add_bridge(slot.key, bridge)
-        self._note(slot, "active", f"local bridge {slot.key} <-> hub {conf.hub} is operating")
+        instance.attach_bridge(slot.key, port)
+        self._note(slot, "active", f"local bridge {slot.key} <-> hub {conf.hub} is operating ({session.name})")
 
     def _close_slot(self, slot: _BridgeSlot) -> None:
-        # An open in flight is not cancelled (a TAP fd could leak mid-setup): it
-        # finishes, sees the slot moved on, and closes what it opened.
+        """End the slot's bridge session on its instance and close its device.
+        An open in flight is not cancelled (a TAP fd could leak mid-setup): it
+        finishes, sees the slot moved on, and closes what it opened."""
         slot.opening = None
-        if slot.bridge is not None:
-            if slot.instance is not None:
-                slot.instance.remove_bridge(slot.key)
-            slot.bridge.close()
-            slot.bridge = None
-            self._note(slot, "closed", f"local bridge {slot.key} closed")
+        if slot.instance is not None:
+            port = slot.instance.remove_bridge(slot.key)
+            if port is not None:
+                port.close()
+                self._note(slot, "closed", f"local bridge {slot.key} closed")
 
     def _note(self, slot: _BridgeSlot, state: str, text: str) -> None:
         if slot.last_state != state:
@@ -272,12 +272,13 @@ class DataPlane:
 
 
 def bridge_status(server: "VpnServer", bridge: model.Bridge) -> tuple[bool, bool]:
-    """(Online, Active) of a configured bridge, as EnumLocalBridge shows them."""
+    """(Online, Active) of a configured bridge, as EnumLocalBridge shows them:
+    Online = its bridge session exists on a running hub, Active = its device is open."""
     instance = server.hubs.get(bridge.hub.lower())
     if not isinstance(instance, HubInstance):
         return False, False
-    running = instance.bridges.get(bridge_key(bridge))
-    return True, running is not None and running.active
+    session = instance.bridges.get(bridge_key(bridge))
+    return session is not None, session is not None and session.active
 
 
 def check_device_name(device: str, tap: bool) -> str:

@@ -9,9 +9,7 @@ import base64
 
 import pytest
 from node.admin.jsonvalue import parse_dt
-from node.dataplane.bridge import LocalBridge
 from node.dataplane.hubs import HubInstance
-from node.dataplane.tap import FrameDevice
 from node.softether.errors import Err
 from node.state import model
 from tests.unit.admin.admin_call import call, error_of
@@ -114,9 +112,7 @@ def test_hub_admin_scope(setup):
 
 def test_local_bridges_are_listed_as_sessions_and_cannot_be_disconnected(setup):
     server, inst, _, _ = setup
-    device = FrameDevice("veth9", -1, False, lambda fd: None)
-    bridge = LocalBridge(inst.hub, device, name=inst.next_session_name("localbridge"))
-    inst.add_bridge("veth9", bridge)
+    inst.place_bridge("veth9", "veth9")          # placed, device not open: still a session
     rows = {r["Name_str"]: r for r in call(server, "EnumSession", {"HubName_str": "DEFAULT"})["SessionList"]}
     assert rows["SID-LOCALBRIDGE-3"]["BridgeMode_bool"] is True
     assert rows["SID-LOCALBRIDGE-3"]["Username_str"] == "Local Bridge"

@@ -196,7 +196,7 @@ def test_a_bridge_that_cannot_open_stays_online_inactive_and_retries(tmp_path, c
             await _until(lambda: len(devices.attempts) >= 4, "four attempts")
             devices.error = None
             await _until(lambda: bridge_status(server, bridge) == (True, True), "the device to open")
-            # failed attempts used up no session numbers
+            # the bridge session was named once, when placed, whatever the attempts
             assert server.hubs["default"].bridges["eth-missing"].name == "SID-LOCALBRIDGE-1"
             server.state.change(lambda c: setattr(c.find_hub("DEFAULT"), "online", False))
             assert bridge_status(server, bridge) == (False, False)
@@ -231,14 +231,19 @@ def test_bridge_opens_reopens_after_failure_and_closes_on_delete(tmp_path, devic
         async with running_dataplane(server, retry_interval_s=0.01):
             inst = server.hubs["default"]
             assert bridge_status(server, bridge) == (True, True)
-            first = inst.bridges["veth0"]
-            assert first.name == "SID-LOCALBRIDGE-1" and first in inst.hub.ports
+            session = inst.bridges["veth0"]
+            first = session.port
+            assert session.name == first.name == "SID-LOCALBRIDGE-1" and inst.hub.ports == [first]
+            assert inst.session_count() == 1                    # a bridge session counts, as in SoftEther
             first._fail(OSError(100, "network is down"))        # the device broke under us
-            await _until(lambda: inst.bridges.get("veth0") not in (None, first), "a reopened bridge")
-            assert devices.opened[0].fd == -1 and inst.bridges["veth0"].name == "SID-LOCALBRIDGE-2"
+            await _until(lambda: session.port not in (None, first), "a reopened device")
+            # the same bridge session, a new device
+            assert devices.opened[0].fd == -1 and inst.bridges["veth0"] is session
+            assert session.port.name == "SID-LOCALBRIDGE-1" and inst.hub.ports == [session.port]
             assert bridge_status(server, bridge) == (True, True)
             server.state.change(lambda c: c.bridges.clear())
             assert inst.bridges == {} and inst.hub.ports == [] and devices.opened[1].fd == -1
+            assert inst.session_count() == 0
 
     run(main())
 
