@@ -1,0 +1,76 @@
+"""JoinDesk: join attempts, failed-join limit, one log line per refusal burst."""
+
+import hashlib
+
+import pytest
+
+from controller.core import JoinDesk, JoinThrottled, NoJoinInProgress
+from controller.errors import AuthFailed
+from controller.joinauth import ControllerJoinAuth, MemberJoinAuth
+from controller.registry import JoinInfo
+
+PW = hashlib.sha1(b"pw").digest()
+OTHER_PW = hashlib.sha1(b"other").digest()
+CTL, MEM = b"C" * 32, b"M" * 32
+INFO = JoinInfo(hostname="m1", public_ip="127.0.0.1", public_ports=(443,))
+
+
+def attempt(desk, now, member_pw=PW, key=MEM):
+    member = MemberJoinAuth(member_pw, key, CTL)
+    nonce_c, proof_c = desk.hello(key, ControllerJoinAuth(PW, CTL, key), INFO, member.hello(), now)
+    return member, nonce_c, proof_c
+
+
+def test_good_join_returns_info_and_closes_attempt():
+    desk = JoinDesk()
+    member, nonce_c, proof_c = attempt(desk, 0.0)
+    assert desk.in_progress(MEM, 0.1)
+    assert desk.proof(MEM, member.receive_challenge(nonce_c, proof_c), 0.2) == INFO
+    assert not desk.in_progress(MEM, 0.3)
+    assert desk.counters["accepted"] == 1
+
+
+def test_wrong_password_member_aborts_then_throttled_for_2s():
+    desk = JoinDesk()
+    member, nonce_c, proof_c = attempt(desk, 0.0, member_pw=OTHER_PW)
+    with pytest.raises(AuthFailed):
+        member.receive_challenge(nonce_c, proof_c)
+    assert desk.abort(MEM, 0.1) == INFO
+    with pytest.raises(JoinThrottled):
+        attempt(desk, 1.5)
+    attempt(desk, 2.2)  # allowed again after the interval
+    assert desk.counters["throttled"] == 1 and desk.counters["aborted"] == 1
+
+
+def test_forged_proof_refused_and_counted():
+    desk = JoinDesk()
+    attempt(desk, 0.0)
+    with pytest.raises(AuthFailed):
+        desk.proof(MEM, bytes(32), 0.1)
+    assert desk.counters["refused"] == 1
+    with pytest.raises(NoJoinInProgress):
+        desk.proof(MEM, bytes(32), 0.2)
+
+
+def test_malformed_hello_is_a_failure():
+    desk = JoinDesk()
+    with pytest.raises(AuthFailed):
+        desk.hello(MEM, ControllerJoinAuth(PW, CTL, MEM), INFO, b"short", 0.0)
+    with pytest.raises(JoinThrottled):
+        attempt(desk, 1.0)
+
+
+def test_attempt_expires_and_pending_is_bounded():
+    desk = JoinDesk(max_pending=3)
+    for i in range(5):
+        attempt(desk, 0.0, key=bytes([i]) * 32)
+    assert [desk.in_progress(bytes([i]) * 32, 0.0) for i in range(5)] == [False, False, True, True, True]
+    assert not desk.in_progress(bytes([4]) * 32, 10.0)
+
+
+def test_one_log_line_per_burst():
+    desk = JoinDesk(log_quiet_s=60.0)
+    assert desk.refusal(MEM, 0.0) == 0
+    assert [desk.refusal(MEM, t) for t in (2.0, 4.0, 6.0)] == [None, None, None]
+    assert desk.refusal(MEM, 61.0) == 3
+    assert desk.refusal(b"X" * 32, 61.0) == 0  # another key has its own burst
