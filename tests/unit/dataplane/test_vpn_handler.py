@@ -1,0 +1,121 @@
+"""The login decision (`authenticate`) as SoftEther's ServerAccept makes it:
+order of checks and error codes, from a config table; the enum_hub reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.dataplane.vpn_handler import LoginRefused, authenticate, enum_hub_pack
+from node.softether.errors import Err
+from node.softether.handshake import AuthRequest, AuthType
+from node.softether.pack import Pack
+from node.softether.sha0 import hash_password, secure_password
+from node.state import model
+
+RANDOM = bytes(range(20))
+NOW = 1_800_000_000.0
+
+
+def config(server_type: int = model.SERVER_STANDALONE) -> model.Server:
+    users = [
+        model.User(name="Alice", hashed_key=hash_password("Alice", "pw")),
+        model.User(name="guest", auth_type=model.AUTH_ANONYMOUS),
+        model.User(name="old", hashed_key=hash_password("old", "pw"), expire_time=NOW - 1),
+        model.User(name="nopw", auth_type=5),
+    ]
+    hubs = [
+        model.Hub(name="Sales", secure_password=hash_password("administrator", "hubpw"), users=users),
+        model.Hub(name="Open", secure_password=hash_password("administrator", ""), no_enum=True),
+        model.Hub(name="Down", online=False),
+    ]
+    return model.Server(admin_password_hash=bytes(20), listeners=[], hubs=hubs,
+                        farm=model.Farm(server_type=server_type))
+
+
+def login(user: str, password: str | None = "pw", *, hub: str = "Sales", authtype: int = AuthType.PASSWORD,
+          cfg: model.Server | None = None, local: bool = False, **extra):
+    proof = secure_password(hash_password(user, password), RANDOM) if password is not None else b""
+    auth = AuthRequest(hubname=hub, username=user, authtype=authtype, secure_password=proof, **extra)
+    return authenticate(cfg or config(), auth, RANDOM, running={"sales", "open"}, now_wall=NOW,
+                        client_is_local=local)
+
+
+def refused(*args, **kw) -> int:
+    with pytest.raises(LoginRefused) as err:
+        login(*args, **kw)
+    return err.value.code
+
+
+def test_password_login_case_insensitive_user_and_hub():
+    granted = login("alice", hub="SALES")
+    assert granted.hub.name == "Sales" and granted.username == "alice" and granted.method == "password"
+
+
+@pytest.mark.parametrize("args,kw,code", [
+    (("Alice", "wrong"), {}, Err.AUTH_FAILED),
+    (("nobody",), {}, Err.AUTH_FAILED),
+    (("Alice",), {"hub": "Nope"}, Err.HUB_NOT_FOUND),
+    (("Alice",), {"hub": "Down"}, Err.HUB_STOPPING),
+    (("Alice", None), {"authtype": AuthType.ANONYMOUS}, Err.AUTH_FAILED),
+    (("Alice",), {"authtype": AuthType.TICKET, "ticket": bytes(20)}, Err.AUTH_FAILED),
+    (("Alice",), {"authtype": AuthType.CERT}, Err.AUTHTYPE_NOT_SUPPORTED),
+    (("Alice",), {"authtype": 42}, Err.AUTHTYPE_NOT_SUPPORTED),
+    (("nopw",), {}, Err.AUTH_FAILED),
+    (("old",), {}, Err.ACCESS_DENIED),
+    (("administrator", "wrong"), {}, Err.AUTH_FAILED),
+    (("administrator", ""), {"hub": "Open"}, Err.NULL_PASSWORD_LOCAL_ONLY),
+])
+def test_refusals_carry_softether_codes(args, kw, code):
+    assert refused(*args, **kw) == code
+
+
+def test_hub_not_found_is_checked_before_offline_and_offline_before_the_password():
+    assert refused("Alice", "wrong", hub="Nope") == Err.HUB_NOT_FOUND
+    assert refused("Alice", "wrong", hub="Down") == Err.HUB_STOPPING
+
+
+def test_a_hub_configured_online_but_not_running_here_is_stopping():
+    cfg = config()
+    auth = AuthRequest(hubname="Sales", username="Alice", authtype=AuthType.PASSWORD,
+                       secure_password=secure_password(hash_password("Alice", "pw"), RANDOM))
+    with pytest.raises(LoginRefused) as err:
+        authenticate(cfg, auth, RANDOM, running=set(), now_wall=NOW, client_is_local=True)
+    assert err.value.code == Err.HUB_STOPPING
+
+
+def test_an_anonymous_user_gets_in_whatever_method_is_asked():
+    assert login("guest", None, authtype=AuthType.ANONYMOUS).method == "anonymous"
+    assert login("guest", "anything").method == "anonymous"
+    assert login("guest", None, authtype=AuthType.CERT).method == "anonymous"
+
+
+def test_plain_password_is_hashed_like_a_password_login():
+    auth = AuthRequest(hubname="Sales", username="alice", authtype=AuthType.PLAIN_PASSWORD, plain_password="pw")
+    assert authenticate(config(), auth, RANDOM, running={"sales"}, now_wall=NOW,
+                        client_is_local=False).method == "password"
+
+
+def test_hub_administrator_uses_the_hub_admin_password():
+    assert login("Administrator", "hubpw").method == "administrator"
+    assert login("administrator", "", hub="Open", local=True).method == "administrator"
+
+
+def test_a_proof_of_the_wrong_size_fails():
+    auth = AuthRequest(hubname="Sales", username="Alice", authtype=AuthType.PASSWORD, secure_password=b"short")
+    with pytest.raises(LoginRefused) as err:
+        authenticate(config(), auth, RANDOM, running={"sales"}, now_wall=NOW, client_is_local=True)
+    assert err.value.code == Err.AUTH_FAILED
+
+
+def test_a_cluster_member_takes_only_ticket_and_administrator_logins():
+    member = config(model.SERVER_MEMBER)
+    assert refused("Alice", cfg=member) == Err.ACCESS_DENIED
+    assert refused("Alice", cfg=member, authtype=AuthType.TICKET, ticket=bytes(20)) == Err.AUTH_FAILED
+    assert login("administrator", "hubpw", cfg=member).method == "administrator"
+
+
+def test_enum_hub_lists_hubs_without_no_enum():
+    p = Pack.decode(enum_hub_pack(config()).encode())
+    assert p.get_strs("HubName") == ("Sales", "Down") and p.get_int("NumHub") == 2
+    empty = enum_hub_pack(model.Server(admin_password_hash=bytes(20), listeners=[]))
+    assert empty.get_int("NumHub") == 0 and "HubName" not in empty
