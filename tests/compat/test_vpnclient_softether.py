@@ -161,3 +161,27 @@ def test_redirect_from_a_real_controller_to_a_real_member(softether_lab):
                 assert c.status.configured_server == ctl.address
             assert await ping(a, "10.73.0.1", "10.73.0.2", count=2) == 2
     asyncio.run(main())
+
+
+def test_keepalives_hold_an_idle_session_past_the_server_timeout(softether_server):
+    """Policy TimeOut 5 s (SoftEther's minimum): the welcome says T = 5000 ms,
+    the server drops a silent session after T, our keep-alives (every
+    T/5..T/2) keep it up through two timeouts' worth of idleness."""
+    srv = softether_server
+    make_hub(srv, "lab", {"bob": "pw-b"})
+    srv.rpc("CreateUser", {"HubName_str": "lab", "Name_str": "idle", "AuthType_u32": 1,
+                           "Auth_Password_str": "pw-i", "UsePolicy_bool": True,
+                           "policy:Access_bool": True, "policy:TimeOut_u32": 5})
+
+    async def main():
+        async with UserspaceClient(srv.address, "lab", "idle", "pw-i", retry=RETRY) as a, \
+                UserspaceClient(srv.address, "lab", "bob", "pw-b", retry=RETRY, ip="10.77.0.2") as b:
+            conn = await a.wait_connected(20)
+            await b.wait_connected(20)
+            assert conn.welcome.timeout_ms == 5000
+            for _ in range(120):  # ~12 s idle: the server's keep-alives reach us meanwhile
+                await asyncio.sleep(0.1)
+            assert a.status.reconnects == 0 and a.client.connection is conn
+            assert conn.tunnel.keepalives_out >= 2 and conn.tunnel.keepalives_in >= 1
+            assert await ping(a, "10.77.0.1", "10.77.0.2", count=1) == 1
+    asyncio.run(main())
