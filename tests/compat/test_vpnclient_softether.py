@@ -136,20 +136,30 @@ def _wait(fetch, done, attempts: int = 150):
     raise AssertionError(f"condition not reached; last value: {value!r}")
 
 
-def test_redirect_from_a_real_controller_to_a_real_member(softether_lab):
-    ctl = softether_lab.server(f"ctl-{os.getpid()}", password="ctl-pw")
-    member = softether_lab.server(f"m1-{os.getpid()}")
+def real_cluster(selab, n_members: int) -> tuple[SoftEtherServer, list[SoftEtherServer]]:
+    """A controller ("controller functions only") and members on loopback,
+    joined, with static hub `lab` (users alice, bob) present on every member."""
+    ctl = selab.server(f"ctl-{os.getpid()}", password="ctl-pw")
     ctl.rpc("SetFarmSetting", {"ServerType_u32": SERVER_TYPE_CONTROLLER, "Weight_u32": 100,
                                "ControllerOnly_bool": True})
     ctl.wait_admin(server_type=SERVER_TYPE_CONTROLLER)
-    member.rpc("SetFarmSetting", {
-        "ServerType_u32": SERVER_TYPE_MEMBER, "ControllerName_str": "127.0.0.1", "ControllerPort_u32": ctl.port,
-        "MemberPasswordPlaintext_str": "ctl-pw", "PublicIp_ip": "127.0.0.1", "Ports_u32": [member.port],
-        "Weight_u32": 100})
-    member.wait_admin(server_type=SERVER_TYPE_MEMBER)
-    _wait(lambda: member.rpc("GetFarmConnectionStatus"), lambda s: s["Online_bool"])
+    members = [selab.server(f"m{i}-{os.getpid()}") for i in range(n_members)]
+    for member in members:
+        member.rpc("SetFarmSetting", {
+            "ServerType_u32": SERVER_TYPE_MEMBER, "ControllerName_str": "127.0.0.1", "ControllerPort_u32": ctl.port,
+            "MemberPasswordPlaintext_str": "ctl-pw", "PublicIp_ip": "127.0.0.1", "Ports_u32": [member.port],
+            "Weight_u32": 100})
+    for member in members:
+        member.wait_admin(server_type=SERVER_TYPE_MEMBER)
+        _wait(lambda: member.rpc("GetFarmConnectionStatus"), lambda s: s["Online_bool"])
     make_hub(ctl, "lab", {"alice": "pw-a", "bob": "pw-b"}, hub_type=1)  # static
-    _wait(lambda: member.rpc("EnumHub")["HubList"], lambda hubs: any(h["HubName_str"] == "lab" for h in hubs))
+    for member in members:
+        _wait(lambda: member.rpc("EnumHub")["HubList"], lambda hubs: any(h["HubName_str"] == "lab" for h in hubs))
+    return ctl, members
+
+
+def test_redirect_from_a_real_controller_to_a_real_member(softether_lab):
+    ctl, (member,) = real_cluster(softether_lab, 1)
 
     async def main():
         async with UserspaceClient(ctl.address, "lab", "alice", "pw-a", retry=RETRY) as a, \
@@ -160,6 +170,29 @@ def test_redirect_from_a_real_controller_to_a_real_member(softether_lab):
                 assert c.status.redirected and c.status.server == member.address, c.status
                 assert c.status.configured_server == ctl.address
             assert await ping(a, "10.73.0.1", "10.73.0.2", count=2) == 2
+    asyncio.run(main())
+
+
+def test_failover_to_another_real_member_through_the_controller(softether_lab):
+    """Kill the member that holds the session: the client goes back to the
+    controller, which redirects it to the surviving member."""
+    ctl, members = real_cluster(softether_lab, 2)
+    by_address = {m.address: m for m in members}
+
+    async def main():
+        async with UserspaceClient(ctl.address, "lab", "alice", "pw-a", retry=RETRY) as a:
+            await a.wait_connected(30)
+            first = a.status.server
+            assert first in by_address and a.status.redirected
+            await asyncio.to_thread(by_address[first].stop)
+            for _ in range(600):  # bounded: ~60 s
+                if a.status.reconnects >= 1 and a.status.state.value == "connected":
+                    break
+                await asyncio.sleep(0.1)
+            assert a.status.state.value == "connected", a.status
+            (survivor,) = set(by_address) - {first}
+            assert a.status.server == survivor and a.status.redirected
+            assert [h["event"] for h in a.status.history][:2] == ["connected", "lost"]
     asyncio.run(main())
 
 
