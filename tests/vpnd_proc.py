@@ -61,6 +61,22 @@ class Vpnd:
     extra_args: list[str] = field(default_factory=list)
 
     def start(self, wait: bool = True) -> "Vpnd":
+        """Start vpnd; if the chosen port was taken meanwhile (free_port() is
+        only a hint), retry on another one."""
+        for _ in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                return self
+            except RuntimeError:
+                if self.proc.poll() is None or "cannot listen" not in self.log():
+                    raise
+                self.port = free_port()
+        raise RuntimeError(f"vpnd could not find a free port:\n{self.log()}")
+
+    def _spawn(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pw_file = self.state_dir.parent / f"{self.state_dir.name}.pw"
         pw_file.write_text(self.password + "\n")
@@ -72,9 +88,6 @@ class Vpnd:
              *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
         log.close()
-        if wait:
-            self.wait_ready()
-        return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
