@@ -20,14 +20,10 @@ from node.softether.handshake import (
 from node.softether.httpmsg import PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
+from tests.unit.dataplane.fakes import BCAST, mac
 
 HUB, USER, PASSWORD = "Sales", "alice", "s3cret"
 IO_TIMEOUT_S = 10.0
-BCAST = b"\xff" * 6
-
-
-def mac(i: int) -> bytes:
-    return bytes((2, 0, 0, 0, 0x5e, i))
 
 
 def frame(dst: bytes, src: bytes, payload: bytes = b"") -> bytes:

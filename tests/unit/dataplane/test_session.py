@@ -15,13 +15,9 @@ from node.dataplane.session import DataChannel, SessionTimedOut, VpnSession
 from node.softether.blocks import (
     MAX_PACKET_SIZE, BlockDecoder, BlockError, Frames, KeepAlive, encode_frames, encode_keepalive,
 )
+from tests.unit.dataplane.fakes import BCAST, mac
 
 T_MS = 20_000
-BCAST = b"\xff" * 6
-
-
-def mac(i: int) -> bytes:
-    return bytes((2, 0, 0, 0, 0, i))
 
 
 def frame(dst: bytes, src: bytes, tag: bytes = b"") -> bytes:
