@@ -8,15 +8,18 @@ the change at once. As in SoftEther:
 - a bridge may name a hub that does not exist (yet) or is offline: it is kept
   and shown Offline until the hub runs here;
 - a device that cannot be opened leaves the bridge Online but not Active;
+- adding a bridge that exists already (hub, device, TapMode) succeeds and
+  changes nothing;
 - DeleteLocalBridge matches hub and device case-insensitively, whatever
   TapMode says; ERR_OBJECT_NOT_FOUND when nothing matches;
 - where this process cannot open a raw AF_PACKET socket (SoftEther's
   IsEthSupported on Linux), Add and Enum answer ERR_LOCAL_BRIDGE_UNSUPPORTED.
-Different from SoftEther, on purpose: a second bridge on the same kernel
-device (any hub) is refused with ERR_OBJECT_EXISTS -- two bridges on one
-device would join two hubs or fight over one TAP; a TAP name that would be
-cut to fit the 15-byte interface name is refused (ERR_INVALID_PARAMETER)
-instead of being truncated as SoftEther does. TAP device names are
+Different from SoftEther, on purpose: a bridge on a kernel device already
+bridged (to another hub, or in the other TapMode) is refused with
+ERR_OBJECT_EXISTS -- two bridges on one device would join two hubs or fight
+over one TAP; a TAP name that would be cut to fit the 15-byte interface
+name is refused (ERR_INVALID_PARAMETER) instead of being truncated as
+SoftEther does. TAP device names are
 `tap_` + the lower-cased name (SoftEther's rule, see service.py).
 """
 
@@ -46,6 +49,10 @@ def _read(p: Params) -> tuple[str, str, bool]:
     return hub, device, p.bool("TapMode")
 
 
+def _same(a: model.Bridge, b: model.Bridge) -> bool:
+    return a.hub.lower() == b.hub.lower() and bridge_key(a) == bridge_key(b) and a.tap == b.tap
+
+
 def _echo(hub: str, device: str, tap: bool) -> dict[str, Any]:
     return {"DeviceName_str": device, "HubNameLB_str": hub, "TapMode_bool": tap}
 
@@ -60,6 +67,8 @@ def add_local_bridge(ctx: AdminContext, p: Params) -> dict[str, Any]:
         raise RpcError(Err.INVALID_PARAMETER, str(exc)) from None
     _require_eth()
     new = model.Bridge(hub=hub, device=device, tap=tap)
+    if any(_same(old, new) for old in ctx.server.state.config.bridges):
+        return _echo(hub, device, tap)    # SoftEther answers success and adds nothing
 
     def apply(config: model.Server) -> None:
         key = bridge_key(new)

@@ -8,8 +8,9 @@ ERR_HUB_NOT_FOUND; a configured hub without an instance here (offline)
 has no sessions and empty tables; an unknown session or table key answers
 ERR_OBJECT_NOT_FOUND; a local bridge is listed as a session (BridgeMode,
 user "Local Bridge") and cannot be disconnected (ERR_BRIDGE_CANT_DISCONNECT).
-Session byte totals are shown from the client's side, as SoftEther's
-CiGetSessionStatus does for a server session (sent = what the server got).
+A session's byte totals and traffic are shown from the client's side, as
+SoftEther's server session counts them (Send = what the client sent into
+the hub; checked against SoftEther 5.01 with a local bridge session).
 Switch times are monotonic; they are converted to wall-clock here.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from node.admin.dispatch import AdminContext, Scope, admin_method
@@ -25,6 +27,7 @@ from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
 from node.admin.methods_hub import existing_hub
 from node.dataplane.hubs import BridgeSession, HubInstance, traffic_dict
+from node.dataplane.switch import Traffic
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err
 
@@ -43,13 +46,6 @@ def _instance(ctx: AdminContext, hub_name: str) -> tuple[str, HubInstance | None
     return hub.name, found if isinstance(found, HubInstance) else None
 
 
-def _totals(counters: dict[str, int]) -> tuple[int, int]:
-    """(bytes, packets) of a TRAFFIC, as GetTrafficPacketSize/Num add them."""
-    size = sum(v for k, v in counters.items() if k.endswith("Bytes"))
-    num = sum(v for k, v in counters.items() if k.endswith("Count"))
-    return size, num
-
-
 def _is_v6(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr).version == 6
@@ -57,67 +53,113 @@ def _is_v6(addr: str) -> bool:
         return False
 
 
-def _unique_id(s: Any) -> bytes:
-    # NODE_INFO.UniqueId is 16 bytes; a client that sent none shows zeros
-    return bytes(s.unique_id)[:16].ljust(16, b"\0")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _View:
+    """One session as the listings show it: a VPN session or a bridge session.
+    Byte totals and traffic are the client's view (SoftEther's server session
+    counts what the client sent as Send, what it received as Recv)."""
+
+    name: str
+    username: str
+    real_username: str
+    client_ip: str
+    client_port: int
+    client_hostname: str
+    client_product: str
+    client_version: int
+    client_build: int
+    created_time: float
+    last_comm_time: float
+    tcp_connections: int
+    max_tcp_connections: int
+    use_encrypt: bool
+    use_compress: bool
+    session_key: bytes
+    unique_id: bytes
+    sent_bytes: int
+    received_bytes: int
+    traffic: dict[str, int]
+    bridge: bool
 
 
-def _session_row(ctx: AdminContext, instance: HubInstance, s: Any) -> dict[str, Any]:
-    counters = traffic_dict(t) if (t := instance.port_traffic(s)) is not None else {}
-    size, num = _totals(counters)
+def _client_traffic(t: Traffic | None) -> dict[str, int]:
+    """The switch counts from the hub's side; the session shows the client's."""
+    if t is None:
+        return {}
+    return {("Send." if k.startswith("Recv.") else "Recv.") + k.split(".", 1)[1]: v
+            for k, v in traffic_dict(t).items()}
+
+
+def _vpn_view(instance: HubInstance, s: Any) -> _View:
+    return _View(
+        name=s.name, username=s.username, real_username=s.username, client_ip=s.client_ip,
+        client_port=int(s.client_port), client_hostname=s.client_hostname,
+        client_product=s.client_product, client_version=int(s.client_version),
+        client_build=int(s.client_build), created_time=s.created_time, last_comm_time=s.last_comm_time,
+        tcp_connections=int(s.tcp_connections), max_tcp_connections=int(s.max_tcp_connections),
+        use_encrypt=bool(s.use_encrypt), use_compress=bool(s.use_compress),
+        session_key=bytes(s.session_key), unique_id=bytes(s.unique_id),
+        # the session counts from the server's side: what it received, the client sent
+        sent_bytes=int(s.total_recv_bytes), received_bytes=int(s.total_send_bytes),
+        traffic=_client_traffic(instance.port_traffic(s)), bridge=False)
+
+
+def _bridge_view(instance: HubInstance, b: BridgeSession) -> _View:
+    t = instance.port_traffic(b.port) if b.port is not None else None
+    return _View(
+        name=b.name, username=BRIDGE_USER_PRINT, real_username="", client_ip="0.0.0.0", client_port=0,
+        client_hostname="", client_product="", client_version=0, client_build=0,
+        created_time=b.created_time, last_comm_time=b.created_time, tcp_connections=0,
+        max_tcp_connections=0, use_encrypt=False, use_compress=False, session_key=b.session_key,
+        unique_id=b"", sent_bytes=0, received_bytes=0, traffic=_client_traffic(t), bridge=True)
+
+
+def _views(instance: HubInstance | None) -> list[_View]:
+    if instance is None:
+        return []
+    return ([_bridge_view(instance, b) for b in list(instance.bridges.values())]
+            + [_vpn_view(instance, s) for s in list(instance.sessions.values())])
+
+
+def _session_row(ctx: AdminContext, v: _View) -> dict[str, Any]:
     return {
-        "Name_str": s.name,
-        "Username_str": s.username,
-        "Ip_ip": ip(s.client_ip) if not _is_v6(s.client_ip) else "0.0.0.0",
-        "ClientIP_ip": ip(s.client_ip),
-        "Hostname_str": s.client_hostname,
-        "MaxNumTcp_u32": int(s.max_tcp_connections),
-        "CurrentNumTcp_u32": int(s.tcp_connections),
-        "PacketSize_u64": size,
-        "PacketNum_u64": num,
+        "Name_str": v.name,
+        "Username_str": v.username,
+        "Ip_ip": "0.0.0.0" if _is_v6(v.client_ip) else ip(v.client_ip),
+        "ClientIP_ip": ip(v.client_ip),
+        "Hostname_str": v.client_hostname,
+        "MaxNumTcp_u32": v.max_tcp_connections,
+        "CurrentNumTcp_u32": v.tcp_connections,
+        # GetTrafficPacketSize/Num: everything, both ways
+        "PacketSize_u64": sum(n for k, n in v.traffic.items() if k.endswith("Bytes")),
+        "PacketNum_u64": sum(n for k, n in v.traffic.items() if k.endswith("Count")),
         "RemoteSession_bool": False,
         "RemoteHostname_str": ctx.server.hostname,
         "LinkMode_bool": False,
         "SecureNATMode_bool": False,
-        "BridgeMode_bool": False,
+        "BridgeMode_bool": v.bridge,
         "Layer3Mode_bool": False,
-        "Client_BridgeMode_bool": False,
+        "Client_BridgeMode_bool": v.bridge,
         "Client_MonitorMode_bool": False,
         "VLanId_u32": 0,
-        "UniqueId_bin": b64(_unique_id(s)),
+        "UniqueId_bin": b64(_unique_id(v.unique_id)),
         "IsDormantEnabled_bool": False,
         "IsDormant_bool": False,
         "LastCommDormant_dt": dt(0),
-        "CreatedTime_dt": dt(s.created_time),
-        "LastCommTime_dt": dt(s.last_comm_time),
+        "CreatedTime_dt": dt(v.created_time),
+        "LastCommTime_dt": dt(v.last_comm_time),
     }
 
 
-def _bridge_row(ctx: AdminContext, instance: HubInstance, b: BridgeSession) -> dict[str, Any]:
-    t = instance.port_traffic(b.port) if b.port is not None else None
-    counters = traffic_dict(t) if t is not None else {}
-    size, num = _totals(counters)
-    return {
-        "Name_str": b.name, "Username_str": BRIDGE_USER_PRINT, "Ip_ip": "0.0.0.0",
-        "ClientIP_ip": "0.0.0.0", "Hostname_str": "", "MaxNumTcp_u32": 0, "CurrentNumTcp_u32": 0,
-        "PacketSize_u64": size, "PacketNum_u64": num, "RemoteSession_bool": False,
-        "RemoteHostname_str": ctx.server.hostname, "LinkMode_bool": False,
-        "SecureNATMode_bool": False, "BridgeMode_bool": True, "Layer3Mode_bool": False,
-        "Client_BridgeMode_bool": False, "Client_MonitorMode_bool": False, "VLanId_u32": 0,
-        "UniqueId_bin": b64(bytes(16)), "IsDormantEnabled_bool": False, "IsDormant_bool": False,
-        "LastCommDormant_dt": dt(0), "CreatedTime_dt": dt(b.created_time),
-        "LastCommTime_dt": dt(b.created_time),
-    }
+def _unique_id(raw: bytes) -> bytes:
+    # NODE_INFO.UniqueId is 16 bytes; a client that sent none shows zeros
+    return raw[:16].ljust(16, b"\0")
 
 
 @admin_method("EnumSession", Scope.HUB)
 def enum_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
     name, instance = _instance(ctx, p.str("HubName"))
-    rows: list[dict[str, Any]] = []
-    if instance is not None:
-        rows += [_session_row(ctx, instance, s) for s in list(instance.sessions.values())]
-        rows += [_bridge_row(ctx, instance, b) for b in list(instance.bridges.values())]
-    return {"HubName_str": name, "SessionList": rows}
+    return {"HubName_str": name, "SessionList": [_session_row(ctx, v) for v in _views(instance)]}
 
 
 def _need_name(p: Params) -> str:
@@ -132,36 +174,43 @@ def _find_bridge(instance: HubInstance, name: str) -> BridgeSession | None:
     return next((b for b in instance.bridges.values() if b.name.lower() == key), None)
 
 
-@admin_method("GetSessionStatus", Scope.HUB)
-def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
+def _find_view(ctx: AdminContext, p: Params) -> tuple[str, _View]:
     session_name = _need_name(p)
     hub_name, instance = _instance(ctx, p.str("HubName"))
-    s = instance.find_session(session_name) if instance is not None else None
-    if s is None:
-        raise RpcError(Err.OBJECT_NOT_FOUND, f"no session {session_name!r} on hub {hub_name!r}")
-    counters = traffic_dict(t) if (t := instance.port_traffic(s)) is not None else None
-    v6 = _is_v6(s.client_ip)
-    sent_by_client, got_by_client = int(s.total_recv_bytes), int(s.total_send_bytes)
+    if instance is not None:
+        s = instance.find_session(session_name)
+        if s is not None:
+            return hub_name, _vpn_view(instance, s)
+        b = _find_bridge(instance, session_name)
+        if b is not None:
+            return hub_name, _bridge_view(instance, b)
+    raise RpcError(Err.OBJECT_NOT_FOUND, f"no session {session_name!r} on hub {hub_name!r}")
+
+
+@admin_method("GetSessionStatus", Scope.HUB)
+def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    hub_name, v = _find_view(ctx, p)
+    v6 = _is_v6(v.client_ip)
     server = ctx.server
     return {
         "HubName_str": hub_name,
-        "Name_str": s.name,
-        "Username_str": s.username,
+        "Name_str": v.name,
+        "Username_str": v.username,
         "GroupName_str": "",
-        "RealUsername_str": s.username,
-        "SessionStatus_ClientIp_ip": "0.0.0.0" if v6 else ip(s.client_ip),
-        "SessionStatus_ClientIp6_bin": b64(ipaddress.ip_address(s.client_ip).packed if v6 else bytes(16)),
-        "SessionStatus_ClientHostName_str": s.client_hostname,
-        "Client_Ip_Address_ip": ip(s.client_ip),
+        "RealUsername_str": v.real_username,
+        "SessionStatus_ClientIp_ip": "0.0.0.0" if v6 else ip(v.client_ip),
+        "SessionStatus_ClientIp6_bin": b64(ipaddress.ip_address(v.client_ip).packed if v6 else bytes(16)),
+        "SessionStatus_ClientHostName_str": v.client_hostname,
+        "Client_Ip_Address_ip": ip(v.client_ip),
         # connection status (OutRpcClientGetConnectionStatus)
         "AccountName_utf": "",
-        "ServerName_str": server.hostname,
+        "ServerName_str": "" if v.bridge else server.hostname,
         "ServerProductName_str": PRODUCT_NAME,
         "ProtocolVersion_str": "",
         "CipherName_str": "",
-        "SessionName_str": s.name,
-        "ConnectionName_str": s.name,
-        "SessionKey_bin": b64(bytes(s.session_key)),
+        "SessionName_str": v.name,
+        "ConnectionName_str": v.name,
+        "SessionKey_bin": b64(v.session_key),
         "Active_bool": True,
         "Connected_bool": True,
         "SessionStatus_u32": CLIENT_STATUS_ESTABLISHED,
@@ -171,42 +220,42 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "NumConnectionsEstablished_u32": 1,
         "HalfConnection_bool": False,
         "QoS_bool": False,
-        "MaxTcpConnections_u32": int(s.max_tcp_connections),
-        "NumTcpConnections_u32": int(s.tcp_connections),
+        "MaxTcpConnections_u32": v.max_tcp_connections,
+        "NumTcpConnections_u32": v.tcp_connections,
         "NumTcpConnectionsUpload_u32": 0,
         "NumTcpConnectionsDownload_u32": 0,
-        "UseEncrypt_bool": bool(s.use_encrypt),
-        "UseCompress_bool": bool(s.use_compress),
+        "UseEncrypt_bool": v.use_encrypt,
+        "UseCompress_bool": v.use_compress,
         "IsRUDPSession_bool": False,
-        "UnderlayProtocol_str": UNDERLAY_TCP_V6 if v6 else UNDERLAY_TCP_V4,
+        "UnderlayProtocol_str": "" if v.bridge else UNDERLAY_TCP_V6 if v6 else UNDERLAY_TCP_V4,
         "ProtocolDetails_str": "",
         "IsUdpAccelerationEnabled_bool": False,
         "IsUsingUdpAcceleration_bool": False,
-        "IsBridgeMode_bool": False,
+        "IsBridgeMode_bool": v.bridge,
         "IsMonitorMode_bool": False,
-        "StartTime_dt": dt(s.created_time),
-        "FirstConnectionEstablisiedTime_dt": dt(s.created_time),
-        "CurrentConnectionEstablishTime_dt": dt(s.created_time),
-        "TotalSendSize_u64": sent_by_client,
-        "TotalRecvSize_u64": got_by_client,
-        "TotalSendSizeReal_u64": sent_by_client,
-        "TotalRecvSizeReal_u64": got_by_client,
+        "StartTime_dt": dt(v.created_time),
+        "FirstConnectionEstablisiedTime_dt": dt(v.created_time),
+        "CurrentConnectionEstablishTime_dt": dt(v.created_time),
+        "TotalSendSize_u64": v.sent_bytes,
+        "TotalRecvSize_u64": v.received_bytes,
+        "TotalSendSizeReal_u64": v.sent_bytes,
+        "TotalRecvSizeReal_u64": v.received_bytes,
         "VLanId_u32": 0,
-        **traffic(counters),
+        **traffic(v.traffic),
         # node info (OutRpcNodeInfo)
-        "ClientProductName_str": s.client_product,
+        "ClientProductName_str": v.client_product,
         "ClientOsName_str": "",
         "ClientOsVer_str": "",
         "ClientOsProductId_str": "",
-        "ClientHostname_str": s.client_hostname,
-        "ServerHostname_str": server.hostname,
+        "ClientHostname_str": v.client_hostname,
+        "ServerHostname_str": "" if v.bridge else server.hostname,
         "ProxyHostname_str": "",
-        "UniqueId_bin": b64(_unique_id(s)),
-        "ClientProductVer_u32": int(s.client_version),
-        "ClientProductBuild_u32": int(s.client_build),
-        "ClientIpAddress_ip": "0.0.0.0" if v6 else ip(s.client_ip),
+        "UniqueId_bin": b64(_unique_id(v.unique_id)),
+        "ClientProductVer_u32": v.client_version,
+        "ClientProductBuild_u32": v.client_build,
+        "ClientIpAddress_ip": "0.0.0.0" if v6 else ip(v.client_ip),
         "ClientIpAddress6_bin": b64(bytes(16)),
-        "ClientPort_u32": int(s.client_port),
+        "ClientPort_u32": v.client_port,
         "ServerIpAddress_ip": "0.0.0.0",
         "ServerIpAddress6_bin": b64(bytes(16)),
         "ServerPort2_u32": 0,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
@@ -250,6 +251,7 @@ class BridgeSession:
     device: str
     port: LocalBridge | None = None
     created_time: float = field(default_factory=time.time)   # wall clock
+    session_key: bytes = field(default_factory=lambda: os.urandom(20))
 
     @property
     def active(self) -> bool:

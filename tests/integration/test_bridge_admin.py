@@ -21,7 +21,8 @@ def test_bridge_to_a_missing_nic_stays_configured_online_and_inactive(vpnd):
         assert _err(vpnd.call("AddLocalBridge", add)) == Err.LOCAL_BRIDGE_UNSUPPORTED
         return
     assert _ok(vpnd.call("AddLocalBridge", add)) == add
-    assert _err(vpnd.call("AddLocalBridge", add)) == Err.OBJECT_EXISTS
+    assert _ok(vpnd.call("AddLocalBridge", add)) == add            # again: no change, as SoftEther
+    assert _err(vpnd.call("AddLocalBridge", {**add, "HubNameLB_str": "Other"})) == Err.OBJECT_EXISTS
     row = {"DeviceName_str": device, "HubNameLB_str": "LAN", "Online_bool": True,
            "Active_bool": False, "TapMode_bool": False}
     assert _ok(vpnd.call("EnumLocalBridge")) == {"NumItem_u32": 1, "LocalBridgeList": [row]}

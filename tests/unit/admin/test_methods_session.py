@@ -62,7 +62,8 @@ def test_get_session_status(setup):
     assert base64.b64decode(res["SessionKey_bin"]) == bytes(range(20))
     # the client's view: it sent what the server received
     assert (res["TotalSendSize_u64"], res["TotalRecvSize_u64"]) == (3000, 1000)
-    assert res["Recv.BroadcastCount_u64"] == 1 and res["Send.UnicastCount_u64"] == 0
+    # alice's broadcast went into the hub: the client's view counts it as sent
+    assert res["Send.BroadcastCount_u64"] == 1 and res["Recv.BroadcastCount_u64"] == 0
     assert res["UseEncrypt_bool"] is True and res["ClientProductBuild_u32"] == 9674
     assert res["NumTcpConnections_u32"] == 2 and res["MaxTcpConnections_u32"] == 8
     assert error_of(server, "GetSessionStatus", {"HubName_str": "DEFAULT", "Name_str": "x"}) \
@@ -116,5 +117,9 @@ def test_local_bridges_are_listed_as_sessions_and_cannot_be_disconnected(setup):
     rows = {r["Name_str"]: r for r in call(server, "EnumSession", {"HubName_str": "DEFAULT"})["SessionList"]}
     assert rows["SID-LOCALBRIDGE-3"]["BridgeMode_bool"] is True
     assert rows["SID-LOCALBRIDGE-3"]["Username_str"] == "Local Bridge"
+    assert rows["SID-LOCALBRIDGE-3"]["Client_BridgeMode_bool"] is True
     assert error_of(server, "DeleteSession", {"HubName_str": "DEFAULT", "Name_str": "sid-localbridge-3"}) \
         == Err.BRIDGE_CANT_DISCONNECT
+    status = call(server, "GetSessionStatus", {"HubName_str": "DEFAULT", "Name_str": "SID-LOCALBRIDGE-3"})
+    assert status["IsBridgeMode_bool"] is True and status["Username_str"] == "Local Bridge"
+    assert status["RealUsername_str"] == "" and len(base64.b64decode(status["SessionKey_bin"])) == 20
