@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from node.cluster.roles import stop_role, switch_role
 from node.dataplane.service import DataPlane
 from node.dataplane.vpn_handler import VpnHandler
 from node.listener import Listener
@@ -95,6 +96,8 @@ async def run(args: argparse.Namespace) -> int:
     listener = Listener(server, server_context(cert_path, key_path))
     dataplane = DataPlane(server, listener)
     listener.vpn_handler = VpnHandler(server)
+    # The cluster role and SetFarmSetting reach these through the server.
+    server.dataplane, server.listener = dataplane, listener
     await dataplane.start()
     for text in state.config.listeners:
         host, port = parse_listen(text)
@@ -104,6 +107,7 @@ async def run(args: argparse.Namespace) -> int:
             await dataplane.stop()
             await listener.close()
             raise StartupError(f"cannot listen on {text}: {exc.strerror}") from None
+    await switch_role(server, listener)   # the saved cluster mode (standalone: nothing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,6 +115,7 @@ async def run(args: argparse.Namespace) -> int:
     log.info("vpnd ready (pid %d, state %s, config serial %d)", os.getpid(), state_dir, state.config.serial)
     await stop.wait()
     log.info("shutting down")
+    await stop_role(server)
     await dataplane.stop()
     await listener.close()
     return 0

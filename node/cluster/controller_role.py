@@ -1,0 +1,475 @@
+"""The controller role: the asyncio edge around the controller cores.
+
+What it runs (CLUSTER.md decisions 1-5):
+- one vpnbus ROUTER (`BusServer`, any CURVE key may connect: the join
+  authenticates) on the host of the first listener and `Farm.bus_port`
+  (0 = a free port, then saved so it is stable across restarts), with the
+  node keypair STATE_DIR/bus/node;
+- `GET /vpncluster/bus` on the HTTPS listener: where the bus is and which
+  key it has (unauthenticated: it only says where and who);
+- joins through controller/core.JoinDesk + joinauth with the CURRENT admin
+  password hash (SetServerPassword changes it; each join reads it);
+- controller/registry.Registry + controller/placement.Placement, wired as
+  tests/unit/controller/simcluster.py does; the controller's own entry is
+  refreshed from its live session count at every poll;
+- a StatusPoll of every joined member, concurrently, every `POLL_INTERVAL_S`
+  (0.5 s), so a figure in EnumFarmMember is at most ~1 s old;
+- liveness: a member not heard for `liveness_timeout_s` (3 s; environment
+  variable VPNCLUSTER_LIVENESS_S overrides it, for tests and benches) is
+  out of load balancing and of the member list at once (checked at read
+  time, not only at the 0.1 s tick);
+- PushConfig of every cluster hub (types 1 and 2, with users) right after a
+  join and after every config change (NodeState.watch);
+- Rejoin to an evicted or unknown key that talks as if it were joined.
+
+Dynamic hub actions from placement go to members as CreateHubInstance /
+DeleteHubInstance; when placed on the controller itself they change
+`server.dynamic_instances` and the data plane re-applies placement. Static
+hubs need no action: every server runs them from its config (hosted_hubs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.utils import z85
+
+from controller import messages as msg
+from controller.core import JoinDesk, JoinThrottled
+from controller.errors import AuthFailed, ControllerError, HubTypeImmutable, HubUnknown, InvalidReport, MemberUnknown
+from controller.joinauth import ControllerJoinAuth
+from controller.member_life import HOSTS_HUBS, MemberState
+from controller.placement import Action, CreateHubInstance, DeleteHubInstance, Placement
+from controller.registry import (
+    ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
+    Registry,
+)
+from controller.points import points
+from node.softether.errors import Err
+from node.state import model
+from vpnbus import keys as bus_keys
+from vpnbus.endpoint import BusConfig, RequestFailed
+from vpnbus.requests import PeerSeen
+from vpnbus.server import BusServer
+from vpnbus.sockets import BusError, KeyPolicy, tcp_endpoint
+
+log = logging.getLogger("vpnd.cluster")
+
+DISCOVERY_PATH = "/vpncluster/bus"
+POLL_INTERVAL_S = 0.5
+POLL_TIMEOUT_S = 1.0
+TICK_S = 0.1
+PUSH_TIMEOUT_S = 5.0
+REJOIN_GRACE_S = 1.5
+LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
+CLUSTER_HUB_TYPES = (model.HUB_STATIC, model.HUB_DYNAMIC)
+# In load balancing: a suspect member is still listed until its time is up; a draining one (it said Leave) is not.
+LISTED = frozenset({MemberState.ONLINE, MemberState.SUSPECT})
+
+
+def liveness_from_env(default: float = 3.0) -> float:
+    text = os.environ.get(LIVENESS_ENV, "")
+    try:
+        value = float(text)
+    except ValueError:
+        return default
+    return value if 0.2 <= value <= 600 else default
+
+
+def key_bytes(peer: str) -> bytes:
+    return z85.decode(peer.encode("ascii"))
+
+
+def key_text(key: bytes) -> str:
+    return z85.encode(key).decode("ascii")
+
+
+def hub_configs(config: model.Server) -> list[msg.HubConfig]:
+    """Every cluster hub, whole, as PushConfig carries it."""
+    return [msg.HubConfig(
+        name=h.name, hub_type=h.hub_type, online=h.online, max_session=h.max_session, no_enum=h.no_enum,
+        hashed_password=h.hashed_password, secure_password=h.secure_password, created_time=h.created_time,
+        users=[msg.UserConfig(name=u.name, auth_type=u.auth_type, hashed_key=u.hashed_key, group=u.group,
+                              realname=u.realname, note=u.note, expire_time=u.expire_time) for u in h.users],
+    ) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
+
+
+class _Router(BusServer):
+    """BusServer that remembers each peer's source address (for logs and "auto" public IPs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addresses: dict[str, str] = {}
+
+    def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
+        out = super()._unframe(frames)
+        if out is not None and out[0] not in self.addresses and len(self.addresses) < 4096:
+            try:
+                self.addresses[out[0]] = frames[-1].get("Peer-Address")
+            except zmq.ZMQError:
+                pass
+        return out
+
+
+class ControllerRole:
+    def __init__(self, server: Any, listener: Any, *, liveness_timeout_s: float | None = None) -> None:
+        self.server = server
+        self.listener = listener
+        self.liveness_timeout_s = liveness_timeout_s or liveness_from_env()
+        self.desk = JoinDesk()
+        self.registry: Registry | None = None
+        self.placement: Placement | None = None
+        self.bus: _Router | None = None
+        self.bus_port = 0
+        self.keys: bus_keys.Keypair | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._polling: set[int] = set()
+        self._running = False
+        self._push_due = asyncio.Event()
+        self._known_hubs: dict[str, str] = {}
+
+    # ----- life ------------------------------------------------------------
+
+    async def start(self) -> None:
+        state = self.server.state
+        self.keys = bus_keys.load_or_create(Path(self.server.state_dir) / "bus", "node")
+        self.bus = await self._bind(state.config)
+        now = time.monotonic()
+        self.registry = Registry(key_bytes(self.keys.public), self._my_info(state.config), now,
+                                 liveness_timeout_s=self.liveness_timeout_s,
+                                 suspect_after_s=self.liveness_timeout_s * 2 / 3)
+        self.placement = Placement(self.registry, controller_only=state.config.farm.controller_only)
+        self._running = True
+        self._sync_hubs(state.config)
+        state.watch(self._on_config)
+        self.listener.routes[("GET", DISCOVERY_PATH)] = self._discovery
+        for coro in (self._poll_loop(), self._tick_loop(), self._push_loop()):
+            self._spawn(coro)
+        log.info("cluster controller: bus %s, key %s, liveness %.1f s", self.bus.endpoint, self.keys.public,
+                 self.liveness_timeout_s)
+
+    async def stop(self) -> None:
+        self._running = False  # the config watcher cannot be removed: it checks this
+        if self.listener.routes.get(("GET", DISCOVERY_PATH)) == self._discovery:
+            del self.listener.routes[("GET", DISCOVERY_PATH)]
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.close()
+        if self.server.dynamic_instances:
+            self.server.dynamic_instances.clear()
+            self._refresh_dataplane()
+        log.info("cluster controller stopped")
+
+    async def _bind(self, config: model.Server) -> _Router:
+        host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else "0.0.0.0"
+        host = "*" if host in ("", "0.0.0.0", "::") else host
+        config_ = BusConfig(silence_timeout_s=self.liveness_timeout_s,
+                            heartbeat_interval_s=min(1.0, self.liveness_timeout_s / 3))
+        policy = KeyPolicy(allow_any=True)
+        saved = config.farm.bus_port
+        try:
+            bus = await _Router.start(self._endpoint(host, saved), self.keys, self._handle, policy=policy,
+                                      on_event=self._on_bus_event, config=config_)
+        except zmq.ZMQError as exc:
+            if not saved:
+                raise
+            log.warning("cluster bus port %d unusable (%s): picking another one", saved, exc)
+            bus = await _Router.start(self._endpoint(host, 0), self.keys, self._handle, policy=policy,
+                                      on_event=self._on_bus_event, config=config_)
+        self.bus_port = int(bus.endpoint.rsplit(":", 1)[1])
+        if self.bus_port != saved:
+            def save(c: model.Server) -> None:
+                c.farm.bus_port = self.bus_port
+            self.server.state.change(save)
+        return bus
+
+    @staticmethod
+    def _endpoint(host: str, port: int) -> str:
+        return f"tcp://*:{port}" if host == "*" else tcp_endpoint(host, port)
+
+    def _my_info(self, config: model.Server) -> JoinInfo:
+        ports = [int(text.rpartition(":")[2]) for text in config.listeners]
+        return JoinInfo(hostname=self.server.hostname, public_ip="127.0.0.1", public_ports=tuple(ports[:128]),
+                        weight=config.farm.weight or 100, server_cert=self.server.cert_der)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- discovery ------------------------------------------------------------
+
+    def _discovery(self, request: Any, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        body = json.dumps({"bus_port": self.bus_port, "controller_key": self.keys.public, "version": 1})
+        return 200, [("Content-Type", "application/json")], body.encode()
+
+    # ----- bus input ----------------------------------------------------------------
+
+    def _joined(self, peer: str) -> Member | None:
+        m = self.registry.by_key(key_bytes(peer))
+        return m if m is not None and m.state in HOSTS_HUBS else None
+
+    async def _handle(self, peer: str, message: Any) -> Any:
+        now = time.monotonic()
+        key = key_bytes(peer)
+        if isinstance(message, msg.JoinHello):
+            return self._join_hello(peer, key, message, now)
+        if isinstance(message, msg.JoinProof):
+            return self._join_proof(peer, key, message, now)
+        if isinstance(message, msg.JoinAbort):
+            info = self.desk.abort(key, now)
+            self._log_refusal(peer, key, info, "our proof was refused by the member (different password "
+                              f"or not the real member): {message.reason[:200]}", now)
+            return msg.Ack()
+        member = self._joined(peer)
+        if member is None:
+            self._send(peer, msg.Rejoin(reason="not joined"))
+            raise RequestFailed(Err.ACCESS_DENIED, "not joined: join first")
+        self.registry.heard(member.member_id, now)
+        if isinstance(message, msg.Leave):
+            log.info("member %s (id %d) leaves the cluster: %s", member.hostname, member.member_id,
+                     message.reason[:200])
+            self.registry.drain(member.member_id)
+            self.bus.forget(peer)
+            self._events()
+            return msg.Ack()
+        return None  # nothing else is a member-to-controller request yet
+
+    def _join_hello(self, peer: str, key: bytes, m: msg.JoinHello, now: float) -> msg.JoinChallenge:
+        info = JoinInfo(hostname=m.hostname[:255], public_ip=m.public_ip or self._peer_ip(peer),
+                        public_ports=tuple(m.public_ports[:129]), weight=m.weight,
+                        max_sessions=m.max_sessions, server_cert=m.server_cert)
+        password_hash = self.server.state.config.admin_password_hash
+        auth = ControllerJoinAuth(password_hash, key_bytes(self.keys.public), key)
+        try:
+            if m.version != msg.PROTOCOL_VERSION:
+                raise AuthFailed(f"protocol version {m.version}, this controller speaks {msg.PROTOCOL_VERSION}")
+            nonce_c, proof_c = self.desk.hello(key, auth, info, m.nonce, now)
+        except JoinThrottled as exc:
+            raise RequestFailed(Err.ACCESS_DENIED, str(exc)) from None
+        except AuthFailed as exc:
+            self._log_refusal(peer, key, info, str(exc), now)
+            raise RequestFailed(Err.ACCESS_DENIED, str(exc)) from None
+        return msg.JoinChallenge(nonce=nonce_c, proof=proof_c)
+
+    def _join_proof(self, peer: str, key: bytes, m: msg.JoinProof, now: float) -> msg.JoinAccepted:
+        try:
+            info = self.desk.proof(key, m.proof, now)
+        except AuthFailed as exc:
+            self._log_refusal(peer, key, None, f"password proofs do not match ({exc})", now)
+            raise RequestFailed(Err.ACCESS_DENIED, "wrong password") from None
+        try:
+            member_id = self.registry.link_opened(key, now)
+            self.registry.joined(member_id, info, now)
+        except (InvalidReport, MemberUnknown) as exc:
+            self._log_refusal(peer, key, info, f"invalid join information: {exc}", now)
+            self._events()
+            raise RequestFailed(Err.INVALID_PARAMETER, str(exc)) from None
+        log.info("member %s (%s) from %s joined as id %d (weight %d, ports %s)", info.hostname, peer[:8],
+                 self._peer_ip(peer), member_id, info.weight, ",".join(map(str, info.public_ports)))
+        self._events()
+        # Runs after this handler's reply is sent: the member sees JoinAccepted first.
+        self._spawn(self._push_to(peer))
+        return msg.JoinAccepted(member_id=member_id, controller_hostname=self.server.hostname)
+
+    def _log_refusal(self, peer: str, key: bytes, info: JoinInfo | None, why: str, now: float) -> None:
+        skipped = self.desk.refusal(key, now)
+        if skipped is None:
+            return
+        host = info.hostname if info else "?"
+        more = f" ({skipped} more refusals of this key not logged)" if skipped else ""
+        log.warning("member %s (%s) from %s: join refused: %s%s", host, peer[:8], self._peer_ip(peer), why, more)
+
+    def _peer_ip(self, peer: str) -> str:
+        return self.bus.addresses.get(peer, "") if self.bus else ""
+
+    def _on_bus_event(self, event: Any) -> None:
+        if isinstance(event, PeerSeen) and self._running and self._joined(event.peer) is None:
+            # A member that thinks it is joined (controller restarted, it was
+            # evicted) only heartbeats; tell it to rejoin unless it is joining.
+            self._spawn(self._rejoin_later(event.peer))
+
+    async def _rejoin_later(self, peer: str) -> None:
+        await asyncio.sleep(REJOIN_GRACE_S)
+        key = key_bytes(peer)
+        if self._joined(peer) is None and not self.desk.in_progress(key, time.monotonic()) \
+                and peer in self.bus.peers:
+            self._send(peer, msg.Rejoin(reason="not joined (evicted or unknown to this controller)"))
+
+    def _send(self, peer: str, message: Any) -> None:
+        try:
+            self.bus.notify(peer, message)
+        except BusError as exc:
+            log.debug("cannot send %s to %s: %s", type(message).__name__, peer[:8], exc)
+
+    # ----- registry events and placement actions ----------------------------------
+
+    def _events(self) -> None:
+        for ev in self.registry.events():
+            if isinstance(ev, (MemberJoined, MemberRejoined)):
+                self.perform(self.placement.member_joined(ev.member_id))
+            elif isinstance(ev, (MemberEvicted, MemberLeft)):
+                self.placement.member_gone(ev.member_id)
+                if isinstance(ev, MemberEvicted):
+                    self._evicted(ev)
+
+    def _evicted(self, ev: MemberEvicted) -> None:
+        try:
+            m = self.registry.get(ev.member_id)
+        except MemberUnknown:
+            return
+        peer = key_text(m.public_key)
+        log.warning("member %s (id %d) silent for %.1f s: out of load balancing (hubs: %s)", m.hostname,
+                    ev.member_id, ev.silent_for_s, ", ".join(ev.hubs) or "none")
+        self._send(peer, msg.Rejoin(reason="evicted: silent too long"))
+        self.bus.forget(peer)
+
+    def perform(self, actions: list[Action]) -> None:
+        """Carry out placement actions (also for the session code: dynamic hub placement)."""
+        refresh = False
+        for a in actions:
+            dynamic = isinstance(a, DeleteHubInstance) or a.dynamic
+            if not dynamic:
+                continue  # static hubs run everywhere from the pushed config
+            if a.member_id == ME_ID:
+                if isinstance(a, CreateHubInstance):
+                    self.server.dynamic_instances.add(a.hub.lower())
+                else:
+                    self.server.dynamic_instances.discard(a.hub.lower())
+                refresh = True
+                continue
+            try:
+                peer = key_text(self.registry.get(a.member_id).public_key)
+            except MemberUnknown:
+                continue
+            if isinstance(a, CreateHubInstance):
+                self._send(peer, msg.CreateHubInstance(hub=a.hub))
+            else:
+                self._send(peer, msg.DeleteHubInstance(hub=a.hub, reason=a.reason))
+        if refresh:
+            self._refresh_dataplane()
+
+    def _refresh_dataplane(self) -> None:
+        dataplane = getattr(self.server, "dataplane", None)
+        if dataplane is not None:
+            dataplane.refresh()
+
+    # ----- config ---------------------------------------------------------------------
+
+    def _on_config(self, config: model.Server) -> None:
+        if not self._running:
+            return
+        self.placement.controller_only = config.farm.controller_only
+        self._sync_hubs(config)
+        self._push_due.set()
+
+    def _sync_hubs(self, config: model.Server) -> None:
+        wanted = {h.name.lower(): h for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES}
+        known = self._known_hubs
+        for key, name in list(known.items()):
+            if key not in wanted:
+                try:
+                    self.perform(self.placement.hub_deleted(name))
+                except HubUnknown:
+                    pass
+        for key, hub in wanted.items():
+            try:
+                self.perform(self.placement.hub_created(hub.name, dynamic=hub.hub_type == model.HUB_DYNAMIC))
+            except HubTypeImmutable as exc:
+                log.warning("hub %s: %s", hub.name, exc)
+        self._known_hubs = {k: h.name for k, h in wanted.items()}
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._push_due.wait()
+            self._push_due.clear()
+            peers = [key_text(m.public_key) for m in self.registry.members() if not m.is_me and m.state in HOSTS_HUBS]
+            await asyncio.gather(*(self._push_to(p) for p in peers))
+
+    async def _push_to(self, peer: str) -> None:
+        config = self.server.state.config
+        try:
+            await self.bus.request(peer, msg.PushConfig(serial=config.serial, hubs=hub_configs(config)),
+                                   timeout_s=PUSH_TIMEOUT_S)
+        except (BusError, asyncio.TimeoutError) as exc:
+            log.info("config push (serial %d) to %s not acknowledged: %s", config.serial, peer[:8], exc)
+
+    # ----- status polls and liveness ------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            self._update_me(time.monotonic())
+            for m in self.registry.members():
+                if not m.is_me and m.state in HOSTS_HUBS and m.member_id not in self._polling:
+                    self._polling.add(m.member_id)
+                    self._spawn(self._poll(m.member_id, key_text(m.public_key)))
+            await asyncio.sleep(max(0.0, POLL_INTERVAL_S - (loop.time() - started)))
+
+    async def _poll(self, member_id: int, peer: str) -> None:
+        try:
+            report = await self.bus.request(peer, msg.StatusPoll(), timeout_s=POLL_TIMEOUT_S)
+        except BusError:
+            return  # liveness decides; one lost poll is not a verdict
+        finally:
+            self._polling.discard(member_id)
+        if not isinstance(report, msg.StatusReport):
+            return
+        now = time.monotonic()
+        status = MemberStatus(points=report.points, sessions=report.sessions, tcp_connections=report.tcp_connections,
+                              hubs=tuple(HubInstance(name=h.name, dynamic=h.dynamic, sessions=h.sessions)
+                                         for h in report.hubs),
+                              tickets_outstanding=report.tickets_outstanding)
+        try:
+            self.registry.status_reported(member_id, status, now)
+            self.perform(self.placement.status_reported(member_id, now))
+        except (InvalidReport, MemberUnknown) as exc:
+            log.info("status report of member %d ignored: %s", member_id, exc)
+        except ControllerError as exc:
+            log.warning("status report of member %d: %s", member_id, exc)
+        self._events()
+
+    def _update_me(self, now: float) -> None:
+        config = self.server.state.config
+        hubs, sessions = [], 0
+        for hub in config.hubs:
+            runtime = self.server.hubs.get(hub.name.lower())
+            if runtime is not None:
+                n = runtime.session_count()
+                sessions += n
+                hubs.append(HubInstance(name=hub.name, dynamic=hub.hub_type == model.HUB_DYNAMIC, sessions=n))
+        status = MemberStatus(points=points(sessions, config.farm.weight), sessions=sessions,
+                              tcp_connections=self.server.tcp_connection_count(), hubs=tuple(hubs))
+        self.registry.update_me(status, now)
+        self.perform(self.placement.status_reported(ME_ID, now))
+        self._events()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.registry.handle_timer(now)
+            self.placement.handle_timer(now)
+            self.desk.handle_timer(now)
+            self._events()
+            await asyncio.sleep(TICK_S)
+
+    # ----- views for the admin API ---------------------------------------------------------
+
+    def listed_members(self) -> list[Member]:
+        """The controller, then members now in load balancing (not silent for the liveness timeout)."""
+        now = time.monotonic()
+        return [m for m in self.registry.members()
+                if m.is_me or (m.state in LISTED and now - m.last_heard_at < self.liveness_timeout_s)]
+
+    def wall_time(self, monotonic_at: float | None) -> float | None:
+        return None if monotonic_at is None else time.time() - (time.monotonic() - monotonic_at)
