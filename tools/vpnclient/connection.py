@@ -92,7 +92,7 @@ class _Protocol(asyncio.Protocol):
             try:
                 frames = tunnel.receive_data(data, self.loop.time())
             except ProtocolError as e:
-                self.fail(e)
+                self.abort(e)
                 return
             if frames:
                 if self.sink is not None:
@@ -142,9 +142,6 @@ class _Protocol(asyncio.Protocol):
         self._wake_writers()
         if self.on_writable is not None:
             self.on_writable()
-
-    def fail(self, reason: ProtocolError) -> None:
-        self.abort(reason)
 
     def abort(self, reason: ProtocolError | None) -> None:
         if self.reason is None:
@@ -221,7 +218,7 @@ class Connection:
         try:
             data = self.tunnel.handle_timer(self._loop.time())
         except ProtocolError as e:
-            self._proto.fail(e)
+            self._proto.abort(e)
             return
         if data and self._proto.transport is not None:
             self._proto.transport.write(data)
