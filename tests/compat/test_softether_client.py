@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns.lab import Lab, requires_root
+from tests.netns.nsvpnd import stop_pid
 from tests.softether_lab import (
     SoftEtherClient, SoftEtherLab, account_status, in_netns, require_softether, wait_account,
 )
@@ -80,6 +81,11 @@ class NsVpnd:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL if it lingers); returns the exit status."""
+        stop_pid(self.proc)
+        return self.proc.returncode
 
 
 def _until(what: str, check, extra=lambda: ""):
@@ -174,8 +180,12 @@ def test_real_client_beside_vpnd_pings_across_our_hub_and_a_wrong_password_is_re
     """Client and vpnd share a namespace; the client connects to 127.0.0.1."""
     n, srv, b_end = _net(lab)
     node = NsVpnd(lab, srv, tmp_path, ["127.0.0.1"])
-    _hub_with_bridge(node, b_end)
-    _real_client_session(lab, node, srv, "127.0.0.1", "127.0.0.1", n)
+    try:
+        _hub_with_bridge(node, b_end)
+        _real_client_session(lab, node, srv, "127.0.0.1", "127.0.0.1", n)
+    finally:
+        node.stop()
+    assert node.proc.returncode == 0, node.log()   # a clean shutdown with a real client's session up
 
 
 def test_real_client_in_another_namespace_reaches_vpnd_over_a_veth(lab, tmp_path):
@@ -187,6 +197,14 @@ def test_real_client_in_another_namespace_reaches_vpnd_over_a_veth(lab, tmp_path
     lab.addr(cli, c_end, f"10.{n}.0.1/24")
     lab.addr(srv, s_end, f"10.{n}.0.2/24")
     node = NsVpnd(lab, srv, tmp_path, ["127.0.0.1", f"10.{n}.0.2"])
+    try:
+        _remote_session(lab, node, cli, b_end, n)
+    finally:
+        node.stop()
+    assert node.proc.returncode == 0, node.log()   # a clean shutdown with a real client's session up
+
+
+def _remote_session(lab: Lab, node: NsVpnd, cli: str, b_end: str, n: int) -> None:
     if not _detectable(node):
         pytest.skip("vpnd's `GET /` page lacks SoftEther's server-detection tag: the real 5.01 client probes "
                     "`GET /` (X-VPN: 1) before connecting to a non-local server and gives up with code 1 "
