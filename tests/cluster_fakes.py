@@ -1,0 +1,127 @@
+"""Test doubles at the controller's bus endpoint: a scripted member built from
+vpnbus BusClient + controller/joinauth (joins, answers polls, records
+pushes), and hostile peers (random bytes, a plain DEALER, a CURVE DEALER
+with an unknown key sending garbage). Loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import http.client
+
+import zmq
+import zmq.asyncio
+from zmq.utils import z85
+
+from controller import messages as msg
+from controller.joinauth import MemberJoinAuth
+from controller.points import points
+from node.softether.sha0 import hash_admin_password
+from vpnbus.client import BusClient
+from vpnbus.keys import new_keypair
+
+
+def discover(port: int) -> dict:
+    """GET /vpncluster/bus on a controller's listener."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ssl._create_unverified_context())
+    try:
+        conn.request("GET", "/vpncluster/bus")
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.status
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+class FakeMember:
+    """A member made of the bus client and the join handshake, nothing else."""
+
+    def __init__(self, controller_port: int, password: str, *, hostname: str = "fake", weight: int = 100,
+                 sessions: int = 0) -> None:
+        self.controller_port = controller_port
+        self.password_hash = hash_admin_password(password)
+        self.hostname, self.weight, self.sessions = hostname, weight, sessions
+        self.keys = new_keypair()
+        self.pushes: list[msg.PushConfig] = []
+        self.polls = 0
+        self.rejoins = 0
+        self.client: BusClient | None = None
+        self.member_id = 0
+
+    async def connect(self) -> None:
+        info = await asyncio.to_thread(discover, self.controller_port)
+        self.controller_key = info["controller_key"]
+        self.client = await BusClient.start(f"tcp://127.0.0.1:{info['bus_port']}", self.keys,
+                                            self.controller_key, self._handle)
+
+    async def join(self) -> msg.JoinAccepted:
+        """One join attempt; raises AuthFailed (our check of the controller) or RemoteError."""
+        auth = MemberJoinAuth(self.password_hash, z85.decode(self.keys.public.encode()),
+                              z85.decode(self.controller_key.encode()))
+        await self._wait_link()
+        challenge = await self.client.request(msg.JoinHello(
+            version=msg.PROTOCOL_VERSION, nonce=auth.hello(), hostname=self.hostname, public_ip="127.0.0.1",
+            public_ports=[443], weight=self.weight, max_sessions=0, server_cert=b"fake-cert"), timeout_s=5)
+        try:
+            proof = auth.receive_challenge(challenge.nonce, challenge.proof)
+        except Exception as exc:
+            await self.client.request(msg.JoinAbort(reason=str(exc)), timeout_s=5)
+            raise
+        accepted = await self.client.request(msg.JoinProof(proof=proof), timeout_s=5)
+        self.member_id = accepted.member_id
+        return accepted
+
+    async def _wait_link(self) -> None:
+        for _ in range(100):
+            if self.client.counters.get("handshake_succeeded"):
+                return
+            await asyncio.sleep(0.05)
+
+    def _handle(self, peer: str, message: object) -> object:
+        if isinstance(message, msg.StatusPoll):
+            self.polls += 1
+            return msg.StatusReport(points=points(self.sessions, self.weight), sessions=self.sessions,
+                                    tcp_connections=self.sessions, max_sessions=0, hubs=[])
+        if isinstance(message, msg.PushConfig):
+            self.pushes.append(message)
+            return msg.Ack()
+        if isinstance(message, msg.Rejoin):
+            self.rejoins += 1
+        return None
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
+async def hostile_peers(bus_port: int, controller_key: str) -> None:
+    """Every kind of junk at the bus endpoint; returns when all was sent."""
+    endpoint = f"tcp://127.0.0.1:{bus_port}"
+    for size in (1, 64, 4096):
+        with socket.create_connection(("127.0.0.1", bus_port), timeout=5) as s:
+            s.sendall(os.urandom(size))
+    ctx = zmq.asyncio.Context()
+    try:
+        plain = ctx.socket(zmq.DEALER)
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.connect(endpoint)
+        await plain.send(b"hello without curve")
+        stranger_keys = new_keypair()
+        curve = ctx.socket(zmq.DEALER)
+        curve.setsockopt(zmq.LINGER, 0)
+        curve.curve_serverkey = controller_key.encode()
+        curve.curve_publickey = stranger_keys.public.encode()
+        curve.curve_secretkey = stranger_keys.secret.encode()
+        curve.routing_id = stranger_keys.public.encode()
+        curve.connect(endpoint)
+        for junk in (os.urandom(100), b"\xc1\xff\x00", b"\x81\xa1v\x01",  # not msgpack / bad envelope
+                     b"\x85\xa1v\x01\xa4type\xaecluster.status\xa2id\x01\xa8reply_to\xc0\xa4body\x80"):
+            await curve.send(junk)
+        await asyncio.sleep(0.5)
+        plain.close()
+        curve.close()
+    finally:
+        ctx.destroy(linger=0)
