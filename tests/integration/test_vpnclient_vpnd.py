@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from node.softether.errors import Err
-from tools.vpnclient.probe import ping
+from tools.vpnclient.gaps import ping_stream
+from tools.vpnclient.probe import arp_resolve, ping
 from tools.vpnclient.client import EXIT_REFUSED, ClientFailed, UserspaceClient
 from tools.vpnclient.retry import RetryPolicy
 
@@ -47,4 +48,35 @@ def test_wrong_password_is_err_auth_failed(hub):
         with pytest.raises(ClientFailed):
             await c.wait_connected(10)
         assert c.exit_code == EXIT_REFUSED and c.status.last_error_code == Err.AUTH_FAILED
+    asyncio.run(main())
+
+
+def test_a_deleted_session_reconnects_and_the_gap_is_measured(hub, vpnd):
+    """The admin deletes alice's session while a ping stream runs: the client
+    reconnects by itself and the stream shows one outage, then answers again."""
+    async def main():
+        async with UserspaceClient(hub, "lab", "alice", "pw-alice", retry=RETRY) as a, \
+                UserspaceClient(hub, "lab", "bob", "pw-bob", retry=RETRY, ip="10.74.0.2") as b:
+            await a.wait_connected(10)
+            await b.wait_connected(10)
+            b_mac = await arp_resolve(a, "10.74.0.1", "10.74.0.2", timeout_s=5)
+            assert b_mac == b.mac
+            stop = asyncio.Event()
+            stream = asyncio.ensure_future(ping_stream(a, "10.74.0.1", "10.74.0.2", b_mac, interval_s=0.02,
+                                                       duration_s=30, stop=stop))
+            await asyncio.sleep(0.3)
+            first = a.status.session_name
+            doc = await asyncio.to_thread(vpnd.call, "DeleteSession", {"HubName_str": "lab", "Name_str": first})
+            assert "result" in doc, doc
+            for _ in range(500):
+                if a.status.reconnects == 1 and a.status.state.value == "connected":
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            stop.set()
+            report = await stream
+            assert a.status.reconnects == 1 and a.status.session_name != first
+            # a gap ends with an answered probe: the path came back after the reconnect
+            assert report.gaps and report.longest_gap_s > 0 and report.lost > 0
+            print(f"outage {report.longest_gap_s:.3f} s, {report.lost}/{report.sent} probes lost")
     asyncio.run(main())
