@@ -17,7 +17,7 @@ from node.softether.errors import Err
 from node.softether.handshake import (
     AdditionalConnectRequest, AuthRequest, AuthType, Hello, ServerError, Welcome, parse_login_reply,
 )
-from node.softether.httpmsg import PackClientChannel
+from node.softether.httpmsg import HttpError, PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
 from tests.unit.dataplane.fakes import BCAST, mac
@@ -66,6 +66,10 @@ class MiniClient:
                 if pack is not None:
                     return pack
                 self.channel.receive_data(await self.reader.read(65536))
+
+    async def request_raw(self, data: bytes) -> Pack:
+        self.writer.write(data)
+        return await self.next_pack()
 
     async def request(self, pack: Pack) -> Pack:
         self.writer.write(self.channel.send_pack(pack))
@@ -243,8 +247,12 @@ def test_hub_administrator_and_offline_hub(node):
     async def main():
         admin = MiniClient(node.port)
         await admin.login("administrator", "hubpw")
-        await admin.close()
+        a = MiniClient(node.port)
+        await a.login()
         _ok(node.call("SetHubOnline", {"HubName_str": HUB, "Online_bool": False}))
+        assert await a.closed_by_server() and await admin.closed_by_server()   # sessions end with the hub
+        await a.close()
+        await admin.close()
         off = MiniClient(node.port)
         with pytest.raises(ServerError) as err:
             await off.login()
@@ -282,6 +290,18 @@ def test_ticket_additional_connect_enum_hub_and_unknown_method(node):
         odd.add_str("method", "password_change_please")
         assert (await u.request(odd)).get_int("error") == Err.PROTOCOL_ERROR
         await u.close()
+
+    run(main())
+
+
+def test_a_wrong_signature_is_answered_403_and_the_client_may_try_again(node):
+    async def main():
+        c = MiniClient(node.port)
+        with pytest.raises(HttpError, match="403"):
+            await c.open(signature=b"VPNCONNECX")
+        hello = Hello.from_pack(await c.request_raw(c.channel.signature_request()))
+        assert len(hello.random) == 20
+        await c.close()
 
     run(main())
 

@@ -1,16 +1,25 @@
 """The login decision (`authenticate`) as SoftEther's ServerAccept makes it:
-order of checks and error codes, from a config table; the enum_hub reply."""
+order of checks and error codes, from a config table; the enum_hub reply;
+the handler on in-memory streams (step time limit, the listener's buffer)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import h11
 import pytest
 
-from node.dataplane.vpn_handler import LoginRefused, authenticate, enum_hub_pack
+from node.dataplane.hubs import HubInstance
+from node.dataplane.vpn_handler import LoginRefused, VpnHandler, authenticate, enum_hub_pack
+from node.listener import HttpRequest
+from node.server import VpnServer
 from node.softether.errors import Err
-from node.softether.handshake import AuthRequest, AuthType
+from node.softether.handshake import AuthRequest, AuthType, Hello, Welcome
+from node.softether.httpmsg import PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
 from node.state import model
+from tests.unit.dataplane.fakes import make_server
 
 RANDOM = bytes(range(20))
 NOW = 1_800_000_000.0
@@ -119,3 +128,98 @@ def test_enum_hub_lists_hubs_without_no_enum():
     assert p.get_strs("HubName") == ("Sales", "Down") and p.get_int("NumHub") == 2
     empty = enum_hub_pack(model.Server(admin_password_hash=bytes(20), listeners=[]))
     assert empty.get_int("NumHub") == 0 and "HubName" not in empty
+
+
+# ---- the handler on in-memory streams ---------------------------------------------------
+
+class MemWriter:
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.data = bytearray()
+        self.transport = self
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.reader.feed_eof()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    async def wait_closed(self) -> None:
+        return None
+
+    def get_extra_info(self, name: str, default=None):
+        return ("127.0.0.9", 4242) if name == "peername" else default
+
+
+def listener_handoff(wire: bytes) -> tuple[h11.Connection, HttpRequest]:
+    """What the listener hands over: its h11 connection after the signature
+    request (the rest of `wire` stays in its buffer) and the parsed request."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(wire)
+    head = conn.next_event()
+    body = b""
+    while not isinstance(ev := conn.next_event(), h11.EndOfMessage):
+        body += ev.data
+    headers = {k.decode(): v.decode() for k, v in head.headers}
+    return conn, HttpRequest(head.method.decode(), head.target.decode(), headers, body)
+
+
+def server_with_hub(tmp_path) -> VpnServer:
+    hub = model.Hub(name="HUB", users=[model.User(name="guest", auth_type=model.AUTH_ANONYMOUS)])
+    server = make_server(tmp_path, hubs=[hub])
+    server.hubs["hub"] = HubInstance("HUB")
+    return server
+
+
+def test_a_client_silent_after_the_hello_is_dropped_after_the_step_timeout(tmp_path):
+    async def main():
+        client = PackClientChannel("x")
+        conn, request = listener_handoff(client.signature_request())
+        reader = asyncio.StreamReader()
+        writer = MemWriter(reader)
+        await asyncio.wait_for(VpnHandler(server_with_hub(tmp_path), step_timeout_s=0.05)(
+            conn, request, reader, writer, "127.0.0.9:4242"), 5)
+        client.receive_data(bytes(writer.data))
+        assert len(Hello.from_pack(client.next_pack()).random) == 20
+        assert client.next_pack() is None   # nothing after the hello
+
+    asyncio.run(main())
+
+
+def test_a_login_pipelined_behind_the_signature_is_served_from_the_listeners_buffer(tmp_path):
+    async def main():
+        client = PackClientChannel("x")
+        auth = AuthRequest(hubname="HUB", username="guest", authtype=AuthType.ANONYMOUS)
+        # the login goes out before the hello came back (a second channel makes those bytes)
+        wire = client.signature_request() + PackClientChannel("x").send_pack(auth.to_pack())
+        conn, request = listener_handoff(wire)
+        reader = asyncio.StreamReader()
+        writer = MemWriter(reader)
+        server = server_with_hub(tmp_path)
+        task = asyncio.create_task(VpnHandler(server)(conn, request, reader, writer, "127.0.0.9:4242"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        client.receive_data(bytes(writer.data))
+        Hello.from_pack(client.next_pack())
+        client.send_pack(auth.to_pack())   # our channel now expects the login's answer
+        welcome = Welcome.from_pack(client.next_pack())
+        session = server.hubs["hub"].sessions[welcome.session_name]
+        assert welcome.session_name == "SID-GUEST-1" and session.client_ip == "127.0.0.9"
+        assert session.client_port == 4242 and session.session_key == welcome.session_key
+        reader.feed_eof()
+        await asyncio.wait_for(task, 5)
+        assert server.hubs["hub"].sessions == {}
+
+    asyncio.run(main())
