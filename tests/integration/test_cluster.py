@@ -1,0 +1,208 @@
+"""A real cluster on loopback: one controller and three member vpnd processes,
+set up with vpnctl as an operator would (ClusterSettingController,
+ClusterSettingMember, ClusterMemberList, HubCreateStatic, HubList).
+
+Members are told apart by their public port (each uses its own listener
+port), read with GetFarmInfo; every process has the same host name here.
+Waits poll the member list with generous deadlines; the times measured are
+printed, never asserted (bench/detect.py reports them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from controller.points import points
+from node.softether.errors import Err
+from tests.cluster_fakes import discover, hostile_peers
+from tests.vpnd_proc import Vpnd
+
+pytestmark = pytest.mark.timeout(240)
+DEADLINE_S = 20.0
+
+
+def vpnctl(node: Vpnd, *words: str, hub: str | None = None, json_out: bool = False) -> subprocess.CompletedProcess:
+    pw_file = node.state_dir.parent / f"{node.state_dir.name}.vpnctl.pw"
+    pw_file.write_text(node.password + "\n")
+    cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{node.port}",
+           "--password-file", str(pw_file)]
+    if hub:
+        cmd += ["--hub", hub]
+    if json_out:
+        cmd.append("--json")
+    return subprocess.run(cmd + list(words), capture_output=True, text=True, timeout=60)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+def wait_for(cond, what: str, timeout: float = DEADLINE_S, step: float = 0.05):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        value = cond()
+        if value:
+            return value, time.monotonic() - start
+        time.sleep(step)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def listed(ctl: Vpnd) -> dict[int, dict]:
+    """Public port → member row (with GetFarmInfo's Weight/Ports), controller excluded."""
+    out = {}
+    for row in ctl.call("EnumFarmMember")["result"]["FarmMemberList"]:
+        if row["Controller_bool"]:
+            continue
+        info = ctl.call("GetFarmInfo", {"Id_u32": row["Id_u32"]}).get("result")
+        if info:
+            out[info["Ports_u32"][0]] = {**row, **info}
+    return out
+
+
+def hub_names(node: Vpnd) -> set[str]:
+    return {h["HubName_str"] for h in node.call("EnumHub")["result"]["HubList"]}
+
+
+def connection(node: Vpnd) -> dict:
+    return node.call("GetFarmConnectionStatus")["result"]
+
+
+def make_member(ctl: Vpnd, m: Vpnd, weight: int = 100) -> None:
+    words = ["ClusterSettingMember", f"127.0.0.1:{ctl.port}", "/IP:127.0.0.1", f"/PORTS:{m.port}",
+             f"/PASSWORD:{ctl.password}"]
+    if weight != 100:
+        words.append(f"/WEIGHT:{weight}")
+    ok(vpnctl(m, *words))
+
+
+def start_all(nodes: list[Vpnd]) -> None:
+    for n in nodes:
+        n.start(wait=False)
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        list(pool.map(lambda n: n.wait_ready(), nodes))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    ctl = Vpnd(base / "ctl")
+    members = [Vpnd(base / f"m{i}") for i in range(3)]
+    try:
+        start_all([ctl, *members])
+        ok(vpnctl(ctl, "ClusterSettingController"))
+        wait_for(lambda: discover(ctl.port).get("bus_port"), "controller bus up")
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda mw: make_member(ctl, *mw), zip(members, (100, 100, 200))))
+        wait_for(lambda: len(listed(ctl)) == 3, "three members joined")
+        yield ctl, members
+    finally:
+        for n in [*members, ctl]:
+            if n.proc and n.proc.poll() is None:
+                os.kill(n.proc.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            n.stop()
+
+
+def test_members_join_and_show_points(cluster):
+    ctl, members = cluster
+    doc = json.loads(ok(vpnctl(ctl, "ClusterMemberList", json_out=True)))
+    rows = doc["FarmMemberList"]
+    assert [r["Controller_bool"] for r in rows].count(True) == 1 and len(rows) == 4
+    table = ok(vpnctl(ctl, "ClusterMemberList"))
+    assert "Controller" in table and "Member" in table
+    by_port = listed(ctl)
+    assert set(by_port) == {m.port for m in members}
+    for m, weight in zip(members, (100, 100, 200)):
+        row = by_port[m.port]
+        assert row["Weight_u32"] == weight
+        assert row["Point_u32"] == points(row["NumSessions_u32"], weight)
+    # At equal load the weight-200 member's figure is the formula's.
+    assert by_port[members[2].port]["Point_u32"] == points(by_port[members[0].port]["NumSessions_u32"], 200)
+    assert all(connection(m)["Online_bool"] for m in members)
+
+
+def test_static_hub_on_every_member_and_member_refuses_hub_creation(cluster):
+    ctl, members = cluster
+    ok(vpnctl(ctl, "HubCreateStatic", "STATIC1", "/PASSWORD:hubpw"))
+    ok(vpnctl(ctl, "UserCreate", "alice", "/GROUP:none", "/REALNAME:Alice", "/NOTE:x", hub="STATIC1"))
+    for m in members:
+        wait_for(lambda: "STATIC1" in ok(vpnctl(m, "HubList")), "static hub in a member's HubList", step=0.2)
+        wait_for(lambda: "alice" in ok(vpnctl(m, "UserList", hub="STATIC1")), "user pushed", step=0.2)
+    refused = vpnctl(members[0], "HubCreate", "MINE", "/PASSWORD:x")
+    assert refused.returncode != 0
+    err = members[0].call("CreateHub", {"HubName_str": "MINE", "HubType_u32": 1, "Online_bool": True})["error"]
+    assert err["code"] == Err.NOT_FARM_CONTROLLER
+
+
+def test_kill9_out_then_restart_rejoins_with_hubs_created_meanwhile(cluster):
+    ctl, members = cluster
+    m = members[0]
+    m.kill()
+    _, took = wait_for(lambda: m.port not in listed(ctl), "killed member out of the list")
+    print(f"kill -9: out of the member list after {took:.2f} s")
+    assert len(listed(ctl)) == 2
+    ok(vpnctl(ctl, "HubCreateStatic", "LATE1", "/PASSWORD:hubpw"))
+    m.start()
+    _, took = wait_for(lambda: m.port in listed(ctl), "restarted member back in the list")
+    print(f"restart: back in the list after {took:.2f} s")
+    wait_for(lambda: "LATE1" in hub_names(m), "hub created while down arrives on rejoin")
+    status = connection(m)
+    assert status["Online_bool"] and status["NumConnected_u32"] >= 1
+
+
+def test_sigstop_out_sigcont_back(cluster):
+    ctl, members = cluster
+    m = members[1]
+    wait_for(lambda: connection(m)["Online_bool"], "member online")
+    before = connection(m)["NumConnected_u32"]
+    os.kill(m.proc.pid, signal.SIGSTOP)
+    try:
+        _, took = wait_for(lambda: m.port not in listed(ctl), "stopped member out of the list")
+        print(f"SIGSTOP: out of the member list after {took:.2f} s")
+    finally:
+        os.kill(m.proc.pid, signal.SIGCONT)
+    _, took = wait_for(lambda: m.port in listed(ctl), "continued member back in the list")
+    print(f"SIGCONT: back in the list after {took:.2f} s")
+    wait_for(lambda: connection(m)["NumConnected_u32"] == before + 1, "the rejoin is counted once")
+    assert connection(m)["Online_bool"]
+
+
+def test_hostile_bus_traffic_leaves_cluster_undisturbed(cluster):
+    ctl, members = cluster
+    wait_for(lambda: len(listed(ctl)) == 3, "all members listed")
+    before = {m.port: connection(m)["NumConnected_u32"] for m in members}
+    import asyncio
+    info = discover(ctl.port)
+    asyncio.run(hostile_peers(info["bus_port"], info["controller_key"]))
+    time.sleep(1.0)
+    assert set(listed(ctl)) == {m.port for m in members}
+    for m in members:
+        status = connection(m)
+        assert status["Online_bool"] and status["NumConnected_u32"] == before[m.port]
+    assert "Traceback" not in ctl.log()
+
+
+def test_mode_changes_at_run_time_with_backups(cluster):
+    ctl, members = cluster
+    m = members[2]
+    ok(vpnctl(m, "ClusterSettingStandalone"))
+    wait_for(lambda: m.call("GetFarmConnectionStatus").get("error", {}).get("code") == Err.NOT_FARM_MEMBER,
+             "member is standalone")
+    wait_for(lambda: not hub_names(m), "the controller's hubs left the former member")
+    assert any(p.name.endswith("mode-change") for p in (m.state_dir / "backups").iterdir())
+    wait_for(lambda: m.port not in listed(ctl), "former member out of the list")
+    ok(vpnctl(ctl, "ClusterSettingStandalone"))
+    assert "result" in wait_for(lambda: ctl.call("GetServerInfo"), "controller answers")[0]
+    assert ctl.call("EnumFarmMember")["error"]["code"] == Err.NOT_FARM_CONTROLLER
+    types = {h["HubName_str"]: h["HubType_u32"] for h in ctl.call("EnumHub")["result"]["HubList"]}
+    assert types and set(types.values()) == {0}
+    assert any(p.name.endswith("mode-change") for p in (ctl.state_dir / "backups").iterdir())
+    assert ok(vpnctl(ctl, "ClusterSettingGet")).count("Standalone") >= 1
