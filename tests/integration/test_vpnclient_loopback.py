@@ -216,7 +216,7 @@ def test_an_unreachable_server_is_retried_then_given_up(tmp_path):
         c.start()
         await wait_for(lambda: c.exit_code is not None)
         assert c.exit_code == EXIT_GAVE_UP and c.status.last_error_code == Err.CONNECT_FAILED
-        assert c.status.failed_attempts == FAST.max_retries
+        assert c.status.failed_attempts == FAST.max_retries + 1  # the first attempt and its retries
     asyncio.run(main())
 
 

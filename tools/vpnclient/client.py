@@ -119,7 +119,8 @@ class VpnClient:
                 text, code = describe(e)
                 delay = self.backoff.failed()
                 if delay is None:
-                    log.error("giving up after %d failed attempts: %s", self.backoff.failures - 1, text)
+                    self.status.failed_attempts = self.backoff.failures
+                    log.error("giving up after %d failed attempts in a row: %s", self.backoff.failures, text)
                     return self._finish(State.FAILED, EXIT_GAVE_UP, text, code)
                 self.status.attempt_failed(time.time(), text, code, self.backoff.failures)
                 self._write_status()
