@@ -329,6 +329,9 @@ class VpnSession:
             reason = f"protocol error: {e}"
         except (ConnectionError, OSError) as e:
             reason = f"connection error: {e}"
+        except Exception as e:  # a bug must end this session, not leave it half alive
+            log.exception("session %s: read failed", self.name)
+            reason = f"internal error: {e!r}"
         await self.close(reason)
 
     async def _write_loop(self) -> None:
@@ -364,3 +367,6 @@ class VpnSession:
             await self.close(f"timed out: {e}")
         except (ConnectionError, OSError) as e:
             await self.close(f"connection error: {e}")
+        except Exception as e:  # a bug must end this session, not leave it half alive
+            log.exception("session %s: write failed", self.name)
+            await self.close(f"internal error: {e!r}")

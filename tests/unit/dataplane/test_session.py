@@ -278,3 +278,17 @@ def test_client_eof_ends_the_session():
         assert session.close_reason == "the client disconnected"
 
     asyncio.run(main())
+
+
+def test_a_bug_on_the_packet_path_ends_the_session_instead_of_leaving_it_half_alive():
+    async def main():
+        instance, session, reader, writer, spy, task = await started()
+
+        def broken(port, frames):
+            raise RuntimeError("switch bug")
+        instance.hub.input = broken  # type: ignore[method-assign]
+        reader.feed_data(encode_frames([frame(BCAST, mac(1))]))
+        await asyncio.wait_for(task, 5)
+        assert session.close_reason.startswith("internal error") and writer.transport.closing
+
+    asyncio.run(main())
