@@ -17,6 +17,13 @@ the PACK rules and NOOPs live in one h11 state machine (softether-protocol.md
                 method=enum_hub         -> HubName[] / NumHub (hubs without NoEnum)
                 anything else           -> ErrorReply(ERR_PROTOCOL_ERROR)
 
+Before its signature, the real 5.01 client probes a server that is not one
+of its own addresses with `GET /` (header `X-VPN: 1`, Mayaqua/Network.c
+DetectIsServerSoftEtherVPN) on the same TLS connection, and gives up (error
+1) unless the answer has a status line of three tokens (`HTTP/1.1 200 OK`)
+and a body containing 9C37197CA7C2428388C2E6E59B829B30; that request is
+the listener's to answer, this handler only sees the POST that follows.
+
 Every step has a time limit (STEP_TIMEOUT_S = 15 s, SoftEther's
 CONNECTING_TIMEOUT), so a slow or silent client cannot hold a connection.
 After an error reply the server reads at most one more PACK (SoftEther's
