@@ -66,14 +66,15 @@ class VpnStar:
         self.lab.disable_offloads(self.ns_srv, srv_end)
         return srv_end
 
-    def start_vpnd(self, port: int = 4433, bridge: str | None = None) -> subprocess.Popen:
+    def start_vpnd(self, port: int = 4433, bridge: str | None = None, provision: bool = True) -> subprocess.Popen:
         """Our vpnd in ns S with hub `lab`, USERS and (optionally) a local
-        bridge of the hub onto device `bridge`."""
+        bridge of the hub onto device `bridge` (provision=False: restart
+        with the saved state)."""
         state = self.tmp / "vpnd"
         pw = self.tmp / "vpnd.pw"
         pw.write_text(ADMIN_PW + "\n")
         self.port = port
-        log = open(self.tmp / "vpnd.log", "wb")
+        log = open(self.tmp / "vpnd.log", "ab")
         proc = self.lab.popen(self.ns_srv, [sys.executable, "-m", "node.daemon", "--state-dir", str(state),
                                             "--listen", f"{SERVER_IP}:{port}", "--listen", f"127.0.0.1:{port}",
                                             "--admin-password-file", str(pw)], cwd=REPO, stdout=log, stderr=log)
@@ -88,6 +89,8 @@ class VpnStar:
             time.sleep(0.05)
         else:
             raise RuntimeError("vpnd did not start: " + (self.tmp / "vpnd.log").read_text()[-1500:])
+        if not provision:
+            return proc
         assert "result" in call("CreateHub", {"HubName_str": HUB, "Online_bool": True})
         for user, password in USERS.items():
             assert "result" in call("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
@@ -133,12 +136,12 @@ class VpnStar:
         return tuple(wait_connected(p, self.tmp) for p in paths)  # type: ignore[return-value]
 
 
-def wait_connected(status: Path, tmp: Path, attempts: int = 300) -> dict:
+def wait_connected(status: Path, tmp: Path, attempts: int = 300, reconnects: int = 0) -> dict:
     doc: dict = {}
     for _ in range(attempts):
         with contextlib.suppress(OSError, ValueError):
             doc = json.loads(status.read_text())
-            if doc.get("state") == "connected":
+            if doc.get("state") == "connected" and doc.get("reconnects", 0) >= reconnects:
                 return doc
         time.sleep(0.05)
     logs = {p.name: p.read_text()[-600:] for p in tmp.glob("*.log")}
@@ -167,6 +170,22 @@ def test_tap_client_reaches_a_host_behind_a_local_bridge_of_our_vpnd(lab, tmp_pa
     status, _ = star.start_client(star.ns_a, "alice", f"{TAP_A}/24")
     wait_connected(status, tmp_path)
     assert "3 received" in ping_ok(lab, star.ns_a, TAP_B)
+
+
+def test_tap_clients_come_back_after_vpnd_restarts(lab, tmp_path):
+    """vpnd is stopped and started again (same state): both TAP clients
+    notice, back off, reconnect on their own, and the ping works again."""
+    star = VpnStar(lab, tmp_path)
+    vpnd = star.start_vpnd()
+    star.start_clients()
+    ping_ok(lab, star.ns_a, TAP_B, count=1)
+    vpnd.terminate()
+    vpnd.wait(15)
+    star.start_vpnd(provision=False)
+    for user in USERS:
+        doc = wait_connected(tmp_path / f"{user}.status.json", tmp_path, attempts=600, reconnects=1)
+        assert doc["history"][1]["event"] in ("lost", "failed")
+    assert "2 received" in ping_ok(lab, star.ns_a, TAP_B, count=2)
 
 
 @pytest.mark.softether
