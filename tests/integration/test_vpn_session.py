@@ -262,6 +262,22 @@ def test_hub_administrator_and_offline_hub(node):
     run(main())
 
 
+def test_a_full_hub_answers_hub_is_busy(node):
+    _ok(node.call("SetHub", {"HubName_str": HUB, "Online_bool": True, "MaxSession_u32": 1, "HubType_u32": 0}))
+
+    async def main():
+        a = MiniClient(node.port)
+        await a.login()
+        b = MiniClient(node.port)
+        with pytest.raises(ServerError) as err:
+            await b.login("bob", "bobpw")
+        assert err.value.code == Err.HUB_IS_BUSY
+        await b.close()
+        await a.close()
+
+    run(main())
+
+
 def test_ticket_additional_connect_enum_hub_and_unknown_method(node):
     async def main():
         t = MiniClient(node.port)
