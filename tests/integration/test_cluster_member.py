@@ -1,0 +1,149 @@
+"""The member's side of a real cluster on loopback: vpnd processes set up with
+vpnctl as an operator would (ClusterSettingController, ClusterSettingMember,
+ClusterConnectionStatusGet, ClusterSettingStandalone).
+
+Covered: a member joins (Online, NumConnected 1); the controller restarts
+and the member rejoins (NumConnected 2); the controller's key changes and
+the member refuses it with ERR_CERT_NOT_TRUSTED until ClusterSettingMember
+is run again; a wrong password keeps the member offline with
+ERR_ACCESS_DENIED, retrying slowly, with the refusal in the controller's
+log; a member turned standalone at run time leaves. Waits poll with
+generous deadlines; no timing is asserted beyond the attempt-rate bound.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from node.softether.errors import Err
+from tests.vpnd_proc import Vpnd
+
+pytestmark = pytest.mark.timeout(300)
+DEADLINE_S = 30.0
+RETRY_INTERVAL_S = 3.0
+
+
+class Cli:
+    """vpnctl against one vpnd, as its operator runs it."""
+
+    def __init__(self, node: Vpnd) -> None:
+        self.node = node
+        self.pw_file = node.state_dir.parent / f"{node.state_dir.name}.cli.pw"
+        self.pw_file.write_text(node.password + "\n")
+
+    def run(self, *words: str, json_out: bool = False) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{self.node.port}",
+               "--password-file", str(self.pw_file), *(["--json"] if json_out else []), *words]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parents[2])
+
+    def ok(self, *words: str, json_out: bool = False) -> str:
+        done = self.run(*words, json_out=json_out)
+        assert done.returncode == 0, f"vpnctl {' '.join(words)}: {done.stderr}{done.stdout}"
+        return done.stdout
+
+    def member_of(self, ctl: Vpnd, password: str) -> None:
+        self.ok("ClusterSettingMember", f"127.0.0.1:{ctl.port}", "/IP:127.0.0.1",
+                f"/PORTS:{self.node.port}", f"/PASSWORD:{password}")
+
+    def connection(self) -> dict:
+        return json.loads(self.ok("ClusterConnectionStatusGet", json_out=True))
+
+
+def status(node: Vpnd) -> dict:
+    """GetFarmConnectionStatus straight over JSON-RPC (cheap enough to poll)."""
+    return node.call("GetFarmConnectionStatus").get("result", {})
+
+
+def wait_for(cond, what: str, timeout: float = DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    started: list[Vpnd] = []
+
+    def start(name: str) -> Vpnd:
+        node = Vpnd(tmp_path / name).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+def test_join_restart_key_change_and_standalone(nodes):
+    ctl, member = nodes("ctl"), nodes("m1")
+    Cli(ctl).ok("ClusterSettingController")
+    cli = Cli(member)
+    cli.member_of(ctl, ctl.password)
+
+    wait_for(lambda: status(member).get("Online_bool"), "member online")
+    shown = cli.connection()
+    assert shown["Online_bool"] is True and shown["NumConnected_u32"] == 1
+    assert shown["LastError_u32"] == 0
+    assert (shown["Ip_ip"], shown["Port_u32"]) == ("127.0.0.1", ctl.port)
+    assert "Online" in cli.ok("ClusterConnectionStatusGet")
+
+    # Controller restarted (same keys): the member rejoins.
+    ctl.stop()
+    ctl.start()
+    wait_for(lambda: status(member).get("NumConnected_u32") == 2 and status(member)["Online_bool"],
+             "member rejoined after the controller restart")
+
+    # Controller key changed: refused, never connected, until re-trusted.
+    ctl.stop()
+    for path in (ctl.state_dir / "bus").glob("node.*"):
+        path.unlink()
+    ctl.start()
+    wait_for(lambda: status(member).get("LastError_u32") == Err.CERT_NOT_TRUSTED,
+             "member refuses the changed controller key")
+    assert not status(member)["Online_bool"]
+    assert "controller key changed (pinned" in member.log()
+    assert "ClusterSettingMember again" in member.log()
+    cli.member_of(ctl, ctl.password)
+    wait_for(lambda: status(member).get("Online_bool"), "member joined after ClusterSettingMember")
+
+    # Member → standalone at run time: it leaves; the status is member-only.
+    cli.ok("ClusterSettingStandalone")
+    wait_for(lambda: member.call("GetFarmConnectionStatus").get("error", {}).get("code")
+             == Err.NOT_FARM_MEMBER, "member is standalone")
+    assert "left member mode" in member.log()
+    wait_for(lambda: "leaves the cluster" in ctl.log(), "controller saw the member leave")
+
+
+def test_wrong_password_stays_offline_and_retries_slowly(nodes):
+    ctl, member = nodes("ctl"), nodes("m1")
+    Cli(ctl).ok("ClusterSettingController")
+    cli = Cli(member)
+    cli.member_of(ctl, "not-the-controller-password")
+
+    wait_for(lambda: status(member).get("NumFailed_u32", 0) >= 1, "a failed join")
+    first = status(member)
+    assert first["Online_bool"] is False
+    assert first["LastError_u32"] == Err.ACCESS_DENIED
+    window_s = 7.0
+    time.sleep(window_s)
+    later = cli.connection()
+    assert later["Online_bool"] is False and later["LastError_u32"] == Err.ACCESS_DENIED
+    assert later["NumConnected_u32"] == 0
+    tries = later["NumTry_u32"] - first["NumTry_u32"]
+    assert 1 <= tries <= window_s / RETRY_INTERVAL_S + 1     # slowly: no storm
+    assert later["NumFailed_u32"] > first["NumFailed_u32"]
+    assert "join refused" in ctl.log()
+    assert "wrong controller password" in member.log()
+    # one line per state change, not one per retry
+    assert member.log().count("wrong controller password") == 1
