@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from node.softether.blocks import encode_frames, encode_keepalive
 from node.softether.errors import Err
 from node.softether.handshake import AuthRequest, AuthType, ErrorReply, Hello, Redirect, Welcome
 from node.softether.httpmsg import PackServerChannel
@@ -49,6 +50,7 @@ class FakeServer:
         self.logins: list[AuthRequest] = []
         self.drop_first_session = False
         self.silent = False
+        self.greeting = b""  # blocks sent right after the welcome, in their own TLS record
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
@@ -70,6 +72,9 @@ class FakeServer:
             self.logins.append(auth)
             reply = self.decide(auth, rand)
             writer.write(ch.send_pack(reply.to_pack()))
+            if self.greeting and isinstance(reply, Welcome):
+                await writer.drain()
+                writer.write(self.greeting)
             if not isinstance(reply, Welcome):
                 await reader.read(65536)  # the client's empty PACK or close
                 return
@@ -147,6 +152,19 @@ def test_redirect_is_followed_with_a_ticket_and_frames_flow(tmp_path):
         assert await c.stop() == EXIT_STOPPED and c.status.state.value == "stopped"
         await controller.stop()
         await member.stop()
+    asyncio.run(main())
+
+
+def test_blocks_right_behind_the_welcome_are_not_lost(tmp_path):
+    async def main():
+        server = await FakeServer(tmp_path, "eager", lambda a, r: welcome()).start()
+        frames = [bytes([i]) * 80 for i in range(1, 6)]
+        server.greeting = encode_frames(frames[:2]) + encode_keepalive(b"k" * 9) + encode_frames(frames[2:])
+        c = client(server)
+        await c.wait_connected(10)
+        assert [await c.receive(5) for _ in frames] == frames
+        await c.stop()
+        await server.stop()
     asyncio.run(main())
 
 

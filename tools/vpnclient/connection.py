@@ -112,6 +112,14 @@ class _Protocol(asyncio.Protocol):
         if out:
             self.transport.write(out)
         if event is not None:
+            if isinstance(event, Welcomed):
+                # Blocks may follow at once, before connect() resumes: the
+                # tunnel must exist now or those bytes would be lost.
+                w = event.welcome
+                self.tunnel = Tunnel(timeout_ms=w.timeout_ms, now=self.loop.time(), compress=w.use_compress)
+                trailing = self.login.trailing_data
+                if trailing:
+                    self.data_received(trailing)
             self.login_done.set_result(event)
 
     def eof_received(self) -> bool:
@@ -159,12 +167,9 @@ class Connection:
         self.server = server
         self.welcome = welcome
         self.peer_cert = peer_cert
-        self.tunnel = Tunnel(timeout_ms=welcome.timeout_ms, now=self._loop.time(), compress=welcome.use_compress)
+        assert proto.tunnel is not None  # made when the welcome arrived
+        self.tunnel = proto.tunnel
         self._timer: asyncio.TimerHandle | None = None
-        proto.tunnel = self.tunnel
-        trailing = proto.login.trailing_data
-        if trailing:
-            proto.data_received(trailing)
         self._arm()
 
     @property
