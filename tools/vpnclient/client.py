@@ -37,6 +37,7 @@ from tools.vpnclient.retry import MAX_REDIRECTS, Backoff, ClientStatus, RetryPol
 log = logging.getLogger("vpnclient")
 
 EXIT_STOPPED, EXIT_REFUSED, EXIT_USAGE, EXIT_GAVE_UP = 0, 1, 2, 3
+STATUS_REFRESH_S = 2.0  # while connected, the status file's counters are at most this old
 FATAL_ERRORS = frozenset({Err.AUTH_FAILED, Err.HUB_NOT_FOUND, Err.ACCESS_DENIED,
                           Err.AUTHTYPE_NOT_SUPPORTED, Err.NULL_PASSWORD_LOCAL_ONLY})
 
@@ -136,7 +137,12 @@ class VpnClient:
             log.info("connected to %s%s: session %s, timeout %d ms", conn.server,
                      " (redirected)" if redirected else "", w.session_name, w.timeout_ms)
             self.port.attach(conn)
-            reason = await conn.closed
+            while not conn.closed.done():  # refresh the counters in the status file now and then
+                await asyncio.wait([conn.closed], timeout=STATUS_REFRESH_S)
+                if self.status_path and not conn.closed.done():
+                    self.status.updated_at = time.time()
+                    self._write_status()
+            reason = conn.closed.result()
             self._drop_connection()
             text, code = describe(reason or ProtocolError("closed", Err.DISCONNECTED))
             delay = self.backoff.lost()
