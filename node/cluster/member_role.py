@@ -111,9 +111,13 @@ class MemberRole:
     """Member mode of a running vpnd: `await start()`, `await stop()`, `status()`."""
 
     def __init__(self, server: "VpnServer", *, retry_interval_s: float = RETRY_INTERVAL_S,
-                 jitter_s: float = JITTER_S, liveness_timeout_s: float = LIVENESS_TIMEOUT_S,
+                 jitter_s: float = JITTER_S, liveness_timeout_s: float | None = None,
                  request_timeout_s: float = REQUEST_TIMEOUT_S,
                  discovery_timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
+        if liveness_timeout_s is None:
+            # The same figure as the controller's (VPNCLUSTER_LIVENESS_S, default 3 s).
+            from node.cluster.controller_role import liveness_from_env
+            liveness_timeout_s = liveness_from_env(LIVENESS_TIMEOUT_S)
         self.server = server
         self.key_dir = server.state_dir / BUS_DIR
         self.link = MemberLink(retry_interval_s=retry_interval_s, jitter_s=jitter_s,
