@@ -16,7 +16,8 @@ Topology (tests/netns/test_vpnclient_tap.py `VpnStar`, offloads off on every vet
 
 Each figure is the median of --runs iperf3 runs of --time seconds (TCP,
 receiver side). With --profile, py-spy samples our vpnd and our vpnclient
-during one extra (a) run and the top functions (own time) are printed.
+during one extra (a) run, and our vpnclient during one extra (c) run
+("vpnclient_c"); the top functions by own time are printed.
 A scenario that cannot run (no SoftEther packages, vpnd without VPN
 sessions) is reported as missing, with the reason; the others still run.
 
@@ -142,6 +143,21 @@ def note_bursts(tmp: Path, label: str) -> None:
                      f"({doc['frames_out'] / doc['bursts_out']:.2f} frames/burst), received {doc['frames_in']}")
 
 
+def profiled_run(star: VpnStar, tmp: Path, args, pids: dict[str, int]) -> dict[str, list[tuple[str, float]]]:
+    """One more iperf3 run with py-spy sampling `pids`; top functions of each."""
+    if shutil.which("py-spy") is None:
+        return {"(py-spy not installed: pip install py-spy)": []}
+    samplers = profile(pids, args.time, tmp)
+    time.sleep(0.5)
+    iperf(star.lab, star.ns_a, TAP_B, args.time, 1)
+    prof = {}
+    for name, sampler in samplers.items():
+        sampler.wait(args.time + 30)
+        path = tmp / f"{name}.folded"
+        prof[name] = top_functions(path) if path.exists() else []
+    return prof
+
+
 def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str, list[tuple[str, float]]]]:
     lan = star.lan
     vpnd = client = None
@@ -152,18 +168,7 @@ def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str,
             raise Missing(f"vpnd could not be set up: {str(e)[:300]}") from None
         client = connect_client(star, tmp)
         rates = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
-        prof: dict[str, list[tuple[str, float]]] = {}
-        if args.profile:
-            if shutil.which("py-spy") is None:
-                prof["(py-spy not installed: pip install py-spy)"] = []
-            else:
-                samplers = profile({"vpnd": vpnd.pid, "vpnclient": client.pid}, args.time, tmp)
-                time.sleep(0.5)
-                iperf(star.lab, star.ns_a, TAP_B, args.time, 1)
-                for name, s in samplers.items():
-                    s.wait(args.time + 30)
-                    path = tmp / f"{name}.folded"
-                    prof[name] = top_functions(path) if path.exists() else []
+        prof = profiled_run(star, tmp, args, {"vpnd": vpnd.pid, "vpnclient": client.pid}) if args.profile else {}
         return rates, prof
     finally:
         stop(client)
@@ -171,7 +176,7 @@ def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str,
         stop(vpnd)
 
 
-def measure_softether(star: VpnStar, tmp: Path, args) -> dict[str, list[float] | str]:
+def measure_softether(star: VpnStar, tmp: Path, args, profiles: dict) -> dict[str, list[float] | str]:
     """(c) our client and (d) SoftEther's own client, each to the real server."""
     reason = skip_reason()
     if reason:
@@ -183,6 +188,8 @@ def measure_softether(star: VpnStar, tmp: Path, args) -> dict[str, list[float] |
         try:
             client = connect_client(star, tmp)
             out[SOFTETHER] = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
+            if args.profile:
+                profiles.update(profiled_run(star, tmp, args, {"vpnclient_c": client.pid}))
         except Missing as e:
             out[SOFTETHER] = str(e)
         finally:
@@ -259,7 +266,7 @@ def main() -> int:
                 results[SOFTETHER] = results[REAL_CLIENT] = "skipped (--no-softether)"
             else:
                 try:
-                    results.update(measure_softether(star, tmp, args))
+                    results.update(measure_softether(star, tmp, args, profiles))
                 except Missing as e:
                     results[SOFTETHER] = results[REAL_CLIENT] = str(e)
     finally:

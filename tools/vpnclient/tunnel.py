@@ -7,7 +7,8 @@ ends apply with T = the welcome's `timeout` (ms):
 - keep-alive: sent when its timer expires; the next one is due
   max(r * T/2, T/5) later, r uniform in [0, 1) (SoftEther's
   GenNextKeepAliveSpan: `max(rand() % (T/2), T/5)`, 4..10 s for T = 20 s).
-  Sending data re-arms the timer, as SoftEther's send path does.
+  Sending data re-arms the timer, as SoftEther's send path does (the span
+  is drawn once per keep-alive, not per burst: the packet path stays cheap).
 - session timeout: T of silence (no byte at all, keep-alives included)
   ends the session with ERR_SESSION_TIMEOUT (`SessionMain`); the caller
   then reconnects from scratch.
@@ -50,7 +51,7 @@ class Tunnel:
     """
 
     __slots__ = ("timeout_s", "_timeout_ms", "_decoder", "_compress", "_rand", "_rand_bytes",
-                 "_last_rx", "_next_keepalive", "frames_in", "frames_out", "bytes_in",
+                 "_last_rx", "_last_tx", "_span_s", "frames_in", "frames_out", "bytes_in",
                  "bytes_out", "bursts_out", "keepalives_in", "keepalives_out")
 
     def __init__(self, *, timeout_ms: int, now: float, compress: bool = False,
@@ -63,8 +64,8 @@ class Tunnel:
         self._compress = compress
         self._rand = rand
         self._rand_bytes = rand_bytes
-        self._last_rx = now
-        self._next_keepalive = now + keepalive_span_s(timeout_ms, rand())
+        self._last_rx = self._last_tx = now
+        self._span_s = keepalive_span_s(timeout_ms, rand())
         self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = self.bursts_out = 0
         self.keepalives_in = self.keepalives_out = 0
 
@@ -89,7 +90,7 @@ class Tunnel:
         self.frames_out += len(frames)
         self.bursts_out += 1
         self.bytes_out += len(data)
-        self._next_keepalive = now + keepalive_span_s(self._timeout_ms, self._rand())
+        self._last_tx = now
         return data
 
     def handle_timer(self, now: float) -> bytes:
@@ -97,10 +98,11 @@ class Tunnel:
         silent = now - self._last_rx
         if silent >= self.timeout_s:
             raise SessionTimeout(silent)
-        if now < self._next_keepalive:
+        if now < self._last_tx + self._span_s:
             return b""
         filler = self._rand_bytes(int(self._rand() * MAX_KEEPALIVE_SIZE))
-        self._next_keepalive = now + keepalive_span_s(self._timeout_ms, self._rand())
+        self._last_tx = now
+        self._span_s = keepalive_span_s(self._timeout_ms, self._rand())
         self.keepalives_out += 1
         data = encode_keepalive(filler)
         self.bytes_out += len(data)
@@ -108,4 +110,4 @@ class Tunnel:
 
     def next_deadline(self) -> float:
         """When handle_timer() must run next (monotonic seconds)."""
-        return min(self._next_keepalive, self._last_rx + self.timeout_s)
+        return min(self._last_tx + self._span_s, self._last_rx + self.timeout_s)
