@@ -142,6 +142,10 @@ def test_older_push_is_ignored_and_identical_push_writes_nothing(tmp_path):
         with pytest.raises(RemoteError) as refused:
             await ctl.push(peer, hubs=bad, serial=20)
         assert refused.value.code == Err.INVALID_PARAMETER
+        with pytest.raises(RemoteError) as refused:   # the store refuses duplicate names
+            await ctl.push(peer, hubs=[HUBS[0], HUBS[0]], serial=20)
+        assert refused.value.code == Err.INVALID_PARAMETER
+        assert server.state.config.find_hub("HUB1") is not None
         assert await ctl.push(peer, hubs=[], serial=21) == Ack()
         assert server.state.config.hubs == []
     run(tmp_path, body)
