@@ -112,6 +112,10 @@ def test_join_restart_key_change_and_standalone(nodes):
     wait_for(lambda: status(member).get("LastError_u32") == Err.CERT_NOT_TRUSTED,
              "member refuses the changed controller key")
     assert not status(member)["Online_bool"]
+    joins, failed = ctl.log().count("joined as id"), status(member)["NumFailed_u32"]
+    wait_for(lambda: status(member)["NumFailed_u32"] > failed, "another refused attempt")
+    assert ctl.log().count("joined as id") == joins   # the new key was never joined
+    assert status(member)["LastError_u32"] == Err.CERT_NOT_TRUSTED
     assert "controller key changed (pinned" in member.log()
     assert "ClusterSettingMember again" in member.log()
     cli.member_of(ctl, ctl.password)
