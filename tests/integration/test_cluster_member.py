@@ -7,13 +7,17 @@ and the member rejoins (NumConnected 2); the controller's key changes and
 the member refuses it with ERR_CERT_NOT_TRUSTED until ClusterSettingMember
 is run again; a wrong password keeps the member offline with
 ERR_ACCESS_DENIED, retrying slowly, with the refusal in the controller's
-log; a member turned standalone at run time leaves. Waits poll with
+log; a member turned standalone at run time leaves; a frozen controller
+(SIGSTOP) takes the member offline without tearing down its hubs, and the
+member rejoins once the controller runs again. Waits poll with
 generous deadlines; no timing is asserted beyond the attempt-rate bound.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,3 +155,26 @@ def test_wrong_password_stays_offline_and_retries_slowly(nodes):
     assert "wrong controller password" in member.log()
     # one line per state change, not one per retry
     assert member.log().count("wrong controller password") == 1
+
+
+def test_controller_frozen_member_keeps_its_hubs_and_rejoins(nodes):
+    ctl, member = nodes("ctl"), nodes("m1")
+    Cli(ctl).ok("ClusterSettingController")
+    cli = Cli(member)
+    cli.member_of(ctl, ctl.password)
+    wait_for(lambda: status(member).get("Online_bool"), "member online")
+    Cli(ctl).ok("HubCreateStatic", "KEEP1", "/PASSWORD:hubpw")
+    wait_for(lambda: "KEEP1" in cli.ok("HubList"), "pushed static hub in the member's HubList")
+
+    os.kill(ctl.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: not status(member).get("Online_bool"), "member offline while the controller is frozen")
+        assert status(member)["LastError_u32"] in (Err.DISCONNECTED, Err.CONNECT_TO_FARM_CONTROLLER)
+        # decision 10: nothing is torn down on the member while the controller is away
+        hubs = {h["HubName_str"]: h for h in member.call("EnumHub")["result"]["HubList"]}
+        assert hubs["KEEP1"]["Online_bool"] is True
+    finally:
+        os.kill(ctl.proc.pid, signal.SIGCONT)
+    wait_for(lambda: status(member).get("NumConnected_u32") == 2 and status(member)["Online_bool"],
+             "member rejoined the thawed controller")
+    assert "KEEP1" in cli.ok("HubList")
