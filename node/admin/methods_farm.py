@@ -95,9 +95,8 @@ def convert_hubs(config: model.Server, new_type: int) -> None:
     elif new_type == model.SERVER_MEMBER or old_type == model.SERVER_MEMBER:
         # A member's hubs are the controller's: the push replaces them; a
         # member leaving the cluster drops them (the backup keeps both).
-        gone = {h.name.lower() for h in config.hubs}
+        # Local bridges stay: one names a hub by name and waits for it.
         config.hubs = []
-        config.bridges = [b for b in config.bridges if b.hub.lower() not in gone]
     else:
         for hub in config.hubs:
             hub.hub_type = model.HUB_STANDALONE
