@@ -89,12 +89,18 @@ def nodes(tmp_path):
         node.stop()
 
 
-def test_join_restart_key_change_and_standalone(nodes):
+def cluster_of_two(nodes, password: str | None = None) -> tuple[Vpnd, Vpnd, Cli]:
+    """A controller and a member set up with vpnctl (`password`: the one the
+    member is given; default the controller's real one). Returns (ctl, member, member's Cli)."""
     ctl, member = nodes("ctl"), nodes("m1")
     Cli(ctl).ok("ClusterSettingController")
     cli = Cli(member)
-    cli.member_of(ctl, ctl.password)
+    cli.member_of(ctl, ctl.password if password is None else password)
+    return ctl, member, cli
 
+
+def test_join_restart_key_change_and_standalone(nodes):
+    ctl, member, cli = cluster_of_two(nodes)
     wait_for(lambda: status(member).get("Online_bool"), "member online")
     shown = cli.connection()
     assert shown["Online_bool"] is True and shown["NumConnected_u32"] == 1
@@ -134,11 +140,7 @@ def test_join_restart_key_change_and_standalone(nodes):
 
 
 def test_wrong_password_stays_offline_and_retries_slowly(nodes):
-    ctl, member = nodes("ctl"), nodes("m1")
-    Cli(ctl).ok("ClusterSettingController")
-    cli = Cli(member)
-    cli.member_of(ctl, "not-the-controller-password")
-
+    ctl, member, cli = cluster_of_two(nodes, password="not-the-controller-password")
     wait_for(lambda: status(member).get("NumFailed_u32", 0) >= 1, "a failed join")
     first = status(member)
     assert first["Online_bool"] is False
@@ -158,10 +160,7 @@ def test_wrong_password_stays_offline_and_retries_slowly(nodes):
 
 
 def test_controller_frozen_member_keeps_its_hubs_and_rejoins(nodes):
-    ctl, member = nodes("ctl"), nodes("m1")
-    Cli(ctl).ok("ClusterSettingController")
-    cli = Cli(member)
-    cli.member_of(ctl, ctl.password)
+    ctl, member, cli = cluster_of_two(nodes)
     wait_for(lambda: status(member).get("Online_bool"), "member online")
     Cli(ctl).ok("HubCreateStatic", "KEEP1", "/PASSWORD:hubpw")
     wait_for(lambda: "KEEP1" in cli.ok("HubList"), "pushed static hub in the member's HubList")
