@@ -48,6 +48,9 @@ class FakeController:
         self.aborts = 0
         self.leaves: list[str] = []
         self.discoveries = 0
+        self.push_on_hello = False
+        """Try a PushConfig before the join is done (as a fake controller would)."""
+        self.early_push_results: list[Any] = []
         self._auth: dict[str, ControllerJoinAuth] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -91,6 +94,8 @@ class FakeController:
             auth = self._auth[peer] = ControllerJoinAuth(
                 self.password_hash, z85.decode(self.keys.public), z85.decode(peer))
             nonce, proof = auth.receive_hello(msg.nonce)
+            if self.push_on_hello:
+                self.run(self._early_push(peer))
             return JoinChallenge(nonce=nonce, proof=proof)
         if isinstance(msg, JoinProof):
             try:
@@ -121,3 +126,9 @@ class FakeController:
     async def request(self, peer: str, msg: Any) -> Any:
         assert self.bus is not None
         return await self.bus.request(peer, msg)
+
+    async def _early_push(self, peer: str) -> None:
+        try:
+            self.early_push_results.append(await self.push(peer, serial=99))
+        except Exception as exc:  # the member's refusal is what the test looks at
+            self.early_push_results.append(exc)

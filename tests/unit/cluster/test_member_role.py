@@ -169,6 +169,18 @@ def test_wrong_password_aborts_and_retries_slowly(tmp_path):
     run(tmp_path, body, member_hash=hash_admin_password("not-the-password"))
 
 
+def test_a_controller_that_did_not_prove_the_password_cannot_push(tmp_path):
+    async def body(ctl, server, role):
+        ctl.push_on_hello = True
+        await role.start()
+        await until(lambda: len(ctl.early_push_results) >= 2)
+        for result in ctl.early_push_results:
+            assert isinstance(result, RemoteError) and result.code == Err.ACCESS_DENIED
+        assert server.state.config.hubs == []
+        assert not role.status().link.online
+    run(tmp_path, body, member_hash=hash_admin_password("not-the-password"))
+
+
 def test_changed_controller_key_is_never_connected(tmp_path):
     async def body(ctl, server, role):
         keys.save_pinned(server.state_dir / "bus", "controller", keys.new_keypair().public)
