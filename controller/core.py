@@ -1,5 +1,6 @@
-"""The controller's join desk: join attempts in flight, failed-join limits,
-and which refusals get a log line.
+"""Small controller cores for the node's controller role: the join desk
+(join attempts in flight, failed-join limits, which refusals get a log
+line) and the hub book (placement kept equal to the configured hubs).
 
 A member joins in two round trips (controller/joinauth.py): JoinHello opens
 an attempt (the desk keeps its ControllerJoinAuth and the JoinInfo it
@@ -33,9 +34,10 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
-from controller.errors import AuthFailed, ControllerError
+from controller.errors import AuthFailed, ControllerError, HubTypeImmutable, HubUnknown
 from controller.joinauth import ControllerJoinAuth
-from controller.registry import JoinInfo
+from controller.placement import Action, Placement
+from controller.registry import JoinInfo, hub_key
 
 FAIL_INTERVAL_S = 2.0
 PENDING_TTL_S = 10.0
@@ -180,3 +182,35 @@ class JoinDesk:
         while len(self._failures) > MAX_FAILURE_RECORDS:
             self._failures.popitem(last=False)
         return failed
+
+
+class HubBook:
+    """The cluster hubs placement knows, kept equal to the configuration.
+
+    `sync(wanted)` takes every cluster hub of the current config (name →
+    dynamic) and tells placement of the hubs created and deleted since the
+    last call, returning placement's actions. A hub whose type changed is
+    reported in `refused` (placement keeps the old type; HubTypeImmutable).
+    """
+
+    def __init__(self, placement: Placement) -> None:
+        self.placement = placement
+        self._known: dict[str, str] = {}
+
+    def sync(self, wanted: dict[str, bool]) -> tuple[list[Action], list[str]]:
+        actions: list[Action] = []
+        refused: list[str] = []
+        wanted_keys = {hub_key(name): name for name in wanted}
+        for key, name in list(self._known.items()):
+            if key not in wanted_keys:
+                try:
+                    actions += self.placement.hub_deleted(name)
+                except HubUnknown:
+                    pass
+        for name, dynamic in wanted.items():
+            try:
+                actions += self.placement.hub_created(name, dynamic=dynamic)
+            except HubTypeImmutable as exc:
+                refused.append(f"{name}: {exc}")
+        self._known = wanted_keys
+        return actions, refused

@@ -33,17 +33,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils import z85
 
 from controller import messages as msg
-from controller.core import JoinDesk, JoinThrottled
-from controller.errors import AuthFailed, ControllerError, HubTypeImmutable, HubUnknown, InvalidReport, MemberUnknown
+from controller.core import HubBook, JoinDesk, JoinThrottled
+from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown
 from controller.joinauth import ControllerJoinAuth
 from controller.member_life import HOSTS_HUBS, MemberState
 from controller.placement import Action, CreateHubInstance, DeleteHubInstance, Placement
@@ -52,12 +50,12 @@ from controller.registry import (
     Registry,
 )
 from controller.points import points
+from node.cluster.controller_bus import Router, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
 from node.softether.errors import Err
 from node.state import model
 from vpnbus import keys as bus_keys
 from vpnbus.endpoint import BusConfig, RequestFailed
 from vpnbus.requests import PeerSeen
-from vpnbus.server import BusServer
 from vpnbus.sockets import BusError, KeyPolicy, tcp_endpoint
 
 log = logging.getLogger("vpnd.cluster")
@@ -68,54 +66,9 @@ POLL_TIMEOUT_S = 1.0
 TICK_S = 0.1
 PUSH_TIMEOUT_S = 5.0
 REJOIN_GRACE_S = 1.5
-LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
-CLUSTER_HUB_TYPES = (model.HUB_STATIC, model.HUB_DYNAMIC)
+MAX_REJOIN_CHECKS = 1024
 # In load balancing: a suspect member is still listed until its time is up; a draining one (it said Leave) is not.
 LISTED = frozenset({MemberState.ONLINE, MemberState.SUSPECT})
-
-
-def liveness_from_env(default: float = 3.0) -> float:
-    text = os.environ.get(LIVENESS_ENV, "")
-    try:
-        value = float(text)
-    except ValueError:
-        return default
-    return value if 0.2 <= value <= 600 else default
-
-
-def key_bytes(peer: str) -> bytes:
-    return z85.decode(peer.encode("ascii"))
-
-
-def key_text(key: bytes) -> str:
-    return z85.encode(key).decode("ascii")
-
-
-def hub_configs(config: model.Server) -> list[msg.HubConfig]:
-    """Every cluster hub, whole, as PushConfig carries it."""
-    return [msg.HubConfig(
-        name=h.name, hub_type=h.hub_type, online=h.online, max_session=h.max_session, no_enum=h.no_enum,
-        hashed_password=h.hashed_password, secure_password=h.secure_password, created_time=h.created_time,
-        users=[msg.UserConfig(name=u.name, auth_type=u.auth_type, hashed_key=u.hashed_key, group=u.group,
-                              realname=u.realname, note=u.note, expire_time=u.expire_time) for u in h.users],
-    ) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
-
-
-class _Router(BusServer):
-    """BusServer that remembers each peer's source address (for logs and "auto" public IPs)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.addresses: dict[str, str] = {}
-
-    def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
-        out = super()._unframe(frames)
-        if out is not None and out[0] not in self.addresses and len(self.addresses) < 4096:
-            try:
-                self.addresses[out[0]] = frames[-1].get("Peer-Address")
-            except zmq.ZMQError:
-                pass
-        return out
 
 
 class ControllerRole:
@@ -126,14 +79,15 @@ class ControllerRole:
         self.desk = JoinDesk()
         self.registry: Registry | None = None
         self.placement: Placement | None = None
-        self.bus: _Router | None = None
+        self.hub_book: HubBook | None = None
+        self.bus: Router | None = None
         self.bus_port = 0
         self.keys: bus_keys.Keypair | None = None
         self._tasks: set[asyncio.Task] = set()
         self._polling: set[int] = set()
         self._running = False
         self._push_due = asyncio.Event()
-        self._known_hubs: dict[str, str] = {}
+        self._rejoin_checks: set[str] = set()
 
     # ----- life ------------------------------------------------------------
 
@@ -146,6 +100,7 @@ class ControllerRole:
                                  liveness_timeout_s=self.liveness_timeout_s,
                                  suspect_after_s=self.liveness_timeout_s * 2 / 3)
         self.placement = Placement(self.registry, controller_only=state.config.farm.controller_only)
+        self.hub_book = HubBook(self.placement)
         self._running = True
         self._sync_hubs(state.config)
         state.watch(self._on_config)
@@ -169,7 +124,7 @@ class ControllerRole:
             self._refresh_dataplane()
         log.info("cluster controller stopped")
 
-    async def _bind(self, config: model.Server) -> _Router:
+    async def _bind(self, config: model.Server) -> Router:
         host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else "0.0.0.0"
         host = "*" if host in ("", "0.0.0.0", "::") else host
         config_ = BusConfig(silence_timeout_s=self.liveness_timeout_s,
@@ -177,13 +132,13 @@ class ControllerRole:
         policy = KeyPolicy(allow_any=True)
         saved = config.farm.bus_port
         try:
-            bus = await _Router.start(self._endpoint(host, saved), self.keys, self._handle, policy=policy,
+            bus = await Router.start(self._endpoint(host, saved), self.keys, self._handle, policy=policy,
                                       on_event=self._on_bus_event, config=config_)
         except zmq.ZMQError as exc:
             if not saved:
                 raise
             log.warning("cluster bus port %d unusable (%s): picking another one", saved, exc)
-            bus = await _Router.start(self._endpoint(host, 0), self.keys, self._handle, policy=policy,
+            bus = await Router.start(self._endpoint(host, 0), self.keys, self._handle, policy=policy,
                                       on_event=self._on_bus_event, config=config_)
         self.bus_port = int(bus.endpoint.rsplit(":", 1)[1])
         if self.bus_port != saved:
@@ -293,13 +248,18 @@ class ControllerRole:
         return self.bus.addresses.get(peer, "") if self.bus else ""
 
     def _on_bus_event(self, event: Any) -> None:
-        if isinstance(event, PeerSeen) and self._running and self._joined(event.peer) is None:
+        if isinstance(event, PeerSeen) and self._running and self._joined(event.peer) is None \
+                and event.peer not in self._rejoin_checks and len(self._rejoin_checks) < MAX_REJOIN_CHECKS:
             # A member that thinks it is joined (controller restarted, it was
             # evicted) only heartbeats; tell it to rejoin unless it is joining.
+            self._rejoin_checks.add(event.peer)
             self._spawn(self._rejoin_later(event.peer))
 
     async def _rejoin_later(self, peer: str) -> None:
-        await asyncio.sleep(REJOIN_GRACE_S)
+        try:
+            await asyncio.sleep(REJOIN_GRACE_S)
+        finally:
+            self._rejoin_checks.discard(peer)
         key = key_bytes(peer)
         if self._joined(peer) is None and not self.desk.in_progress(key, time.monotonic()) \
                 and peer in self.bus.peers:
@@ -373,20 +333,10 @@ class ControllerRole:
         self._push_due.set()
 
     def _sync_hubs(self, config: model.Server) -> None:
-        wanted = {h.name.lower(): h for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES}
-        known = self._known_hubs
-        for key, name in list(known.items()):
-            if key not in wanted:
-                try:
-                    self.perform(self.placement.hub_deleted(name))
-                except HubUnknown:
-                    pass
-        for key, hub in wanted.items():
-            try:
-                self.perform(self.placement.hub_created(hub.name, dynamic=hub.hub_type == model.HUB_DYNAMIC))
-            except HubTypeImmutable as exc:
-                log.warning("hub %s: %s", hub.name, exc)
-        self._known_hubs = {k: h.name for k, h in wanted.items()}
+        actions, refused = self.hub_book.sync(cluster_hubs(config))
+        for text in refused:
+            log.warning("hub %s", text)
+        self.perform(actions)
 
     async def _push_loop(self) -> None:
         while True:

@@ -74,3 +74,18 @@ def test_one_log_line_per_burst():
     assert [desk.refusal(MEM, t) for t in (2.0, 4.0, 6.0)] == [None, None, None]
     assert desk.refusal(MEM, 61.0) == 3
     assert desk.refusal(b"X" * 32, 61.0) == 0  # another key has its own burst
+
+
+def test_hub_book_follows_the_config():
+    from controller.core import HubBook
+    from controller.placement import CreateHubInstance, DeleteHubInstance, Placement
+    from controller.registry import ME_ID, Registry
+    registry = Registry(CTL, INFO, 0.0)
+    book = HubBook(Placement(registry))
+    actions, refused = book.sync({"S1": False, "D1": True})
+    assert actions == [CreateHubInstance(member_id=ME_ID, hub="S1", dynamic=False)] and refused == []
+    assert book.sync({"s1": False, "D1": True}) == ([], [])  # names compare case-insensitively
+    actions, refused = book.sync({"S1": True})
+    assert refused and actions == []  # D1 deleted (never placed: no action); S1 keeps its type
+    actions, _ = book.sync({})
+    assert actions == [DeleteHubInstance(member_id=ME_ID, hub="S1", reason="hub deleted")]

@@ -1,0 +1,69 @@
+"""Helpers of the controller role's bus edge: key text ↔ bytes, the
+liveness setting, the PushConfig records, and a BusServer that remembers
+each peer's source address (logs, "automatic" public IPs)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import zmq
+from zmq.utils import z85
+
+from controller import messages as msg
+from node.state import model
+from vpnbus.server import BusServer
+
+LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
+DEFAULT_LIVENESS_S = 3.0
+CLUSTER_HUB_TYPES = (model.HUB_STATIC, model.HUB_DYNAMIC)
+MAX_REMEMBERED_ADDRESSES = 4096
+
+
+def liveness_from_env(default: float = DEFAULT_LIVENESS_S) -> float:
+    """VPNCLUSTER_LIVENESS_S (0.2..600 s) if set and valid, else `default`."""
+    try:
+        value = float(os.environ.get(LIVENESS_ENV, ""))
+    except ValueError:
+        return default
+    return value if 0.2 <= value <= 600 else default
+
+
+def key_bytes(peer: str) -> bytes:
+    return z85.decode(peer.encode("ascii"))
+
+
+def key_text(key: bytes) -> str:
+    return z85.encode(key).decode("ascii")
+
+
+def cluster_hubs(config: model.Server) -> dict[str, bool]:
+    """Every cluster hub (static or dynamic) of the config: name → dynamic."""
+    return {h.name: h.hub_type == model.HUB_DYNAMIC for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES}
+
+
+def hub_configs(config: model.Server) -> list[msg.HubConfig]:
+    """Every cluster hub, whole, as PushConfig carries it."""
+    return [msg.HubConfig(
+        name=h.name, hub_type=h.hub_type, online=h.online, max_session=h.max_session, no_enum=h.no_enum,
+        hashed_password=h.hashed_password, secure_password=h.secure_password, created_time=h.created_time,
+        users=[msg.UserConfig(name=u.name, auth_type=u.auth_type, hashed_key=u.hashed_key, group=u.group,
+                              realname=u.realname, note=u.note, expire_time=u.expire_time) for u in h.users],
+    ) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
+
+
+class Router(BusServer):
+    """BusServer that remembers each peer's source address."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addresses: dict[str, str] = {}
+
+    def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
+        out = super()._unframe(frames)
+        if out is not None and out[0] not in self.addresses and len(self.addresses) < MAX_REMEMBERED_ADDRESSES:
+            try:
+                self.addresses[out[0]] = frames[-1].get("Peer-Address")
+            except zmq.ZMQError:
+                pass
+        return out

@@ -1,0 +1,95 @@
+"""ControllerRole in-process (bus on 127.0.0.1, no listener sockets): the
+discovery route, bus port saved once, dynamic hub actions on the controller
+itself, config sync into placement, clean stop; roles.switch_role."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from controller.placement import CreateHubInstance, DeleteHubInstance
+from controller.registry import ME_ID
+from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
+from node.cluster.controller_role import DISCOVERY_PATH, ControllerRole
+from node.cluster.roles import switch_role
+from node.state import model
+from tests.unit.dataplane.fakes import make_server
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Refreshes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def refresh(self) -> None:
+        self.count += 1
+
+
+def controller_server(tmp_path):
+    server = make_server(tmp_path, hubs=[model.Hub("DYN", hub_type=model.HUB_DYNAMIC),
+                                         model.Hub("ST", hub_type=model.HUB_STATIC)])
+
+    def setup(config: model.Server) -> None:
+        config.listeners = ["127.0.0.1:5555"]
+        config.farm.server_type = model.SERVER_CONTROLLER
+    server.state.change(setup)
+    server.dataplane = Refreshes()
+    return server
+
+
+def test_role_life(tmp_path):
+    async def main():
+        server = controller_server(tmp_path)
+        listener = SimpleNamespace(routes={})
+        role = ControllerRole(server, listener)
+        await role.start()
+        try:
+            status, headers, body = listener.routes[("GET", DISCOVERY_PATH)](None, "peer")
+            doc = json.loads(body)
+            assert status == 200 and doc == {"bus_port": role.bus_port, "controller_key": role.keys.public,
+                                             "version": 1}
+            assert server.state.config.farm.bus_port == role.bus_port > 0
+            assert role.placement.is_dynamic("dyn") and not role.placement.is_dynamic("st")
+            role.perform([CreateHubInstance(member_id=ME_ID, hub="DYN", dynamic=True)])
+            assert server.dynamic_instances == {"dyn"} and server.dataplane.count == 1
+            role.perform([DeleteHubInstance(member_id=ME_ID, hub="DYN", reason="empty")])
+            assert server.dynamic_instances == set() and server.dataplane.count == 2
+            # A hub deleted from the config leaves placement.
+            server.state.change(lambda c: c.hubs.pop())
+            assert role.hub_book.sync({"DYN": True}) == ([], [])
+            assert [m.member_id for m in role.listed_members()] == [ME_ID]
+        finally:
+            await role.stop()
+        assert ("GET", DISCOVERY_PATH) not in listener.routes
+        # The saved port is used again by the next controller role.
+        again = ControllerRole(server, listener)
+        await again.start()
+        try:
+            assert again.bus_port == role.bus_port
+        finally:
+            await again.stop()
+    asyncio.run(main())
+
+
+def test_switch_role_follows_the_saved_mode(tmp_path):
+    async def main():
+        server = controller_server(tmp_path)
+        listener = SimpleNamespace(routes={})
+        role = await switch_role(server, listener)
+        assert isinstance(role, ControllerRole) and server.cluster is role
+        server.state.change(lambda c: setattr(c.farm, "server_type", model.SERVER_STANDALONE))
+        assert await switch_role(server, listener) is None
+        assert server.cluster is None and listener.routes == {}
+    asyncio.run(main())
+
+
+def test_liveness_setting(monkeypatch):
+    monkeypatch.setenv(LIVENESS_ENV, "1.5")
+    assert liveness_from_env() == 1.5
+    for bad in ("x", "0", "9999"):
+        monkeypatch.setenv(LIVENESS_ENV, bad)
+        assert liveness_from_env() == 3.0
