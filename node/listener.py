@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
@@ -31,6 +32,13 @@ HANDSHAKE_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 15.0
 MAX_REQUESTS_PER_CONNECTION = 19
 MAX_HEAD_BYTES = 16 * 1024
+# Before connecting to an address that is not its own, the 5.01 client sends
+# "GET /" (header X-VPN: 1) and goes on only if the page carries this tag
+# (http_detect_server_tag_future in SoftEther's Mayaqua/Network.c).
+SOFTETHER_DETECT_TAG = b"9C37197CA7C2428388C2E6E59B829B30"
+ROOT_PAGE = (b"<html><body><h1>vpncluster VPN Server</h1>"
+             b"<p>This port serves the SoftEther VPN protocol and the JSON-RPC admin API at /api/.</p>"
+             b"<!-- " + SOFTETHER_DETECT_TAG + b" --></body></html>")
 ADMIN_BODY_LIMIT = 4 * 1024 * 1024
 OTHER_BODY_LIMIT = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -110,7 +118,9 @@ async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, stat
     all_headers = [*headers, ("Content-Length", str(len(body)))]
     if close:
         all_headers.append(("Connection", "close"))
-    data = conn.send(h11.Response(status_code=status, headers=all_headers))
+    # A reason phrase always: SoftEther's HTTP parser wants three tokens.
+    reason = HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b"Unknown"
+    data = conn.send(h11.Response(status_code=status, headers=all_headers, reason=reason))
     data += conn.send(h11.Data(data=body)) if body else b""
     data += conn.send(h11.EndOfMessage())
     writer.write(data)
@@ -205,10 +215,7 @@ class Listener:
         if route is not None:
             return route(request, peer)
         if request.method == "GET" and path == "/":
-            return 200, [("Content-Type", "text/html; charset=utf-8")], (
-                b"<html><body><h1>vpncluster VPN Server</h1>"
-                b"<p>This port serves the SoftEther VPN protocol and the JSON-RPC admin API at /api/.</p>"
-                b"</body></html>")
+            return 200, [("Content-Type", "text/html; charset=utf-8")], ROOT_PAGE
         return 404, [("Content-Type", "text/plain")], b"not found\n"
 
     @staticmethod
