@@ -141,6 +141,11 @@ class JoinDesk:
         self._failed(key, now, count_refused=False)
         return pending.info
 
+    def pending_info(self, key: bytes) -> JoinInfo | None:
+        """What the open attempt of `key` announced (for log lines), if any."""
+        pending = self._pending.get(key)
+        return None if pending is None else pending.info
+
     def in_progress(self, key: bytes, now: float) -> bool:
         self.handle_timer(now)
         return key in self._pending

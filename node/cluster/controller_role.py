@@ -182,8 +182,8 @@ class ControllerRole:
             return self._join_proof(peer, key, message, now)
         if isinstance(message, msg.JoinAbort):
             info = self.desk.abort(key, now)
-            self._log_refusal(peer, key, info, "our proof was refused by the member (different password "
-                              f"or not the real member): {message.reason[:200]}", now)
+            self._log_refusal(peer, key, info, "password proofs do not match (the member refused ours: "
+                              f"{message.reason[:200]})", now)
             return msg.Ack()
         member = self._joined(peer)
         if member is None:
@@ -217,10 +217,11 @@ class ControllerRole:
         return msg.JoinChallenge(nonce=nonce_c, proof=proof_c)
 
     def _join_proof(self, peer: str, key: bytes, m: msg.JoinProof, now: float) -> msg.JoinAccepted:
+        announced = self.desk.pending_info(key)
         try:
             info = self.desk.proof(key, m.proof, now)
         except AuthFailed as exc:
-            self._log_refusal(peer, key, None, f"password proofs do not match ({exc})", now)
+            self._log_refusal(peer, key, announced, f"password proofs do not match ({exc})", now)
             raise RequestFailed(Err.ACCESS_DENIED, "wrong password") from None
         try:
             member_id = self.registry.link_opened(key, now)

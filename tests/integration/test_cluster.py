@@ -190,6 +190,16 @@ def test_hostile_bus_traffic_leaves_cluster_undisturbed(cluster):
     assert "Traceback" not in ctl.log()
 
 
+def test_controller_restart_members_rejoin(cluster):
+    ctl, members = cluster
+    wait_for(lambda: len(listed(ctl)) == 3, "all members listed")
+    ctl.stop()
+    ctl.start()
+    _, took = wait_for(lambda: len(listed(ctl)) == 3, "members rejoined the restarted controller")
+    print(f"controller restart: all members back after {took:.2f} s")
+    assert all(connection(m)["Online_bool"] for m in members)
+
+
 def test_mode_changes_at_run_time_with_backups(cluster):
     ctl, members = cluster
     m = members[2]
