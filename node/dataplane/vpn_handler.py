@@ -50,15 +50,14 @@ for more connections, QoS and half-connection are not granted. With
 max_connection=1 the real 5.01 client opens no extra connection while its
 session is up; it does send `additional_connect` with the old session key
 once its only socket was lost (it tries to re-add a socket until its 20 s
-session timeout). Every `additional_connect` is answered
-ERR_TOO_MANY_CONNECTION (15), never 13/14: 15 drops only that socket on the
-client, 13/14 would tear the whole session down. A lost socket therefore ends
-the session on our side at once; the client reconnects after its own
-timeout and retry interval: measured with the Debian client after a
-DeleteSession, ~25 s (it retries additional_connect every second until its
-20 s timeout). SoftEther answers 13 when the session key is unknown, which
-makes the client start over at once (~6.5 s with a 5 s retry interval). Compression is granted when asked (blocks.py
-codes both directions), encryption is always on (use_encrypt=1).
+session timeout). For a session that is still alive here the answer is
+ERR_TOO_MANY_CONNECTION (15), which drops only that socket on the client.
+A lost socket ends the session on our side at once, so usually the key is
+unknown: then, as SoftEther, the answer is ERR_SESSION_TIMEOUT (13), which
+makes the client start over at once (measured with the Debian client after a
+DeleteSession: ~6.5 s with a 5 s retry interval, against ~25 s when it had
+to wait for its own 20 s timeout). Compression is granted when asked
+(blocks.py codes both directions), encryption is always on (use_encrypt=1).
 """
 
 from __future__ import annotations
@@ -322,14 +321,25 @@ class VpnHandler:
 
     def _additional_connect(self, neg: _Negotiation, pack: Pack, peer: str) -> None:
         try:
-            AdditionalConnectRequest.from_pack(pack)
+            request = AdditionalConnectRequest.from_pack(pack)
         except ProtocolError as e:
             log.info("additional connection from %s refused: %s", peer, e)
             neg.refuse(e.code)
             return
+        if not self._session_alive(request.session_key):
+            # as SoftEther: an unknown key means the session is gone, and 13
+            # makes the client start over at once instead of after its timeout
+            log.info("additional connection from %s refused: no such session", peer)
+            neg.refuse(Err.SESSION_TIMEOUT)
+            return
         # one TCP connection per session (module prose): 15 drops only this socket on the client
         log.info("additional connection from %s refused: sessions here use one TCP connection", peer)
         neg.refuse(Err.TOO_MANY_CONNECTION)
+
+    def _session_alive(self, session_key: bytes) -> bool:
+        return any(getattr(session, "session_key", None) == session_key
+                   for instance in self.server.hubs.values()
+                   for session in getattr(instance, "sessions", {}).values())
 
     async def _login(self, neg: _Negotiation, pack: Pack, random: bytes,
                      client_ip: str, client_port: int, peer: str) -> None:

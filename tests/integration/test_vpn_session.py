@@ -286,11 +286,21 @@ def test_ticket_additional_connect_enum_hub_and_unknown_method(node):
         assert (await t.request(auth.to_pack())).get_int("error") == Err.AUTH_FAILED
         await t.close()
 
+        # an unknown session key: the session is gone, start over (13, as SoftEther)
         c = MiniClient(node.port)
         await c.open()
         reply = await c.request(AdditionalConnectRequest(session_key=os.urandom(20)).to_pack())
+        assert reply.get_int("error") == Err.SESSION_TIMEOUT
+        await c.close()
+        # a live session's key: sessions here use one connection (15 drops only that socket)
+        live = MiniClient(node.port)
+        welcome = await live.login()
+        c = MiniClient(node.port)
+        await c.open()
+        reply = await c.request(AdditionalConnectRequest(session_key=welcome.session_key).to_pack())
         assert reply.get_int("error") == Err.TOO_MANY_CONNECTION
         await c.close()
+        await live.close()
 
         e = MiniClient(node.port)
         await e.open()
