@@ -319,6 +319,15 @@ class ControllerRole:
         if refresh:
             self._refresh_dataplane()
 
+    async def request(self, member_id: int, message: Any, timeout_s: float = PUSH_TIMEOUT_S) -> Any:
+        """Send one request to a member and await its reply (for session and admin code).
+
+        Raises MemberUnknown, or vpnbus BusError subclasses (RequestTimeout,
+        RemoteError with a SoftEther code, PeerUnreachable, ...).
+        """
+        return await self.bus.request(key_text(self.registry.get(member_id).public_key), message,
+                                      timeout_s=timeout_s)
+
     def _refresh_dataplane(self) -> None:
         dataplane = getattr(self.server, "dataplane", None)
         if dataplane is not None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from controller.errors import MemberUnknown
 from controller.placement import CreateHubInstance, DeleteHubInstance
 from controller.registry import ME_ID
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
@@ -62,6 +63,8 @@ def test_role_life(tmp_path):
             server.state.change(lambda c: c.hubs.pop())
             assert role.hub_book.sync({"DYN": True}) == ([], [])
             assert [m.member_id for m in role.listed_members()] == [ME_ID]
+            with pytest.raises(MemberUnknown):
+                await role.request(99, object())
         finally:
             await role.stop()
         assert ("GET", DISCOVERY_PATH) not in listener.routes
