@@ -4,6 +4,7 @@ each peer's source address (logs, "automatic" public IPs)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -12,7 +13,12 @@ from zmq.utils import z85
 
 from controller import messages as msg
 from node.state import model
+from vpnbus.endpoint import BusConfig, EventCallback, Handler
+from vpnbus.keys import Keypair
 from vpnbus.server import BusServer
+from vpnbus.sockets import KeyPolicy, tcp_endpoint
+
+log = logging.getLogger("vpnd.cluster")
 
 LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
 DEFAULT_LIVENESS_S = 3.0
@@ -67,3 +73,29 @@ class Router(BusServer):
             except zmq.ZMQError:
                 pass
         return out
+
+
+def bus_host(config: model.Server) -> str:
+    """Where the bus binds: the host of the first listener ("*" = every address)."""
+    host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else ""
+    return "*" if host in ("", "0.0.0.0") else host
+
+
+async def bind_router(host: str, port: int, keys: Keypair, handler: Handler, on_event: EventCallback,
+                      liveness_timeout_s: float) -> Router:
+    """Bind the ROUTER on host:port; a saved port that cannot be bound any more
+    is replaced by a free one (members find it again through discovery)."""
+    config = BusConfig(silence_timeout_s=liveness_timeout_s, heartbeat_interval_s=min(1.0, liveness_timeout_s / 3))
+
+    async def start(p: int) -> Router:
+        endpoint = f"tcp://*:{p}" if host == "*" else tcp_endpoint(host, p)
+        # Any CURVE key may connect: the application join authenticates (CLUSTER.md decision 3).
+        return await Router.start(endpoint, keys, handler, policy=KeyPolicy(allow_any=True), on_event=on_event,
+                                  config=config)
+    try:
+        return await start(port)
+    except zmq.ZMQError as exc:
+        if not port:
+            raise
+        log.warning("cluster bus port %d unusable (%s): picking another one", port, exc)
+        return await start(0)

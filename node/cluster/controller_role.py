@@ -37,8 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from controller import messages as msg
 from controller.core import HubBook, JoinDesk, JoinThrottled
 from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown
@@ -50,13 +48,13 @@ from controller.registry import (
     Registry,
 )
 from controller.points import points
-from node.cluster.controller_bus import Router, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
+from node.cluster.controller_bus import Router, bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
 from node.softether.errors import Err
 from node.state import model
 from vpnbus import keys as bus_keys
-from vpnbus.endpoint import BusConfig, RequestFailed
+from vpnbus.endpoint import RequestFailed
 from vpnbus.requests import PeerSeen
-from vpnbus.sockets import BusError, KeyPolicy, tcp_endpoint
+from vpnbus.sockets import BusError
 
 log = logging.getLogger("vpnd.cluster")
 
@@ -125,31 +123,15 @@ class ControllerRole:
         log.info("cluster controller stopped")
 
     async def _bind(self, config: model.Server) -> Router:
-        host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else "0.0.0.0"
-        host = "*" if host in ("", "0.0.0.0", "::") else host
-        config_ = BusConfig(silence_timeout_s=self.liveness_timeout_s,
-                            heartbeat_interval_s=min(1.0, self.liveness_timeout_s / 3))
-        policy = KeyPolicy(allow_any=True)
         saved = config.farm.bus_port
-        try:
-            bus = await Router.start(self._endpoint(host, saved), self.keys, self._handle, policy=policy,
-                                      on_event=self._on_bus_event, config=config_)
-        except zmq.ZMQError as exc:
-            if not saved:
-                raise
-            log.warning("cluster bus port %d unusable (%s): picking another one", saved, exc)
-            bus = await Router.start(self._endpoint(host, 0), self.keys, self._handle, policy=policy,
-                                      on_event=self._on_bus_event, config=config_)
+        bus = await bind_router(bus_host(config), saved, self.keys, self._handle, self._on_bus_event,
+                                self.liveness_timeout_s)
         self.bus_port = int(bus.endpoint.rsplit(":", 1)[1])
         if self.bus_port != saved:
             def save(c: model.Server) -> None:
                 c.farm.bus_port = self.bus_port
             self.server.state.change(save)
         return bus
-
-    @staticmethod
-    def _endpoint(host: str, port: int) -> str:
-        return f"tcp://*:{port}" if host == "*" else tcp_endpoint(host, port)
 
     def _my_info(self, config: model.Server) -> JoinInfo:
         ports = [int(text.rpartition(":")[2]) for text in config.listeners]

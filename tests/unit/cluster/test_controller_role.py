@@ -96,3 +96,21 @@ def test_liveness_setting(monkeypatch):
     for bad in ("x", "0", "9999"):
         monkeypatch.setenv(LIVENESS_ENV, bad)
         assert liveness_from_env() == 3.0
+
+
+def test_saved_bus_port_taken_picks_and_saves_another(tmp_path):
+    import socket
+    async def main():
+        server = controller_server(tmp_path)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            taken = busy.getsockname()[1]
+            server.state.change(lambda c: setattr(c.farm, "bus_port", taken))
+            role = ControllerRole(server, SimpleNamespace(routes={}))
+            await role.start()
+            try:
+                assert role.bus_port != taken and server.state.config.farm.bus_port == role.bus_port
+            finally:
+                await role.stop()
+    asyncio.run(main())
