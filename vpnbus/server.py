@@ -1,0 +1,94 @@
+"""The controller's end of the bus: BusServer (one CURVE ROUTER).
+
+Usage on the controller::
+
+    policy = KeyPolicy(known_member_keys, allow_any=True)   # join needs any key
+    server = await BusServer.start("tcp://0.0.0.0:5555", keys, handler,
+                                   policy=policy, on_event=on_bus_event)
+    reply = await server.request(member_key, PollStatus(), timeout_s=1.0)
+    server.notify(member_key, DeleteHub(name="HUB1"))
+    await server.close()
+
+``handler(peer_key, message)`` receives members' requests/notifications; see
+endpoint.py for the contract. A frame whose routing id is not the sender's own
+CURVE key is dropped (``Reason.ROUTING_ID_MISMATCH``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from .endpoint import BusConfig, Endpoint, EventCallback, Handler
+from .envelope import BadMessage, Reason
+from .keys import Keypair
+from .sockets import KeyPolicy, make_router, start_authenticator
+
+
+class BusServer(Endpoint):
+    """The controller's end: one CURVE ROUTER, ZAP by :class:`KeyPolicy`."""
+
+    def __init__(self, keys: Keypair, handler: Handler, *, policy: KeyPolicy | None = None,
+                 on_event: EventCallback | None = None, config: BusConfig = BusConfig()) -> None:
+        super().__init__(keys, handler, on_event, config)
+        self.policy = policy if policy is not None else KeyPolicy()
+        self._auth = None
+        self.endpoint = ""
+
+    @classmethod
+    async def start(cls, endpoint: str, keys: Keypair, handler: Handler, *,
+                    policy: KeyPolicy | None = None, on_event: EventCallback | None = None,
+                    config: BusConfig = BusConfig()) -> BusServer:
+        """Bind ``endpoint`` (``tcp://127.0.0.1:0`` picks a free port; the real
+        one is in ``.endpoint``). Raises zmq.ZMQError if the bind fails."""
+        self = cls(keys, handler, policy=policy, on_event=on_event, config=config)
+        try:
+            self._auth = start_authenticator(self._ctx, self.policy)
+            self._sock = make_router(self._ctx, keys, endpoint, config.socket)
+        except BaseException:
+            self._closed = True
+            if self._auth is not None:
+                self._auth.stop()
+            self._ctx.destroy(linger=0)
+            raise
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._start_loops()
+        return self
+
+    def _close_sockets(self) -> None:
+        super()._close_sockets()
+        if self._auth is not None:
+            self._auth.stop()
+
+    async def request(self, peer: str, msg: Any, timeout_s: float | None = None) -> Any:
+        """Send ``msg`` to ``peer`` and await its reply message.
+
+        Raises RequestTimeout, RemoteError, PeerUnreachable, QueueFull, BusClosed.
+        """
+        return await self._request(peer, msg, timeout_s)
+
+    def notify(self, peer: str, msg: Any) -> None:
+        """Send a one-way message. Raises PeerUnreachable, QueueFull, BusClosed."""
+        self._notify(peer, msg)
+
+    def forget(self, peer: str) -> None:
+        """Stop heartbeating/watching ``peer`` (e.g. an evicted member)."""
+        self._liveness.forget(peer)
+
+    def _frames(self, peer: str, payload: bytes) -> list[bytes]:
+        return [peer.encode("ascii"), payload]
+
+    def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
+        try:
+            peer = frames[-1].get("User-Id")
+        except zmq.ZMQError:
+            peer = "?"
+        if len(frames) != 2:
+            self._drop(peer, BadMessage(Reason.BAD_FRAMES, f"{len(frames)} frames"))
+            return None
+        if frames[0].bytes != peer.encode("ascii", "replace"):
+            self._drop(peer, BadMessage(Reason.ROUTING_ID_MISMATCH,
+                                        f"routing id {frames[0].bytes[:48]!r}"))
+            return None
+        return peer, frames[1]
