@@ -226,7 +226,7 @@ class Endpoint:
         pending = self._tracker.start(peer, self._loop.time(), timeout_s, waiter)
         try:
             self._send(peer, Envelope(msg, pending.id))
-        except BusError:
+        except BaseException:  # BusError, or our own encode error
             self._tracker.cancel(pending.id)
             raise
         self._transmit()
@@ -315,6 +315,10 @@ class Endpoint:
             self._send(peer, Envelope(reply, self._tracker.next_id(), reply_to=envelope.id))
         except BusError as exc:
             log.debug("reply to %s not sent: %s", peer, exc)
+        except (KeyError, TypeError, ValueError):  # the handler returned an unsendable reply
+            self.counters["handler_errors"] += 1
+            log.exception("bus handler reply to %s from %s not encodable",
+                          type(envelope.message).__name__, peer)
         self._transmit()
 
     async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:

@@ -124,7 +124,7 @@ def make_router(ctx: zmq.asyncio.Context, keys: Keypair, endpoint: str,
                 options: SocketOptions = SocketOptions()) -> zmq.asyncio.Socket:
     """A bound CURVE-server ROUTER. Start the ZAP authenticator on ``ctx`` first.
 
-    ``endpoint`` may use port 0 (or ``*``) for a free port; read the real one
+    ``endpoint`` may use port 0 for a free port; read the real one
     from ``sock.getsockopt_string(zmq.LAST_ENDPOINT)``. Raises zmq.ZMQError if
     the bind fails (the socket is closed then).
     """
@@ -137,7 +137,7 @@ def make_router(ctx: zmq.asyncio.Context, keys: Keypair, endpoint: str,
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
         sock.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
-        sock.bind(endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint)
+        sock.bind(endpoint)
     except BaseException:
         sock.close(linger=0)
         raise

@@ -17,8 +17,8 @@ from vpnbus.endpoint import BusConfig, RemoteError, RequestFailed, RequestTimeou
 from vpnbus.envelope import Envelope, Reason, encode, message
 from vpnbus.keys import new_keypair
 from vpnbus.server import BusServer
-from vpnbus.sockets import KeyPolicy, PeerUnreachable, QueueFull, SocketOptions, make_dealer, \
-    send_nowait
+from vpnbus.sockets import (KeyPolicy, PeerUnreachable, QueueFull, SocketOptions, make_dealer,
+                            send_nowait, tcp_endpoint)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,6 +56,11 @@ class Ignore:
     pass
 
 
+@message("itest.crash")
+class Crash:
+    unsendable_reply: bool
+
+
 class App:
     """A handler that echoes, records notes, fails on request, ignores."""
 
@@ -73,6 +78,10 @@ class App:
             return None
         if isinstance(msg, Fail):
             raise RequestFailed(msg.code, "asked to fail")
+        if isinstance(msg, Crash):
+            if msg.unsendable_reply:
+                return object()
+            raise RuntimeError("handler bug")
         return None
 
 
@@ -115,13 +124,17 @@ def test_request_response_both_ways_with_allowed_key():
             assert info.value.code == 42
             with pytest.raises(RequestTimeout):
                 await client.request(Ignore(), timeout_s=0.3)
+            for unsendable in (False, True):   # handler bugs: logged, counted, no reply
+                with pytest.raises(RequestTimeout):
+                    await client.request(Crash(unsendable_reply=unsendable), timeout_s=0.3)
+            assert server.counters["handler_errors"] == 2
             with pytest.raises(PeerUnreachable):
                 await server.request(new_keypair().public, Echo(text="nobody"))
             results = await asyncio.gather(*(client.request(Echo(text=str(i)))
                                              for i in range(50)))
             assert [r.text for r in results] == [str(i) for i in range(50)]
             assert server.stats()["requests"]["pending"] == 0
-            assert client.stats()["requests"]["timeouts"] == 1
+            assert client.stats()["requests"]["timeouts"] == 3
             assert server.dropped() == 0 and client.dropped() == 0
         finally:
             await client.close()
@@ -300,5 +313,28 @@ def test_bind_failure_is_a_zmq_error_and_leaves_nothing_open():
             port = taken.getsockname()[1]
             with pytest.raises(zmq.ZMQError):
                 await BusServer.start(f"tcp://127.0.0.1:{port}", new_keypair(), App("x"))
+
+    asyncio.run(main())
+
+
+def test_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+
+    async def main():
+        server_keys, member_keys = new_keypair(), new_keypair()
+        server = await BusServer.start(tcp_endpoint("::1", 0), server_keys, App("c"),
+                                       policy=KeyPolicy([member_keys.public]), config=FAST)
+        client = await BusClient.start(server.endpoint, member_keys, server_keys.public,
+                                       App("m"), config=FAST)
+        try:
+            await until(lambda: client.connected, what="IPv6 member up")
+            assert (await client.request(Echo(text="v6"))).text == "v6"
+        finally:
+            await client.close()
+            await server.close()
 
     asyncio.run(main())
