@@ -10,6 +10,7 @@ printed, never asserted (bench/detect.py reports them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -179,7 +180,6 @@ def test_hostile_bus_traffic_leaves_cluster_undisturbed(cluster):
     ctl, members = cluster
     wait_for(lambda: len(listed(ctl)) == 3, "all members listed")
     before = {m.port: connection(m)["NumConnected_u32"] for m in members}
-    import asyncio
     info = discover(ctl.port)
     asyncio.run(hostile_peers(info["bus_port"], info["controller_key"]))
     time.sleep(1.0)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from controller import messages as msg
 from controller.errors import AuthFailed
 from controller.points import points
 from node.softether.errors import Err
@@ -100,7 +101,6 @@ def test_wrong_password_refused_both_ways(controller):
                 await wrong.join()  # our check of the controller's proof fails: JoinAbort
             await asyncio.sleep(2.1)  # the failed-join limit (1 per 2 s per key)
             # A member that skips its check and sends a forged proof is refused by the controller.
-            from controller import messages as msg
             await wrong.client.request(msg.JoinHello(
                 version=1, nonce=b"n" * 32, hostname="fake-wrong", public_ip="", public_ports=[443], weight=100,
                 max_sessions=0, server_cert=b""), timeout_s=5)
