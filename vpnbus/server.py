@@ -23,7 +23,10 @@ import zmq
 from .endpoint import BusConfig, Endpoint, EventCallback, Handler
 from .envelope import BadMessage, Reason
 from .keys import Keypair
+from .requests import PeerSeen, PeerSilent
 from .sockets import KeyPolicy, make_router, start_authenticator
+
+_MAX_ADDRESSES = 4096
 
 
 class BusServer(Endpoint):
@@ -34,6 +37,7 @@ class BusServer(Endpoint):
         super().__init__(keys, handler, on_event, config)
         self.policy = policy if policy is not None else KeyPolicy()
         self._auth = None
+        self._addresses: dict[str, str] = {}
         self.endpoint = ""
 
     @classmethod
@@ -75,6 +79,18 @@ class BusServer(Endpoint):
     def forget(self, peer: str) -> None:
         """Stop heartbeating/watching ``peer`` (e.g. an evicted member)."""
         self._liveness.forget(peer)
+        self._addresses.pop(peer, None)
+
+    def peer_address(self, peer: str) -> str | None:
+        """The IP address (libzmq's Peer-Address, no port) a live peer's
+        messages come from, or None if the peer is not live."""
+        return self._addresses.get(peer)
+
+    def _emit(self, events: list[PeerSeen | PeerSilent]) -> None:
+        for event in events:
+            if isinstance(event, PeerSilent):
+                self._addresses.pop(event.peer, None)
+        super()._emit(events)
 
     def _frames(self, peer: str, payload: bytes) -> list[bytes]:
         return [peer.encode("ascii"), payload]
@@ -91,4 +107,13 @@ class BusServer(Endpoint):
             self._drop(peer, BadMessage(Reason.ROUTING_ID_MISMATCH,
                                         f"routing id {frames[0].bytes[:48]!r}"))
             return None
+        if peer not in self._addresses:  # read once per live episode
+            if len(self._addresses) >= _MAX_ADDRESSES:  # peers that only sent garbage
+                live = self._liveness.peers
+                self._addresses = {p: a for p, a in self._addresses.items() if p in live}
+            if len(self._addresses) < _MAX_ADDRESSES:
+                try:
+                    self._addresses[peer] = frames[-1].get("Peer-Address")
+                except zmq.ZMQError:
+                    pass
         return peer, frames[1]

@@ -134,6 +134,7 @@ def test_request_response_both_ways_with_allowed_key():
                                              for i in range(50)))
             assert [r.text for r in results] == [str(i) for i in range(50)]
             assert server.stats()["requests"]["pending"] == 0
+            assert server.peer_address(mk) == "127.0.0.1"
             assert client.stats()["requests"]["timeouts"] == 3
             assert server.dropped() == 0 and client.dropped() == 0
         finally:
@@ -161,7 +162,7 @@ def test_heartbeats_keep_quiet_link_alive_then_silence_is_detected():
                         what="PeerSilent on the controller")
             silent = [e for e in controller.events if type(e).__name__ == "PeerSilent"]
             assert silent[0].silent_for_s >= FAST.silence_timeout_s
-            assert mk not in server.peers
+            assert mk not in server.peers and server.peer_address(mk) is None
 
             # The controller vanishes; a new member notices, then sees it return.
             member2 = App("member2")
