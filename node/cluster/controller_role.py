@@ -109,7 +109,8 @@ class ControllerRole:
                  self.liveness_timeout_s)
 
     async def stop(self) -> None:
-        self._running = False  # the config watcher cannot be removed: it checks this
+        self._running = False
+        self.server.state.unwatch(self._on_config)
         if self.listener.routes.get(("GET", DISCOVERY_PATH)) == self._discovery:
             del self.listener.routes[("GET", DISCOVERY_PATH)]
         for task in list(self._tasks):

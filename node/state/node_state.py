@@ -68,5 +68,10 @@ class NodeState:
     def watch(self, fn: Callable[[model.Server], None]) -> None:
         self._watchers.append(fn)
 
+    def unwatch(self, fn: Callable[[model.Server], None]) -> None:
+        """Stop telling `fn` about changes (no error if it was not watching)."""
+        if fn in self._watchers:
+            self._watchers.remove(fn)
+
     def backup(self, reason: str) -> Path | None:
         return self.store.backup(reason)
