@@ -240,7 +240,13 @@ class Endpoint:
 
     async def _recv_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:
-            frames = await sock.recv_multipart(copy=False)
+            try:
+                frames = await sock.recv_multipart(copy=False)
+            except zmq.ZMQError as exc:  # socket or context gone under us
+                if not self._closed:
+                    log.error("bus socket failed, endpoint stops receiving: %s", exc)
+                    self.counters["socket_failed"] += 1
+                return
             try:
                 unframed = self._unframe(frames)
                 if unframed is not None:
@@ -324,7 +330,10 @@ class Endpoint:
     async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:
         try:
             while True:
-                event = parse_monitor_message(await monitor.recv_multipart())
+                try:
+                    event = parse_monitor_message(await monitor.recv_multipart())
+                except zmq.ZMQError:
+                    return  # monitoring is best effort; the bus keeps working
                 name = _MONITORED.get(event["event"])
                 if name:
                     self.counters[name] += 1

@@ -218,7 +218,8 @@ def test_hostile_peers_leave_the_server_serving_a_good_member():
             server.policy.allow(bad_keys.public)
             bad = make_dealer(ctx, bad_keys, server.keys.public, server.endpoint, FAST.socket)
             garbage = [b"\xc1", b"\x92\x01\x02", b"\x85" + os.urandom(30),
-                       b"x" * (FAST.max_frame_bytes + 10)]
+                       b"x" * (FAST.max_frame_bytes + 10),      # refused by decode
+                       b"y" * (FAST.max_frame_bytes * 2)]       # libzmq cuts the peer
             for frame in garbage:
                 await until(lambda: _try_send(bad, frame), what="bad peer connected")
 
