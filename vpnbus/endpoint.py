@@ -1,5 +1,6 @@
-"""asyncio edges of the bus: BusServer (controller, ROUTER) and BusClient
-(member, DEALER).
+"""What the asyncio edges of the bus share: BusServer (server.py, controller,
+ROUTER) and BusClient (client.py, member, DEALER) are thin subclasses of
+:class:`Endpoint` that only frame/unframe for their socket type.
 
 The edges hold no logic of their own beyond wiring: every frame goes through
 :func:`vpnbus.envelope.decode`, then the sans-IO cores in requests.py
@@ -18,6 +19,9 @@ Incoming messages:
   message it is sent as the reply; if it raises :class:`RequestFailed` a
   ``bus.error`` reply is sent and the requester's :meth:`request` raises
   :class:`RemoteError`. Any other exception is logged and nothing is replied.
+
+vpnbus's own records use the ``bus.`` tag prefix (``bus.heartbeat``,
+``bus.error``); applications must not. Counters: :meth:`Endpoint.stats`.
 
 Liveness events (:class:`PeerSeen`, :class:`PeerSilent`) go to ``on_event``.
 A member learns the controller is back from ``PeerSeen`` and then re-joins.

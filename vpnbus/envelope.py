@@ -24,6 +24,10 @@ messages; vpnbus itself knows none of them)::
         dynamic: bool = False
         '''True for a dynamic hub (one instance cluster-wide).'''
 
+Tags are dotted names; the ``bus.`` prefix belongs to vpnbus itself. Import
+the declaring module before the first frame arrives (decode only knows
+registered tags).
+
 Supported field types, checked on decode from the annotations: ``int``,
 ``str``, ``bytes``, ``bool``, ``float`` (an int on the wire is accepted and
 widened), ``None``, ``list[T]``, ``tuple[T, ...]``, ``dict[str, T]``,
