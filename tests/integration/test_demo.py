@@ -1,0 +1,19 @@
+"""The README's main job keeps working: the local cluster demo."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cluster_demo_runs_and_stops_every_node():
+    result = subprocess.run([sys.executable, "-m", "tools.demo"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Cluster Controller" in out
+    member_rows = [line for line in out.splitlines() if "| Member " in line]
+    assert len(member_rows) >= 2
+    assert "Number of Successful Connections | 1" in out
+    assert "all nodes stopped (exit codes [0, 0, 0])" in out
