@@ -76,8 +76,6 @@ class Reason(enum.StrEnum):
     BAD_FIELD = "bad_field"
     BAD_FRAMES = "bad_frames"
     """Wrong number of zmq frames (edge-level)."""
-    ROUTING_ID_MISMATCH = "routing_id_mismatch"
-    """A peer used a routing id that is not its own CURVE key (edge-level)."""
 
 
 class BadMessage(Exception):

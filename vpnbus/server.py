@@ -10,8 +10,10 @@ Usage on the controller::
     await server.close()
 
 ``handler(peer_key, message)`` receives members' requests/notifications; see
-endpoint.py for the contract. A frame whose routing id is not the sender's own
-CURVE key is dropped (``Reason.ROUTING_ID_MISMATCH``).
+endpoint.py for the contract. A peer is its CURVE key (the ZAP User-Id of each
+frame); messages to it go to the routing id its latest frame came with, which
+is a secret the member chose (sockets.new_routing_id), so another peer cannot
+receive them by claiming that member's id.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .endpoint import BusConfig, Endpoint, EventCallback, Handler
 from .envelope import BadMessage, Reason
 from .keys import Keypair
 from .requests import PeerSeen, PeerSilent
-from .sockets import KeyPolicy, make_router, start_authenticator
+from .sockets import KeyPolicy, PeerUnreachable, make_router, start_authenticator
 
 _MAX_ADDRESSES = 4096
 
@@ -38,6 +40,7 @@ class BusServer(Endpoint):
         self.policy = policy if policy is not None else KeyPolicy()
         self._auth = None
         self._addresses: dict[str, str] = {}
+        self._routes: dict[str, bytes] = {}
         self.endpoint = ""
 
     @classmethod
@@ -80,6 +83,7 @@ class BusServer(Endpoint):
         """Stop heartbeating/watching ``peer`` (e.g. an evicted member)."""
         self._liveness.forget(peer)
         self._addresses.pop(peer, None)
+        self._routes.pop(peer, None)
 
     def peer_address(self, peer: str) -> str | None:
         """The IP address (libzmq's Peer-Address, no port) a live peer's
@@ -93,7 +97,10 @@ class BusServer(Endpoint):
         super()._emit(events)
 
     def _frames(self, peer: str, payload: bytes) -> list[bytes]:
-        return [peer.encode("ascii"), payload]
+        route = self._routes.get(peer)
+        if route is None:
+            raise PeerUnreachable(f"no connection from {peer[:8]}...")
+        return [route, payload]
 
     def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
         try:
@@ -103,10 +110,13 @@ class BusServer(Endpoint):
         if len(frames) != 2:
             self._drop(peer, BadMessage(Reason.BAD_FRAMES, f"{len(frames)} frames"))
             return None
-        if frames[0].bytes != peer.encode("ascii", "replace"):
-            self._drop(peer, BadMessage(Reason.ROUTING_ID_MISMATCH,
-                                        f"routing id {frames[0].bytes[:48]!r}"))
-            return None
+        route = frames[0].bytes
+        if self._routes.get(peer) != route:
+            if peer not in self._routes and len(self._routes) >= _MAX_ADDRESSES:
+                live = self._liveness.peers  # keys that only ever sent garbage
+                self._routes = {p: r for p, r in self._routes.items() if p in live}
+            if peer in self._routes or len(self._routes) < _MAX_ADDRESSES:
+                self._routes[peer] = route
         if peer not in self._addresses:  # read once per live episode
             if len(self._addresses) >= _MAX_ADDRESSES:  # peers that only sent garbage
                 live = self._liveness.peers

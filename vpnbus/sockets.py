@@ -11,10 +11,13 @@ connected. Every option is set here so the two sides cannot drift:
   members itself (the join handshake). The authenticated key, z85 text, is the
   ZAP User-Id that libzmq attaches to every message; it is the peer's only
   identity on the bus.
-- The member sets its routing id to its own z85 public key so that
-  ``ROUTER_HANDOVER`` lets its reconnection replace a stale pipe at once
-  instead of being refused. The routing id is the peer's claim, not proof: the
-  server checks routing id == User-Id on every frame (endpoint.py).
+- The member's routing id is a fresh random secret per socket
+  (:func:`new_routing_id`): 16 bytes, first byte non-zero (libzmq reserves a
+  leading zero for ids it makes itself). It travels only inside the CURVE
+  handshake, so no one else can claim it; the server routes to a key by the
+  routing id its latest authenticated frame came with (server.py).
+  ``ROUTER_HANDOVER`` lets a member's reconnection on the same socket replace
+  a stale pipe at once.
 - ``ROUTER_MANDATORY``: a send to a peer that is gone fails (EHOSTUNREACH)
   instead of vanishing. ``IMMEDIATE`` on the DEALER: nothing is queued while
   the controller is away (messages sent then are lost by design; a member
@@ -26,10 +29,10 @@ connected. Every option is set here so the two sides cannot drift:
 - Sends never block: :func:`send_nowait` uses NOBLOCK and maps every failure
   to a typed :class:`BusError`.
 
-Known limit (libzmq ROUTER semantics): with ``ROUTER_HANDOVER`` a peer that
-passes ZAP can claim another member's routing id and receive what the
-controller sends to it until that member reconnects; it can never send as that
-member. Keep the "any key" mode to the join window where possible.
+Why the routing id is secret: libzmq routes by the id the peer claims. Were it
+guessable (say, the member's public key), a peer that passes ZAP ("any key"
+mode lets anyone pass) could claim a member's id and, with handover, receive
+what the controller sends to that member.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import dataclasses
 import errno
 import ipaddress
 import logging
+import secrets
 from collections.abc import Iterable
 
 import zmq
@@ -144,6 +148,11 @@ def make_router(ctx: zmq.asyncio.Context, keys: Keypair, endpoint: str,
     return sock
 
 
+def new_routing_id() -> bytes:
+    """A secret routing id: 16 random bytes, never starting with zero."""
+    return bytes([secrets.randbelow(255) + 1]) + secrets.token_bytes(15)
+
+
 def make_dealer(ctx: zmq.asyncio.Context, keys: Keypair, server_public: str,
                 endpoint: str, options: SocketOptions = SocketOptions()) -> zmq.asyncio.Socket:
     """A CURVE-client DEALER connecting to ``endpoint``, pinned to ``server_public``.
@@ -156,7 +165,7 @@ def make_dealer(ctx: zmq.asyncio.Context, keys: Keypair, server_public: str,
     try:
         _common_options(sock, options, endpoint)
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.ROUTING_ID, keys.public.encode("ascii"))
+        sock.setsockopt(zmq.ROUTING_ID, new_routing_id())
         sock.setsockopt(zmq.CURVE_SERVERKEY, server_public.encode("ascii"))
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
