@@ -14,10 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from vpnbus.keys import atomic_write
 
 
 class ConfigCorrupt(Exception):
@@ -31,27 +32,11 @@ class ConfigCorrupt(Exception):
         super().__init__(f"config {path} is unusable ({reason}); {hint}")
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` so that a crash leaves old or new, whole."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Replace `path` with `data` so that a crash leaves old or new, whole
+    (temp file, fsync, rename, fsync of the directory: vpnbus.keys does it
+    for key files; one implementation serves both)."""
+    atomic_write(Path(path), data, mode)
 
 
 class ConfigStore:
