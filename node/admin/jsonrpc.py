@@ -57,6 +57,9 @@ def parse_request(body: bytes) -> Request:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("0", RpcError(Err.INVALID_PARAMETER, f"not JSON: {exc}")) from None
+    except RecursionError:
+        # json's decoder recurses per nesting level; "[[[[..." is garbage, not a bug here
+        raise BadRequest("0", RpcError(Err.INVALID_PARAMETER, "JSON nested too deeply")) from None
     if not isinstance(doc, dict):
         raise BadRequest("0", RpcError(Err.INVALID_PARAMETER, "the request is not a JSON object"))
     rid = _echo_id(doc.get("id"))

@@ -15,6 +15,8 @@ from node.softether.errors import Err
     (b'{"jsonrpc":"2.0","id":"a","method":5}', "a"),
     (b'{"jsonrpc":"2.0","id":"a","method":"Test","params":[]}', "a"),
     (b'{"jsonrpc":"2.0","id":1,"method":"Test","params":"x"}', "0"),  # numeric id → "0"
+    (b"[" * 200_000, "0"),                                      # nesting past the decoder's recursion
+    (b'{"jsonrpc":"2.0","id":"a","method":"Test","params":' + b'{"a":' * 200_000, "0"),
 ])
 def test_bad_requests(body, rid):
     with pytest.raises(BadRequest) as exc:
