@@ -7,9 +7,16 @@ Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
 - OPTIONS → CORS preflight as SoftEther answers it; GET / → a small page;
   anything else → 404.
 Limits keep one slow or hostile client from hurting the others: a TLS
-handshake timeout, a deadline per request (head and body), a body size limit
-per path, at most 19 requests per connection (SoftEther's HTTP loop does the
-same), and every error closes only that connection.
+handshake timeout, a deadline per request (head and body) and per answer
+(a peer that does not read), a body size limit per path, at most 19 requests
+per connection (SoftEther's HTTP loop does the same; the last answer says
+"Connection: close"), and every error closes only that connection.
+Connection floods: as SoftEther's listener (Listener.c, MaxConnectionsPerIP
+and MaxUnestablishedConnections), at most 256 connections from one IP address
+and at most 1000 connections that are not (yet) a VPN session; past either
+cap a new TCP connection is closed at once. They are counted from the TCP
+accept (TLS is started by us afterwards), so connections that never finish
+the TLS handshake count too.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SOFTETHER_DETECT_TAG = b"9C37197CA7C2428388C2E6E59B829B30"
 ROOT_PAGE = (b"<html><body><h1>vpncluster VPN Server</h1>"
              b"<p>This port serves the SoftEther VPN protocol and the JSON-RPC admin API at /api/.</p>"
              b"<!-- " + SOFTETHER_DETECT_TAG + b" --></body></html>")
+MAX_CONNECTIONS_PER_IP = 256          # SoftEther's DEFAULT_MAX_CONNECTIONS_PER_IP
+MAX_UNESTABLISHED_CONNECTIONS = 1000  # SoftEther's DEFAULT_MAX_UNESTABLISHED_CONNECTIONS
+REFUSAL_LOG_INTERVAL_S = 10.0
 ADMIN_BODY_LIMIT = 4 * 1024 * 1024
 OTHER_BODY_LIMIT = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -67,6 +77,44 @@ class RequestRefused(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
+
+
+class ConnectionLimits:
+    """Admission of TCP connections (sans-IO; the listener feeds it). A
+    connection is admitted, may become established (a VPN session), and is
+    closed; `admit` says why a new one is refused, or None and counts it."""
+
+    def __init__(self, per_ip: int = MAX_CONNECTIONS_PER_IP,
+                 unestablished: int = MAX_UNESTABLISHED_CONNECTIONS):
+        self.per_ip, self.unestablished = per_ip, unestablished
+        self._by_ip: dict[str, int] = {}
+        self._pending: set[object] = set()   # admitted, not yet a VPN session
+
+    def admit(self, ip: str, conn: object) -> str | None:
+        if self._by_ip.get(ip, 0) >= self.per_ip:
+            return f"{self.per_ip} connections from {ip} already"
+        if len(self._pending) >= self.unestablished:
+            return f"{self.unestablished} connections not yet established already"
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        self._pending.add(conn)
+        return None
+
+    def established(self, conn: object) -> None:
+        self._pending.discard(conn)
+
+    def closed(self, ip: str, conn: object) -> None:
+        self._pending.discard(conn)
+        left = self._by_ip.get(ip, 0) - 1
+        if left > 0:
+            self._by_ip[ip] = left
+        else:
+            self._by_ip.pop(ip, None)
+
+    def connections_from(self, ip: str) -> int:
+        return self._by_ip.get(ip, 0)
+
+    def pending(self) -> int:
+        return len(self._pending)
 
 
 def body_limit(target: str) -> int:
@@ -124,13 +172,17 @@ async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, stat
     data += conn.send(h11.Data(data=body)) if body else b""
     data += conn.send(h11.EndOfMessage())
     writer.write(data)
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
 
 
 class Listener:
-    def __init__(self, server: VpnServer, ssl_context: ssl.SSLContext):
+    def __init__(self, server: VpnServer, ssl_context: ssl.SSLContext,
+                 limits: ConnectionLimits | None = None):
         self.server = server
         self.ssl_context = ssl_context
+        self.limits = limits or ConnectionLimits()
+        self._refused = 0
+        self._refusal_logged_at: float | None = None
         self.vpn_handler: VpnHandler | None = None
         # Extra plain-HTTP routes, (METHOD, lower-case path) → handler; e.g. the
         # cluster controller's bus discovery.
@@ -139,9 +191,8 @@ class Listener:
         self._tasks: set[asyncio.Task] = set()
 
     async def listen(self, host: str, port: int) -> None:
-        srv = await asyncio.start_server(
-            self._accept, host, port, ssl=self.ssl_context,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S, reuse_address=True, limit=READ_CHUNK)
+        # Plain TCP here; _accept starts TLS after admission (see ConnectionLimits).
+        srv = await asyncio.start_server(self._accept, host, port, reuse_address=True, limit=READ_CHUNK)
         self._servers.append(srv)
         log.info("listening on %s:%d (TLS)", host, port)
 
@@ -154,13 +205,28 @@ class Listener:
         for srv in self._servers:
             await srv.wait_closed()
 
+    def _refuse(self, ip: str, why: str) -> None:
+        """Log refusals at most every REFUSAL_LOG_INTERVAL_S: a flood must not
+        flood the log too."""
+        self._refused += 1
+        now = asyncio.get_running_loop().time()
+        if self._refusal_logged_at is None or now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning("refused a connection from %s (%s); %d refused so far", ip, why, self._refused)
+            self._refusal_logged_at = now
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        ip, peer = str(peername[0]), f"{peername[0]}:{peername[1]}"
+        refused = self.limits.admit(ip, writer)
+        if refused is not None:
+            self._refuse(ip, refused)
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task:
             self._tasks.add(task)
-        peername = writer.get_extra_info("peername") or ("?", 0)
-        peer = f"{peername[0]}:{peername[1]}"
         try:
+            await writer.start_tls(self.ssl_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
             await self._serve(reader, writer, peer)
         except (ConnectionError, TimeoutError, ssl.SSLError, h11.RemoteProtocolError,
                 asyncio.IncompleteReadError) as exc:
@@ -170,13 +236,14 @@ class Listener:
         except Exception:
             log.exception("connection from %s failed", peer)
         finally:
+            self.limits.closed(ip, writer)
             if task:
                 self._tasks.discard(task)
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+        for number in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
             try:
                 request = await read_request(conn, reader)
             except RequestRefused as exc:
@@ -195,10 +262,12 @@ class Listener:
                 return
             path = request.target.split("?", 1)[0].lower()
             if request.method == "POST" and path == "/vpnsvc/connect.cgi" and self.vpn_handler:
+                self.limits.established(writer)
                 await self.vpn_handler(conn, request, reader, writer, peer)
                 return
             status, headers, body = self._route(request, path, peer)
-            await send_response(conn, writer, status, headers, body)
+            await send_response(conn, writer, status, headers, body,
+                                close=number == MAX_REQUESTS_PER_CONNECTION)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()

@@ -1,0 +1,116 @@
+"""The listener's connection caps (node/listener.py ConnectionLimits): an
+in-process Listener on loopback with small caps; clients from several
+127.0.0.x source addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import pytest
+
+from node.listener import ConnectionLimits, Listener
+from node.state.tlscert import ensure_certificate, server_context
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_limits_core_counts_per_ip_and_pending():
+    limits = ConnectionLimits(per_ip=2, unestablished=3)
+    a, b, c, d = object(), object(), object(), object()
+    assert limits.admit("10.0.0.1", a) is None and limits.admit("10.0.0.1", b) is None
+    assert "from 10.0.0.1" in limits.admit("10.0.0.1", c)
+    assert limits.admit("10.0.0.2", c) is None
+    assert "not yet established" in limits.admit("10.0.0.3", d)
+    limits.established(a)                      # a VPN session: no longer pending
+    assert limits.admit("10.0.0.3", d) is None
+    assert limits.connections_from("10.0.0.1") == 2 and limits.pending() == 3
+    limits.closed("10.0.0.1", a)
+    limits.closed("10.0.0.1", b)
+    assert limits.connections_from("10.0.0.1") == 0 and limits.pending() == 2
+
+
+def _client_ctx() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
+async def _until(check, what: str) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def _get_root(port: int, source: str) -> bytes:
+    """GET / over TLS from `source`; the status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx(),
+                                                   local_addr=(source, 0), ssl_handshake_timeout=10)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def _raw(port: int, source: str):
+    """A TCP connection that never starts TLS."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+
+
+async def _started(tmp_path, limits: ConnectionLimits) -> tuple[Listener, int]:
+    cert, key = ensure_certificate(tmp_path)
+    listener = Listener(None, server_context(cert, key), limits)  # type: ignore[arg-type]
+    await listener.listen("127.0.0.1", 0)
+    return listener, listener._servers[0].sockets[0].getsockname()[1]
+
+
+def test_per_ip_cap_refuses_only_that_address(tmp_path):
+    async def scenario():
+        limits = ConnectionLimits(per_ip=2, unestablished=100)
+        listener, port = await _started(tmp_path, limits)
+        try:
+            stalled = [await _raw(port, "127.0.0.1") for _ in range(2)]
+            await _until(lambda: limits.connections_from("127.0.0.1") == 2, "two admitted")
+            with pytest.raises(OSError):
+                await _get_root(port, "127.0.0.1")
+            assert (await _get_root(port, "127.0.0.2")).startswith(b"HTTP/1.1 200")
+            stalled[0][1].close()
+            await _until(lambda: limits.connections_from("127.0.0.1") == 1, "one closed")
+            assert (await _get_root(port, "127.0.0.1")).startswith(b"HTTP/1.1 200")
+            stalled[1][1].close()
+        finally:
+            await listener.close()
+        assert limits.pending() == 0 and limits.connections_from("127.0.0.1") == 0
+    asyncio.run(scenario())
+
+
+def test_unestablished_cap_spares_vpn_sessions(tmp_path):
+    async def scenario():
+        limits = ConnectionLimits(per_ip=100, unestablished=2)
+        listener, port = await _started(tmp_path, limits)
+        release = asyncio.Event()
+
+        async def vpn_handler(conn, request, reader, writer, peer):
+            await release.wait()        # a long-lived VPN session
+        listener.vpn_handler = vpn_handler
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx())
+            writer.write(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+            await _until(lambda: limits.connections_from("127.0.0.1") == 1 and limits.pending() == 0,
+                         "the VPN session no longer pending")
+            stalled = [await _raw(port, f"127.0.0.{n}") for n in (2, 3)]
+            await _until(lambda: limits.pending() == 2, "two pending")
+            with pytest.raises(OSError):
+                await _get_root(port, "127.0.0.4")
+            for _, w in stalled:
+                w.close()
+            await _until(lambda: limits.pending() == 0, "the stalled ones gone")
+            assert (await _get_root(port, "127.0.0.4")).startswith(b"HTTP/1.1 200")
+            release.set()
+            writer.close()
+        finally:
+            await listener.close()
+    asyncio.run(scenario())
