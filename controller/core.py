@@ -4,16 +4,16 @@ line) and the hub book (placement kept equal to the configured hubs).
 
 A member joins in two round trips (controller/joinauth.py): JoinHello opens
 an attempt (the desk keeps its ControllerJoinAuth and the JoinInfo it
-announced), JoinProof closes it, JoinAbort ends it as a failure (the member
-found our proof wrong: a different password on its side, or a relay). The
-registry only hears of a member once its proof verified, so a stranger that
-sends hellos never gets a registry entry.
+announced) and is answered with our nonce only, JoinProof closes it (our
+proof goes back in JoinAccepted, to a member that proved the password
+first), JoinAbort ends it as a failure. The registry only hears of a member
+once its proof verified, so a stranger that sends hellos never gets a
+registry entry, and never gets anything to grind the password against.
 
 Numbers and invariants:
 - at most one failed join per key every `fail_interval_s` (2 s): a hello
   from a key that failed more recently is refused without a handshake
-  (JoinThrottled), because every hello hands out a proof of the password
-  for an attacker to grind offline (joinauth.py says so);
+  (JoinThrottled), so one key cannot guess the password faster than that;
 - at most `max_pending` (256) open attempts; the oldest is dropped first,
   and an attempt expires `pending_ttl_s` (10 s) after its hello;
 - one log line per refusal burst per key: `refusal()` says "log now"
@@ -88,8 +88,8 @@ class JoinDesk:
         """attempts, accepted, refused, aborted, throttled, expired."""
 
     def hello(self, key: bytes, auth: ControllerJoinAuth, info: JoinInfo, nonce_m: bytes,
-              now: float) -> tuple[bytes, bytes]:
-        """Open an attempt; return (nonce_c, proof_c) for JoinChallenge.
+              now: float) -> bytes:
+        """Open an attempt; return nonce_c for JoinChallenge.
 
         Raises JoinThrottled (failed too recently) or AuthFailed (malformed
         hello; counted as a failure). A new hello replaces an open attempt of
@@ -113,8 +113,9 @@ class JoinDesk:
             self.counters["expired"] += 1
         return answer
 
-    def proof(self, key: bytes, proof: bytes, now: float) -> JoinInfo:
-        """Close the attempt with the member's proof; return its JoinInfo.
+    def proof(self, key: bytes, proof: bytes, now: float) -> tuple[JoinInfo, bytes]:
+        """Close the attempt with the member's proof; return its JoinInfo and
+        proof_c (our proof, for JoinAccepted).
 
         Raises AuthFailed (wrong proof: counted as a failure) or
         NoJoinInProgress.
@@ -124,16 +125,16 @@ class JoinDesk:
         if pending is None:
             raise NoJoinInProgress("no join in progress for this key")
         try:
-            pending.auth.receive_proof(proof)
+            proof_c = pending.auth.receive_proof(proof)
         except AuthFailed:
             self._failed(key, now)
             raise
         self.counters["accepted"] += 1
         self._failures.pop(key, None)
-        return pending.info
+        return pending.info, proof_c
 
     def abort(self, key: bytes, now: float) -> JoinInfo | None:
-        """The member refused our proof. Returns the attempt's JoinInfo (None if none was open)."""
+        """The member gave up its attempt. Returns the attempt's JoinInfo (None if none was open)."""
         pending = self._pending.pop(key, None)
         if pending is None:
             return None

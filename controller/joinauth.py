@@ -8,8 +8,9 @@ password hash P = SHA0(admin password) (the caller computes it; this
 package does not import node/) over both CURVE keys the bus really uses:
 
     member -> controller   nonce_m                         (32 random bytes)
-    controller -> member   nonce_c, proof_c = HMAC-SHA256(P, "ctl" | K_c | K_m | nonce_m | nonce_c)
+    controller -> member   nonce_c                         (32 random bytes)
     member -> controller   proof_m = HMAC-SHA256(P, "mem" | K_c | K_m | nonce_m | nonce_c)
+    controller -> member   proof_c = HMAC-SHA256(P, "ctl" | K_c | K_m | nonce_m | nonce_c)
 
 K_c is the controller's CURVE public key as the member dialled it (pinned
 after the first join by the node), K_m the member's key as the controller's
@@ -17,10 +18,16 @@ ZAP handler saw it. A relay in the middle holds its own CURVE keys, so one
 side computes over a different key pair and the proof fails, both ways.
 The labels stop a proof being reflected back; the fresh nonce of each side
 stops a recorded proof being replayed. Proofs are compared with
-`hmac.compare_digest`. The member only sends its proof after checking the
-controller's, so a fake controller learns nothing it can test a password
-against; a fake member does get proof_c, so the node should rate-limit
-failed joins per key.
+`hmac.compare_digest`.
+
+Who proves first matters, because one proof is enough to grind the
+password offline (P is a fast hash). The controller's bus takes any CURVE
+key (the join is the authentication), so anybody who reaches it could
+collect a controller proof if the controller went first. So the member
+goes first, as in SoftEther, and the controller only proves itself to a
+member that has proved the password. A fake controller can collect a
+member proof only if the member dials it: a member pins the controller's
+key at its first join and never connects to another key after that.
 
 Both sides are sans-IO objects for one attempt each: feed bytes in, take
 bytes out; any failure raises AuthFailed and leaves the object FAILED; a
@@ -46,6 +53,8 @@ _LABEL = b"vpncluster-join-v1:"
 
 class JoinState(enum.Enum):
     START = "start"
+    CHALLENGED = "challenged"
+    """Member only: hello sent, waiting for the controller's nonce."""
     WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
@@ -108,30 +117,39 @@ class MemberJoinAuth(_Side):
     def __init__(self, password_hash: bytes, member_public_key: bytes, controller_public_key: bytes,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         super().__init__(password_hash, controller_public_key, member_public_key, random_bytes)
-        self._nonce_m = b""
+        self._nonces = (b"", b"")
 
     def hello(self) -> bytes:
         """Start: return nonce_m to send to the controller."""
         self._expect(JoinState.START, "hello")
-        self._nonce_m = self._nonce()
-        self.state = JoinState.WAITING
-        return self._nonce_m
+        self._nonces = (self._nonce(), b"")
+        self.state = JoinState.CHALLENGED
+        return self._nonces[0]
 
-    def receive_challenge(self, nonce_c: bytes, controller_proof: bytes) -> bytes:
-        """Check the controller's proof; return proof_m to send back.
+    def receive_challenge(self, nonce_c: bytes) -> bytes:
+        """Take the controller's nonce; return proof_m to send back.
+
+        Raises AuthFailed (malformed challenge, or our own nonce echoed).
+        """
+        self._expect(JoinState.CHALLENGED, "challenge")
+        if len(nonce_c) != NONCE_SIZE:
+            raise self._fail("malformed challenge from the controller")
+        if nonce_c == self._nonces[0]:
+            raise self._fail("controller echoed our nonce")
+        self._nonces = (self._nonces[0], bytes(nonce_c))
+        self.state = JoinState.WAITING
+        return self._proof(b"mem", *self._nonces)
+
+    def receive_accept(self, controller_proof: bytes) -> None:
+        """Check the controller's proof (carried by its acceptance).
 
         Raises AuthFailed (wrong password, other keys, malformed input).
         """
-        self._expect(JoinState.WAITING, "challenge")
-        if len(nonce_c) != NONCE_SIZE or len(controller_proof) != PROOF_SIZE:
-            raise self._fail("malformed challenge from the controller")
-        if nonce_c == self._nonce_m:
-            raise self._fail("controller echoed our nonce")
-        expected = self._proof(b"ctl", self._nonce_m, nonce_c)
-        if not hmac.compare_digest(expected, controller_proof):
+        self._expect(JoinState.WAITING, "accept")
+        expected = self._proof(b"ctl", *self._nonces)
+        if len(controller_proof) != PROOF_SIZE or not hmac.compare_digest(expected, controller_proof):
             raise self._fail("controller did not prove the admin password for these keys")
         self.state = JoinState.DONE
-        return self._proof(b"mem", self._nonce_m, nonce_c)
 
 
 class ControllerJoinAuth(_Side):
@@ -144,20 +162,21 @@ class ControllerJoinAuth(_Side):
         super().__init__(password_hash, controller_public_key, member_public_key, random_bytes)
         self._nonces = (b"", b"")
 
-    def receive_hello(self, nonce_m: bytes) -> tuple[bytes, bytes]:
-        """Answer the member's nonce: return (nonce_c, proof_c). Raises AuthFailed if malformed."""
+    def receive_hello(self, nonce_m: bytes) -> bytes:
+        """Answer the member's nonce with nonce_c (no proof yet). Raises AuthFailed if malformed."""
         self._expect(JoinState.START, "hello")
         if len(nonce_m) != NONCE_SIZE:
             raise self._fail("malformed hello from the member")
         nonce_c = self._nonce()
         self._nonces = (bytes(nonce_m), nonce_c)
         self.state = JoinState.WAITING
-        return nonce_c, self._proof(b"ctl", *self._nonces)
+        return nonce_c
 
-    def receive_proof(self, member_proof: bytes) -> None:
-        """Check the member's proof. Raises AuthFailed."""
+    def receive_proof(self, member_proof: bytes) -> bytes:
+        """Check the member's proof; return proof_c for the acceptance. Raises AuthFailed."""
         self._expect(JoinState.WAITING, "proof")
         expected = self._proof(b"mem", *self._nonces)
         if len(member_proof) != PROOF_SIZE or not hmac.compare_digest(expected, member_proof):
             raise self._fail("member did not prove the admin password for these keys")
         self.state = JoinState.DONE
+        return self._proof(b"ctl", *self._nonces)

@@ -5,12 +5,14 @@ Conversation, in order:
 
 1. Join (member → controller; the member's CURVE key is its identity, the
    ZAP User-Id, so no message carries a key the peer chose):
-   `JoinHello` → reply `JoinChallenge`; the member checks the controller's
-   proof (controller/joinauth.py) and sends `JoinProof` → reply `JoinAccepted`,
-   or `JoinAbort` when the controller's proof is wrong (wrong password on one
-   side, or a man in the middle). A refused proof is answered with a bus error
-   carrying ERR_ACCESS_DENIED. Until `JoinAccepted`, the controller answers
-   every other message from that key with ERR_ACCESS_DENIED.
+   `JoinHello` → reply `JoinChallenge` (the controller's nonce); the member
+   proves the password first with `JoinProof` → reply `JoinAccepted`, which
+   carries the controller's proof (controller/joinauth.py says why in that
+   order). A refused proof is answered with a bus error carrying
+   ERR_ACCESS_DENIED. A member that finds the controller's proof wrong (a
+   fake controller, or a man in the middle) sends `JoinAbort` and trusts
+   nothing from it. Until `JoinAccepted`, the controller answers every other
+   message from that key with ERR_ACCESS_DENIED.
 2. Right after `JoinAccepted`, the controller pushes the configuration with
    `PushConfig` (hubs with their users and settings, whole), and again after
    every change; `serial` lets the member ignore an older push.
@@ -31,7 +33,8 @@ from __future__ import annotations
 
 from vpnbus.envelope import message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: the member proves the password first (1 had the controller prove first)."""
 
 
 @message("cluster.ack")
@@ -65,10 +68,9 @@ class JoinHello:
 
 @message("cluster.join_challenge")
 class JoinChallenge:
-    """Reply to JoinHello: the controller's nonce and its proof of the password."""
+    """Reply to JoinHello: the controller's nonce (its proof comes with JoinAccepted)."""
 
     nonce: bytes
-    proof: bytes
 
 
 @message("cluster.join_proof")
@@ -80,7 +82,7 @@ class JoinProof:
 
 @message("cluster.join_abort")
 class JoinAbort:
-    """Member → controller: the controller's proof did not verify; no proof follows."""
+    """Member → controller: the proof in JoinAccepted did not verify; the member trusts nothing."""
 
     reason: str
 
@@ -92,6 +94,8 @@ class JoinAccepted:
     member_id: int
     """The controller's id for this member (ClusterMemberList "ID")."""
     controller_hostname: str
+    proof: bytes
+    """The controller's proof of the password (joinauth proof_c); check it before trusting anything."""
 
 
 @message("cluster.leave")

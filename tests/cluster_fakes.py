@@ -58,19 +58,20 @@ class FakeMember:
                                             self.controller_key, self._handle)
 
     async def join(self) -> msg.JoinAccepted:
-        """One join attempt; raises AuthFailed (our check of the controller) or RemoteError."""
+        """One join attempt; raises RemoteError (the controller refused us) or AuthFailed (our check of it)."""
         auth = MemberJoinAuth(self.password_hash, z85.decode(self.keys.public.encode()),
                               z85.decode(self.controller_key.encode()))
         await self._wait_link()
         challenge = await self.client.request(msg.JoinHello(
             version=msg.PROTOCOL_VERSION, nonce=auth.hello(), hostname=self.hostname, public_ip="127.0.0.1",
             public_ports=[443], weight=self.weight, max_sessions=0, server_cert=b"fake-cert"), timeout_s=5)
+        proof = auth.receive_challenge(challenge.nonce)
+        accepted = await self.client.request(msg.JoinProof(proof=proof), timeout_s=5)
         try:
-            proof = auth.receive_challenge(challenge.nonce, challenge.proof)
+            auth.receive_accept(accepted.proof)
         except Exception as exc:
             await self.client.request(msg.JoinAbort(reason=str(exc)), timeout_s=5)
             raise
-        accepted = await self.client.request(msg.JoinProof(proof=proof), timeout_s=5)
         self.member_id = accepted.member_id
         return accepted
 

@@ -163,24 +163,30 @@ class ControllerRole:
             return self._join_hello(peer, key, message, now)
         if isinstance(message, msg.JoinProof):
             return self._join_proof(peer, key, message, now)
+        member = self._joined(peer)
         if isinstance(message, msg.JoinAbort):
             info = self.desk.abort(key, now)
-            self._log_refusal(peer, key, info, "password proofs do not match (the member refused ours: "
-                              f"{message.reason[:200]})", now)
+            host = info.hostname if info else "?"
+            if member is not None:  # it found the proof in our JoinAccepted wrong: it trusts nothing from us
+                host = member.hostname
+                self._leave(peer, member, "it refused our proof")
+            self._log_refusal(peer, key, host, "password proofs do not match (the member refused ours: "
+                              f"{message.reason[:200]!r})", now)
             return msg.Ack()
-        member = self._joined(peer)
         if member is None:
             self._send(peer, msg.Rejoin(reason="not joined"))
             raise RequestFailed(Err.ACCESS_DENIED, "not joined: join first")
         self.registry.heard(member.member_id, now)
         if isinstance(message, msg.Leave):
-            log.info("member %s (id %d) leaves the cluster: %s", member.hostname, member.member_id,
-                     message.reason[:200])
-            self.registry.drain(member.member_id)
-            self.bus.forget(peer)
-            self._events()
+            self._leave(peer, member, repr(message.reason[:200]))
             return msg.Ack()
         return None  # nothing else is a member-to-controller request yet
+
+    def _leave(self, peer: str, member: Member, why: str) -> None:
+        log.info("member %s (id %d) leaves the cluster: %s", member.hostname, member.member_id, why)
+        self.registry.drain(member.member_id)
+        self.bus.forget(peer)
+        self._events()
 
     def _join_hello(self, peer: str, key: bytes, m: msg.JoinHello, now: float) -> msg.JoinChallenge:
         info = JoinInfo(hostname=m.hostname[:255], public_ip=m.public_ip or self._peer_ip(peer),
@@ -191,26 +197,27 @@ class ControllerRole:
         try:
             if m.version != msg.PROTOCOL_VERSION:
                 raise AuthFailed(f"protocol version {m.version}, this controller speaks {msg.PROTOCOL_VERSION}")
-            nonce_c, proof_c = self.desk.hello(key, auth, info, m.nonce, now)
+            nonce_c = self.desk.hello(key, auth, info, m.nonce, now)
         except JoinThrottled as exc:
             raise RequestFailed(Err.ACCESS_DENIED, str(exc)) from None
         except AuthFailed as exc:
-            self._log_refusal(peer, key, info, str(exc), now)
+            self._log_refusal(peer, key, info.hostname, str(exc), now)
             raise RequestFailed(Err.ACCESS_DENIED, str(exc)) from None
-        return msg.JoinChallenge(nonce=nonce_c, proof=proof_c)
+        return msg.JoinChallenge(nonce=nonce_c)
 
     def _join_proof(self, peer: str, key: bytes, m: msg.JoinProof, now: float) -> msg.JoinAccepted:
         announced = self.desk.pending_info(key)
         try:
-            info = self.desk.proof(key, m.proof, now)
+            info, proof_c = self.desk.proof(key, m.proof, now)
         except AuthFailed as exc:
-            self._log_refusal(peer, key, announced, f"password proofs do not match ({exc})", now)
+            self._log_refusal(peer, key, announced.hostname if announced else "?",
+                              f"password proofs do not match ({exc})", now)
             raise RequestFailed(Err.ACCESS_DENIED, "wrong password") from None
         try:
             member_id = self.registry.link_opened(key, now)
             self.registry.joined(member_id, info, now)
         except (InvalidReport, MemberUnknown) as exc:
-            self._log_refusal(peer, key, info, f"invalid join information: {exc}", now)
+            self._log_refusal(peer, key, info.hostname, f"invalid join information: {exc}", now)
             self._events()
             raise RequestFailed(Err.INVALID_PARAMETER, str(exc)) from None
         log.info("member %s (%s) from %s joined as id %d (weight %d, ports %s)", info.hostname, peer[:8],
@@ -218,14 +225,14 @@ class ControllerRole:
         self._events()
         # Runs after this handler's reply is sent: the member sees JoinAccepted first.
         self._spawn(self._push_to(peer))
-        return msg.JoinAccepted(member_id=member_id, controller_hostname=self.server.hostname)
+        return msg.JoinAccepted(member_id=member_id, controller_hostname=self.server.hostname, proof=proof_c)
 
-    def _log_refusal(self, peer: str, key: bytes, info: JoinInfo | None, why: str, now: float) -> None:
+    def _log_refusal(self, peer: str, key: bytes, host: str, why: str, now: float) -> None:
         skipped = self.desk.refusal(key, now)
         if skipped is None:
             return
-        host = info.hostname if info else "?"
         more = f" ({skipped} more refusals of this key not logged)" if skipped else ""
+        host = host if host.isprintable() else repr(host)  # an unproven peer chose it: no forged log lines
         log.warning("member %s (%s) from %s: join refused: %s%s", host, peer[:8], self._peer_ip(peer), why, more)
 
     def _peer_ip(self, peer: str) -> str:

@@ -7,10 +7,11 @@ One attempt (node/cluster/member_link.py numbers them) runs in one task:
    (decided by the core; a changed key is never connected to);
 3. a vpnbus BusClient with this node's keypair (STATE_DIR/bus/node.*) to
    tcp://<ControllerName>:<bus_port>, pinned by CURVE to the offered key;
-4. the join (controller/joinauth.py): JoinHello → JoinChallenge; we check
-   the controller's proof first and send JoinAbort if it is wrong (wrong
-   password, or not the real controller), else JoinProof → JoinAccepted.
-   The first successful join pins the controller key.
+4. the join (controller/joinauth.py): JoinHello → JoinChallenge (the
+   controller's nonce), JoinProof (ours) → JoinAccepted, which carries the
+   controller's proof; we check it and send JoinAbort if it is wrong (not
+   the real controller), and trust nothing from that attempt. The first
+   successful join pins the controller key.
 
 Once online, the controller's messages are served here: PushConfig replaces
 config.hubs (older serials of the same link ignored, an identical push
@@ -280,7 +281,17 @@ class MemberRole:
             weight=farm.weight, max_sessions=DEFAULT_MAX_SESSIONS, server_cert=self.server.cert_der)
         challenge = await self._request(self._client, hello, JoinChallenge, first=True)
         try:
-            proof = auth.receive_challenge(challenge.nonce, challenge.proof)
+            proof = auth.receive_challenge(challenge.nonce)
+        except AuthFailed as exc:
+            raise JoinError(Err.PROTOCOL_ERROR, str(exc)) from None
+        try:
+            accepted = await self._request(self._client, JoinProof(proof=proof), JoinAccepted)
+        except JoinError as exc:
+            if exc.code == Err.ACCESS_DENIED:  # the controller found our proof wrong
+                raise JoinError(Err.ACCESS_DENIED, WRONG_PASSWORD_TEXT) from None
+            raise
+        try:
+            auth.receive_accept(accepted.proof)
         except AuthFailed as exc:
             try:
                 self._client.notify(JoinAbort(reason=str(exc)))
@@ -289,7 +300,6 @@ class MemberRole:
             raise JoinError(Err.ACCESS_DENIED, WRONG_PASSWORD_TEXT) from None
         self._trusted_attempt = attempt
         self._push_serial = -1  # a new link: its first push always applies
-        accepted = await self._request(self._client, JoinProof(proof=proof), JoinAccepted)
         if pinned is None:
             keys.save_pinned(self.key_dir, CONTROLLER_PIN, where.controller_key)
             log.info("pinned the cluster controller key %s", where.controller_key)

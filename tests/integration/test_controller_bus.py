@@ -10,7 +10,6 @@ import time
 import pytest
 
 from controller import messages as msg
-from controller.errors import AuthFailed
 from controller.points import points
 from node.softether.errors import Err
 from tests.cluster_fakes import FakeMember, discover, hostile_peers
@@ -97,13 +96,15 @@ def test_wrong_password_refused_both_ways(controller):
         wrong = FakeMember(controller.port, "not the password", hostname="fake-wrong")
         await wrong.connect()
         try:
-            with pytest.raises(AuthFailed):
-                await wrong.join()  # our check of the controller's proof fails: JoinAbort
+            with pytest.raises(RemoteError) as err:
+                await wrong.join()  # the member proves first: the controller refuses the proof
+            assert err.value.code == Err.ACCESS_DENIED
             await asyncio.sleep(2.1)  # the failed-join limit (1 per 2 s per key)
-            # A member that skips its check and sends a forged proof is refused by the controller.
-            await wrong.client.request(msg.JoinHello(
-                version=1, nonce=b"n" * 32, hostname="fake-wrong", public_ip="", public_ports=[443], weight=100,
+            # A hello gets a bare nonce, nothing to grind the password against; a forged proof is refused.
+            challenge = await wrong.client.request(msg.JoinHello(
+                version=msg.PROTOCOL_VERSION, nonce=b"n" * 32, hostname="fake-wrong", public_ip="", public_ports=[443], weight=100,
                 max_sessions=0, server_cert=b""), timeout_s=5)
+            assert challenge == msg.JoinChallenge(nonce=challenge.nonce) and len(challenge.nonce) == 32
             with pytest.raises(RemoteError) as err:
                 await wrong.client.request(msg.JoinProof(proof=b"p" * 32), timeout_s=5)
             assert err.value.code == Err.ACCESS_DENIED

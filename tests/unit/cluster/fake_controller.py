@@ -51,6 +51,9 @@ class FakeController:
         self.push_on_hello = False
         """Try a PushConfig before the join is done (as a fake controller would)."""
         self.early_push_results: list[Any] = []
+        self.fake = False
+        """Accept any proof unchecked and answer with a proof made without the
+        password, then push at once (a fake controller that got the member's proof)."""
         self._auth: dict[str, ControllerJoinAuth] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -93,18 +96,22 @@ class FakeController:
             self.hellos.append((peer, msg))
             auth = self._auth[peer] = ControllerJoinAuth(
                 self.password_hash, z85.decode(self.keys.public), z85.decode(peer))
-            nonce, proof = auth.receive_hello(msg.nonce)
+            nonce = auth.receive_hello(msg.nonce)
             if self.push_on_hello:
                 self.run(self._early_push(peer))
-            return JoinChallenge(nonce=nonce, proof=proof)
+            return JoinChallenge(nonce=nonce)
+        if isinstance(msg, JoinProof) and self.fake:
+            self._auth.pop(peer, None)
+            self.run(self._early_push(peer))
+            return JoinAccepted(member_id=MEMBER_ID, controller_hostname="fake-controller", proof=bytes(32))
         if isinstance(msg, JoinProof):
             try:
-                self._auth.pop(peer).receive_proof(msg.proof)
+                proof = self._auth.pop(peer).receive_proof(msg.proof)
             except (AuthFailed, KeyError):
                 raise RequestFailed(Err.ACCESS_DENIED, "password proofs do not match") from None
             self.joined.append(peer)
             self.run(self.push(peer))
-            return JoinAccepted(member_id=MEMBER_ID, controller_hostname="fake-controller")
+            return JoinAccepted(member_id=MEMBER_ID, controller_hostname="fake-controller", proof=proof)
         if isinstance(msg, JoinAbort):
             self.aborts += 1
             return None

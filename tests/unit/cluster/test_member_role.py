@@ -151,7 +151,7 @@ def test_older_push_is_ignored_and_identical_push_writes_nothing(tmp_path):
     run(tmp_path, body)
 
 
-def test_wrong_password_aborts_and_retries_slowly(tmp_path):
+def test_wrong_password_refused_and_retries_slowly(tmp_path):
     async def body(ctl, server, role):
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -164,9 +164,23 @@ def test_wrong_password_aborts_and_retries_slowly(tmp_path):
         status = role.status()
         assert not status.link.online
         assert status.link.last_error == Err.ACCESS_DENIED
-        assert ctl.joined == [] and ctl.aborts >= 1
+        assert status.link.last_error_text == "wrong controller password or not the real controller"
+        assert ctl.joined == []
         assert keys.load_pinned(server.state_dir / "bus", "controller") is None
     run(tmp_path, body, member_hash=hash_admin_password("not-the-password"))
+
+
+def test_a_fake_controller_that_accepts_our_proof_is_not_trusted(tmp_path):
+    async def body(ctl, server, role):
+        ctl.fake = True
+        await role.start()
+        await until(lambda: ctl.aborts >= 1 and len(ctl.early_push_results) >= 1)
+        assert not any(isinstance(result, Ack) for result in ctl.early_push_results)
+        assert server.state.config.hubs == []
+        status = role.status()
+        assert not status.link.online and status.link.last_error == Err.ACCESS_DENIED
+        assert keys.load_pinned(server.state_dir / "bus", "controller") is None
+    run(tmp_path, body)
 
 
 def test_a_controller_that_did_not_prove_the_password_cannot_push(tmp_path):

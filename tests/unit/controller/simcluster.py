@@ -279,8 +279,8 @@ class SimCluster:
         side_m = MemberJoinAuth(m.password_hash, m.key, self.me.key)
         side_c = ControllerJoinAuth(PASSWORD_HASH, self.me.key, m.key)
         try:
-            nonce_c, proof_c = side_c.receive_hello(side_m.hello())
-            side_c.receive_proof(side_m.receive_challenge(nonce_c, proof_c))
+            nonce_c = side_c.receive_hello(side_m.hello())
+            side_m.receive_accept(side_c.receive_proof(side_m.receive_challenge(nonce_c)))
         except AuthFailed as exc:
             self.registry.join_failed(member_id, self.now)
             m.joins_failed += 1

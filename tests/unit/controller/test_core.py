@@ -17,29 +17,41 @@ INFO = JoinInfo(hostname="m1", public_ip="127.0.0.1", public_ports=(443,))
 
 def attempt(desk, now, member_pw=PW, key=MEM):
     member = MemberJoinAuth(member_pw, key, CTL)
-    nonce_c, proof_c = desk.hello(key, ControllerJoinAuth(PW, CTL, key), INFO, member.hello(), now)
-    return member, nonce_c, proof_c
+    nonce_c = desk.hello(key, ControllerJoinAuth(PW, CTL, key), INFO, member.hello(), now)
+    return member, nonce_c
 
 
 def test_good_join_returns_info_and_closes_attempt():
     desk = JoinDesk()
-    member, nonce_c, proof_c = attempt(desk, 0.0)
+    member, nonce_c = attempt(desk, 0.0)
     assert desk.in_progress(MEM, 0.1)
-    assert desk.proof(MEM, member.receive_challenge(nonce_c, proof_c), 0.2) == INFO
+    info, proof_c = desk.proof(MEM, member.receive_challenge(nonce_c), 0.2)
+    assert info == INFO
+    member.receive_accept(proof_c)
+    assert member.done
     assert not desk.in_progress(MEM, 0.3)
     assert desk.counters["accepted"] == 1
 
 
-def test_wrong_password_member_aborts_then_throttled_for_2s():
+def test_wrong_password_refused_then_throttled_for_2s():
     desk = JoinDesk()
-    member, nonce_c, proof_c = attempt(desk, 0.0, member_pw=OTHER_PW)
+    member, nonce_c = attempt(desk, 0.0, member_pw=OTHER_PW)
     with pytest.raises(AuthFailed):
-        member.receive_challenge(nonce_c, proof_c)
-    assert desk.abort(MEM, 0.1) == INFO
+        desk.proof(MEM, member.receive_challenge(nonce_c), 0.1)
     with pytest.raises(JoinThrottled):
         attempt(desk, 1.5)
     attempt(desk, 2.2)  # allowed again after the interval
-    assert desk.counters["throttled"] == 1 and desk.counters["aborted"] == 1
+    assert desk.counters["throttled"] == 1 and desk.counters["refused"] == 1
+
+
+def test_member_gives_up_then_throttled_for_2s():
+    desk = JoinDesk()
+    attempt(desk, 0.0)
+    assert desk.abort(MEM, 0.1) == INFO
+    assert desk.abort(MEM, 0.2) is None  # nothing open any more
+    with pytest.raises(JoinThrottled):
+        attempt(desk, 1.5)
+    assert desk.counters["aborted"] == 1
 
 
 def test_forged_proof_refused_and_counted():

@@ -9,8 +9,8 @@ from vpnbus.envelope import REGISTRY, BadMessage, Envelope, decode, encode
 SAMPLES = [
     m.JoinHello(version=1, nonce=b"n" * 32, hostname="h", public_ip="", public_ports=[443, 5555],
                 weight=100, max_sessions=100000, server_cert=b"\x30\x82"),
-    m.JoinChallenge(nonce=b"c" * 32, proof=b"p" * 32),
-    m.JoinAccepted(member_id=7, controller_hostname="ctl"),
+    m.JoinChallenge(nonce=b"c" * 32),
+    m.JoinAccepted(member_id=7, controller_hostname="ctl", proof=b"p" * 32),
     m.PushConfig(serial=3, hubs=[m.HubConfig(
         name="H", hub_type=1, online=True, max_session=0, no_enum=False, hashed_password=b"x" * 20,
         secure_password=b"y" * 20, created_time=1.5,
@@ -39,9 +39,10 @@ def test_every_message_is_registered_and_frozen():
 
 def test_mistyped_and_missing_fields_are_refused():
     good = {"v": 1, "type": "cluster.join_accepted", "id": 1, "reply_to": None,
-            "body": {"member_id": 7, "controller_hostname": "ctl"}}
-    assert decode(msgpack.packb(good)).message == m.JoinAccepted(member_id=7, controller_hostname="ctl")
-    for body in ({"member_id": "7", "controller_hostname": "ctl"}, {"member_id": 7},
-                 {"member_id": 7, "controller_hostname": "ctl", "extra": 1}):
+            "body": {"member_id": 7, "controller_hostname": "ctl", "proof": b"p"}}
+    assert decode(msgpack.packb(good)).message == m.JoinAccepted(member_id=7, controller_hostname="ctl", proof=b"p")
+    for body in ({"member_id": "7", "controller_hostname": "ctl", "proof": b"p"},
+                 {"member_id": 7, "controller_hostname": "ctl"},
+                 {"member_id": 7, "controller_hostname": "ctl", "proof": b"p", "extra": 1}):
         with pytest.raises(BadMessage):
             decode(msgpack.packb(dict(good, body=body)))
