@@ -17,7 +17,7 @@ from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt
 from node.softether.errors import Err
-from node.softether.sha0 import hash_admin_password, hash_password
+from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password, hash_password
 from node.state import model
 
 _SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ()-_#%&.")
@@ -105,6 +105,10 @@ def set_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     name = check_hub_name(p.str("HubName"))
     hub_type = p.u32("HubType")
     passwords = _passwords(p)
+    if passwords and passwords[0] == EMPTY_PASSWORD_HASH and not ctx.is_server_admin:
+        # An empty hub password disables hub administration here (auth.py);
+        # SoftEther refuses it to a remote hub administrator as well.
+        raise RpcError(Err.INVALID_PARAMETER, "a hub administrator cannot set an empty hub password")
 
     def apply(config: model.Server) -> model.Hub:
         _check_type(config, hub_type)
@@ -148,7 +152,7 @@ def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
             "IsTrafficFilled_bool": run is not None,
             **traffic(run.traffic() if run else None, prefix="Ex."),
         })
-    return {"NumHub_u32": len(rows), "HubList": rows}
+    return {"HubList": rows}   # no count field: SoftEther 5.01 sends none
 
 
 @admin_method("DeleteHub", Scope.SERVER)

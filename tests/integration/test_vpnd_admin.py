@@ -80,6 +80,12 @@ def test_hub_admin_is_confined_to_its_hub(vpnd):
     assert _err(vpnd.call("DeleteHub", {"HubName_str": "A"}, **as_a)) == Err.NOT_ENOUGH_RIGHT
     assert _err(vpnd.call("SetServerPassword", {"PlainTextPassword_str": "x"}, **as_a)) == Err.NOT_ENOUGH_RIGHT
     assert _err(vpnd.call("GetServerStatus", **as_a)) == Err.NOT_ENOUGH_RIGHT
+    assert _err(vpnd.call("EnumLocalBridge", **as_a)) == Err.NOT_ENOUGH_RIGHT
+    assert _err(vpnd.call("EnumSession", {"HubName_str": "B"}, **as_a)) == Err.NOT_ENOUGH_RIGHT
+    assert _err(vpnd.call("SetHub", {"HubName_str": "A", "HubType_u32": 0, "Online_bool": True,
+                                     "HashedPassword_bin": "+WzqGYrR3VYXrAhKPZLGEHcIwO8=",    # SHA0("")
+                                     "SecurePassword_bin": "bpw3X/O5E8a6G6ccnl4uXmDtkwI="},
+                          **as_a)) == Err.INVALID_PARAMETER
     # wrong hub password, and a hub without an admin password, are refused
     assert vpnd.call("EnumHub", hub="A", password="bpw") == {"http_status": 401}
     assert vpnd.call("EnumHub", hub="NoPw", password="") == {"http_status": 401}
