@@ -2,8 +2,10 @@
 
 `change(fn)` applies `fn` to a copy, saves the copy durably (serial + 1), and
 only then makes it current: a change is acknowledged to a caller only after
-it is on disk, and a failed save (or an error raised by `fn`) leaves both
-memory and disk as they were. Listeners for changes (the cluster push, later)
+it is on disk, and an error raised by `fn` leaves both memory and disk as
+they were. A save that fails may fail after the rename (the directory fsync):
+then memory is reloaded from disk, so the two never disagree, and the caller
+still gets the error (the change was not acknowledged as durable). Listeners for changes (the cluster push, later)
 are told after the swap.
 """
 
@@ -56,14 +58,34 @@ class NodeState:
         draft = copy.deepcopy(self._config)
         result = fn(draft)
         draft.serial = self._config.serial + 1
-        self.store.save(model.to_doc(draft))
-        self._config = draft
+        try:
+            self.store.save(model.to_doc(draft))
+        except Exception:
+            self._resync()
+            raise
+        self._set(draft)
+        return result
+
+    def _resync(self) -> None:
+        """After a failed save: make memory what the disk holds (the old or the
+        new document), or keep memory if the disk cannot be read back."""
+        try:
+            on_disk = model.from_doc(self.store.load())
+        except Exception:
+            log.exception("config save failed and the file cannot be read back")
+            return
+        if on_disk.serial != self._config.serial:
+            log.error("config save failed after the file was replaced; serial %d is in effect",
+                      on_disk.serial)
+            self._set(on_disk)
+
+    def _set(self, config: model.Server) -> None:
+        self._config = config
         for watcher in self._watchers:
             try:
-                watcher(draft)
+                watcher(config)
             except Exception:  # a watcher bug must not undo an acknowledged change
                 log.exception("config watcher failed")
-        return result
 
     def watch(self, fn: Callable[[model.Server], None]) -> None:
         self._watchers.append(fn)

@@ -40,6 +40,27 @@ def test_failed_change_leaves_memory_and_disk_alone(tmp_path):
     assert state.config.hubs == [] and NodeState.open(tmp_path).config.hubs == []
 
 
+@pytest.mark.parametrize("fail_at", ["_write_temp", "_fsync_dir"])
+def test_failed_save_leaves_memory_equal_to_disk(tmp_path, monkeypatch, fail_at):
+    """Before the rename (temp file) the old config stays; after it (directory
+    fsync) the new one is on disk, so memory follows it and watchers hear."""
+    import vpnbus.keys
+    state = NodeState.create(tmp_path, _server())
+    heard = []
+    state.watch(lambda c: heard.append(c.serial))
+
+    def broken(*args):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(vpnbus.keys, fail_at, broken)
+    with pytest.raises(OSError):
+        state.change(lambda c: c.hubs.append(model.Hub("H")))
+    monkeypatch.undo()
+    on_disk = NodeState.open(tmp_path).config
+    assert state.config == on_disk
+    assert on_disk.serial == (1 if fail_at == "_fsync_dir" else 0)
+    assert heard == ([1] if fail_at == "_fsync_dir" else [])
+
+
 @pytest.mark.parametrize("damage,reason", [
     (b"", "empty"),
     (b'{"format": "vpncluster-config", "version": 1, "server"', "not valid JSON"),
