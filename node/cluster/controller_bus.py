@@ -1,13 +1,10 @@
 """Helpers of the controller role's bus edge: key text ↔ bytes, the
-liveness setting, the PushConfig records, and a BusServer that remembers
-each peer's source address (logs, "automatic" public IPs)."""
+liveness setting, the PushConfig records, and binding the ROUTER."""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
-
 import zmq
 from zmq.utils import z85
 
@@ -23,7 +20,6 @@ log = logging.getLogger("vpnd.cluster")
 LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
 DEFAULT_LIVENESS_S = 3.0
 CLUSTER_HUB_TYPES = (model.HUB_STATIC, model.HUB_DYNAMIC)
-MAX_REMEMBERED_ADDRESSES = 4096
 
 
 def liveness_from_env(default: float = DEFAULT_LIVENESS_S) -> float:
@@ -58,23 +54,6 @@ def hub_configs(config: model.Server) -> list[msg.HubConfig]:
     ) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
 
 
-class Router(BusServer):
-    """BusServer that remembers each peer's source address."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.addresses: dict[str, str] = {}
-
-    def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
-        out = super()._unframe(frames)
-        if out is not None and out[0] not in self.addresses and len(self.addresses) < MAX_REMEMBERED_ADDRESSES:
-            try:
-                self.addresses[out[0]] = frames[-1].get("Peer-Address")
-            except zmq.ZMQError:
-                pass
-        return out
-
-
 def bus_host(config: model.Server) -> str:
     """Where the bus binds: the host of the first listener ("*" = every address)."""
     host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else ""
@@ -82,15 +61,15 @@ def bus_host(config: model.Server) -> str:
 
 
 async def bind_router(host: str, port: int, keys: Keypair, handler: Handler, on_event: EventCallback,
-                      liveness_timeout_s: float) -> Router:
+                      liveness_timeout_s: float) -> BusServer:
     """Bind the ROUTER on host:port; a saved port that cannot be bound any more
     is replaced by a free one (members find it again through discovery)."""
     config = BusConfig(silence_timeout_s=liveness_timeout_s, heartbeat_interval_s=min(1.0, liveness_timeout_s / 3))
 
-    async def start(p: int) -> Router:
+    async def start(p: int) -> BusServer:
         endpoint = f"tcp://*:{p}" if host == "*" else tcp_endpoint(host, p)
         # Any CURVE key may connect: the application join authenticates (CLUSTER.md decision 3).
-        return await Router.start(endpoint, keys, handler, policy=KeyPolicy(allow_any=True), on_event=on_event,
+        return await BusServer.start(endpoint, keys, handler, policy=KeyPolicy(allow_any=True), on_event=on_event,
                                   config=config)
     try:
         return await start(port)

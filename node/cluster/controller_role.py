@@ -48,12 +48,13 @@ from controller.registry import (
     Registry,
 )
 from controller.points import points
-from node.cluster.controller_bus import Router, bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
+from node.cluster.controller_bus import bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
 from node.softether.errors import Err
 from node.state import model
 from vpnbus import keys as bus_keys
 from vpnbus.endpoint import RequestFailed
 from vpnbus.requests import PeerSeen
+from vpnbus.server import BusServer
 from vpnbus.sockets import BusError
 
 log = logging.getLogger("vpnd.cluster")
@@ -78,7 +79,7 @@ class ControllerRole:
         self.registry: Registry | None = None
         self.placement: Placement | None = None
         self.hub_book: HubBook | None = None
-        self.bus: Router | None = None
+        self.bus: BusServer | None = None
         self.bus_port = 0
         self.keys: bus_keys.Keypair | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -123,7 +124,7 @@ class ControllerRole:
             self._refresh_dataplane()
         log.info("cluster controller stopped")
 
-    async def _bind(self, config: model.Server) -> Router:
+    async def _bind(self, config: model.Server) -> BusServer:
         saved = config.farm.bus_port
         bus = await bind_router(bus_host(config), saved, self.keys, self._handle, self._on_bus_event,
                                 self.liveness_timeout_s)
@@ -236,7 +237,7 @@ class ControllerRole:
         log.warning("member %s (%s) from %s: join refused: %s%s", host, peer[:8], self._peer_ip(peer), why, more)
 
     def _peer_ip(self, peer: str) -> str:
-        return self.bus.addresses.get(peer, "") if self.bus else ""
+        return (self.bus.peer_address(peer) or "") if self.bus else ""
 
     def _on_bus_event(self, event: Any) -> None:
         if isinstance(event, PeerSeen) and self._running and self._joined(event.peer) is None \
