@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import http.client
+from collections.abc import Callable
 
 import zmq
 import zmq.asyncio
@@ -34,6 +35,16 @@ def discover(port: int) -> dict:
         return json.loads(resp.read())
     finally:
         conn.close()
+
+
+async def until(cond: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Wait until `cond()` holds, checking every 20 ms, at most `timeout_s` (generous: busy machines)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
 
 
 class FakeMember:

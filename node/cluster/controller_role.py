@@ -327,7 +327,9 @@ class ControllerRole:
     # ----- config ---------------------------------------------------------------------
 
     def _on_config(self, config: model.Server) -> None:
-        if not self._running:
+        if not self._running or config.farm.server_type != model.SERVER_CONTROLLER:
+            # SetFarmSetting converted the hubs for another mode and is about to stop
+            # this role: pushing that config would empty every member's hubs.
             return
         self.placement.controller_only = config.farm.controller_only
         self._sync_hubs(config)
@@ -348,6 +350,8 @@ class ControllerRole:
 
     async def _push_to(self, peer: str) -> None:
         config = self.server.state.config
+        if config.farm.server_type != model.SERVER_CONTROLLER:
+            return  # a mode change is under way (see _on_config)
         try:
             await self.bus.request(peer, msg.PushConfig(serial=config.serial, hubs=hub_configs(config)),
                                    timeout_s=PUSH_TIMEOUT_S)

@@ -138,6 +138,8 @@ class MemberRole:
         self._background: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._controller = ("0.0.0.0", 0)
+        self._farm: model.Farm | None = None
+        """The member setting this role runs for; SetFarmSetting replaces it before stopping us."""
         self._stopped = False
 
     # -- life -------------------------------------------------------------------
@@ -146,7 +148,7 @@ class MemberRole:
         """Begin trying to join. Raises keys.KeyFileError if the node key is damaged."""
         self._loop = asyncio.get_running_loop()
         self._keys = keys.load_or_create(self.key_dir, NODE_KEY)
-        farm = self.server.state.config.farm
+        farm = self._farm = self.server.state.config.farm
         log.info("member of the cluster controller %s:%d (bus key %s)",
                  farm.controller_host, farm.controller_port, self._keys.public)
         self.link.start(self._now())
@@ -340,6 +342,10 @@ class MemberRole:
     def _on_message(self, attempt: int, peer: str, msg: Any) -> Any:
         if self._stopped or attempt != self.link.attempt or attempt != self._trusted_attempt:
             raise RequestFailed(Err.ACCESS_DENIED, "not joined")
+        if self.server.state.config.farm != self._farm:
+            # The mode or the controller changed and this role is about to stop:
+            # a push now would put the old controller's hubs into the new setting.
+            raise RequestFailed(Err.NOT_FARM_MEMBER, "the member setting changed")
         if isinstance(msg, StatusPoll):
             return self.status_report()
         if isinstance(msg, PushConfig):

@@ -16,8 +16,12 @@ from controller.registry import ME_ID
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
 from node.cluster.controller_role import DISCOVERY_PATH, ControllerRole
 from node.cluster.roles import switch_role
+from node.admin.methods_farm import convert_hubs
+from node.softether.sha0 import hash_admin_password
 from node.state import model
+from tests.cluster_fakes import FakeMember, until
 from tests.unit.dataplane.fakes import make_server
+from vpnbus.client import BusClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -113,4 +117,35 @@ def test_saved_bus_port_taken_picks_and_saves_another(tmp_path):
                 assert role.bus_port != taken and server.state.config.farm.bus_port == role.bus_port
             finally:
                 await role.stop()
+    asyncio.run(main())
+
+
+def test_a_mode_change_pushes_nothing_to_members(tmp_path):
+    # SetFarmSetting converts the hubs for the new mode, then stops the role:
+    # the role must not push the converted config (no cluster hubs) meanwhile.
+    async def main():
+        server = controller_server(tmp_path)
+        server.state.change(lambda c: setattr(c, "admin_password_hash", hash_admin_password("pw")))
+        role = ControllerRole(server, SimpleNamespace(routes={}))
+        await role.start()
+        member = FakeMember(0, "pw", hostname="m1")
+        try:
+            member.controller_key = role.keys.public
+            member.client = await BusClient.start(f"tcp://127.0.0.1:{role.bus_port}", member.keys,
+                                                  member.controller_key, member._handle)
+            await member.join()
+            await until(lambda: member.pushes)
+            assert {h.name for h in member.pushes[-1].hubs} == {"DYN", "ST"}
+            pushes = len(member.pushes)
+
+            def standalone(config: model.Server) -> None:
+                convert_hubs(config, model.SERVER_STANDALONE)
+                config.farm = model.Farm()
+            server.state.change(standalone)
+            polls = member.polls
+            await until(lambda: member.polls >= polls + 3)  # the push loop had its chances
+            assert len(member.pushes) == pushes
+        finally:
+            await member.close()
+            await role.stop()
     asyncio.run(main())

@@ -23,6 +23,7 @@ from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
 from node.state import model
 from node.state.node_state import NodeState
+from tests.cluster_fakes import until
 from tests.unit.cluster.fake_controller import HUBS, MEMBER_ID, FakeController
 from vpnbus import keys
 from vpnbus.endpoint import RemoteError
@@ -52,15 +53,6 @@ def make_server(state_dir: Path, controller_port: int, password_hash: bytes = PA
     server = VpnServer(state=NodeState.create(state_dir, config), state_dir=state_dir, cert_der=b"DER")
     server.dataplane = FakeDataPlane()  # type: ignore[attr-defined]
     return server
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def run(tmp_path: Path, body: Callable[[FakeController, VpnServer, MemberRole], Awaitable[None]], *,
@@ -278,3 +270,19 @@ def test_admin_method_refuses_when_not_a_member(tmp_path):
         dispatch(AdminContext(server=server), "GetFarmConnectionStatus", {})
     assert err.value.code == Err.NOT_FARM_MEMBER
 
+
+def test_a_push_after_the_member_setting_changed_is_refused(tmp_path):
+    # SetFarmSetting changes the config first and stops the role a moment later.
+    async def body(ctl, server, role):
+        await role.start()
+        await until(online(role))
+        await until(lambda: server.state.config.hubs != [])
+
+        def standalone(config: model.Server) -> None:
+            config.farm, config.hubs = model.Farm(), []
+        server.state.change(standalone)
+        with pytest.raises(RemoteError) as err:
+            await ctl.push(ctl.joined[-1])
+        assert err.value.code == Err.NOT_FARM_MEMBER
+        assert server.state.config.hubs == []
+    run(tmp_path, body)
