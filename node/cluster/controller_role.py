@@ -143,7 +143,14 @@ class ControllerRole:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # stop() gathers with return_exceptions: without this line a bug would vanish.
+            log.error("cluster controller task %s failed", task.get_coro().__qualname__,
+                      exc_info=task.exception())
 
     # ----- discovery ------------------------------------------------------------
 
@@ -346,7 +353,9 @@ class ControllerRole:
             await self._push_due.wait()
             self._push_due.clear()
             peers = [key_text(m.public_key) for m in self.registry.members() if not m.is_me and m.state in HOSTS_HUBS]
-            await asyncio.gather(*(self._push_to(p) for p in peers))
+            for result in await asyncio.gather(*(self._push_to(p) for p in peers), return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("cluster controller: config push failed", exc_info=result)
 
     async def _push_to(self, peer: str) -> None:
         config = self.server.state.config
@@ -355,8 +364,10 @@ class ControllerRole:
         try:
             await self.bus.request(peer, msg.PushConfig(serial=config.serial, hubs=hub_configs(config)),
                                    timeout_s=PUSH_TIMEOUT_S)
-        except (BusError, asyncio.TimeoutError) as exc:
+        except BusError as exc:
             log.info("config push (serial %d) to %s not acknowledged: %s", config.serial, peer[:8], exc)
+        except ValueError as exc:  # over the bus's frame limit: every push fails until the config shrinks
+            log.error("config push (serial %d) to %s impossible: %s", config.serial, peer[:8], exc)
 
     # ----- status polls and liveness ------------------------------------------------------
 
@@ -364,12 +375,23 @@ class ControllerRole:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            self._update_me(time.monotonic())
-            for m in self.registry.members():
-                if not m.is_me and m.state in HOSTS_HUBS and m.member_id not in self._polling:
-                    self._polling.add(m.member_id)
-                    self._spawn(self._poll(m.member_id, key_text(m.public_key)))
+            self._guarded("status poll round", self._poll_round)
             await asyncio.sleep(max(0.0, POLL_INTERVAL_S - (loop.time() - started)))
+
+    def _poll_round(self) -> None:
+        self._update_me(time.monotonic())
+        for m in self.registry.members():
+            if not m.is_me and m.state in HOSTS_HUBS and m.member_id not in self._polling:
+                self._polling.add(m.member_id)
+                self._spawn(self._poll(m.member_id, key_text(m.public_key)))
+
+    @staticmethod
+    def _guarded(what: str, step: Any) -> None:
+        """One round of a loop; a bug costs that round (logged), never the loop."""
+        try:
+            step()
+        except Exception:
+            log.exception("cluster controller: %s failed", what)
 
     async def _poll(self, member_id: int, peer: str) -> None:
         try:
@@ -411,12 +433,15 @@ class ControllerRole:
 
     async def _tick_loop(self) -> None:
         while True:
-            now = time.monotonic()
-            self.registry.handle_timer(now)
-            self.placement.handle_timer(now)
-            self.desk.handle_timer(now)
-            self._events()
+            self._guarded("liveness tick", self._tick)
             await asyncio.sleep(TICK_S)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.registry.handle_timer(now)
+        self.placement.handle_timer(now)
+        self.desk.handle_timer(now)
+        self._events()
 
     # ----- views for the admin API ---------------------------------------------------------
 

@@ -149,3 +149,27 @@ def test_a_mode_change_pushes_nothing_to_members(tmp_path):
             await member.close()
             await role.stop()
     asyncio.run(main())
+
+
+def test_a_failing_round_does_not_stop_the_loops(tmp_path, caplog):
+    async def main():
+        server = controller_server(tmp_path)
+        role = ControllerRole(server, SimpleNamespace(routes={}))
+        await role.start()
+        ticks, polls = [], []
+
+        def flaky(calls, real):
+            def step(now):
+                calls.append(now)
+                if len(calls) == 1:
+                    raise RuntimeError("a bug in one round")
+                real(now)
+            return step
+        role.registry.handle_timer = flaky(ticks, role.registry.handle_timer)
+        role._update_me = flaky(polls, role._update_me)
+        try:
+            await until(lambda: len(ticks) >= 3 and len(polls) >= 3)
+        finally:
+            await role.stop()
+        assert "liveness tick failed" in caplog.text and "status poll round failed" in caplog.text
+    asyncio.run(main())
