@@ -300,6 +300,10 @@ class MemberRole:
             except BusError:
                 pass
             raise JoinError(Err.ACCESS_DENIED, WRONG_PASSWORD_TEXT) from None
+        if self.server.state.config.farm != self._farm:
+            # SetFarmSetting ran during the join (and deleted the pin for the new
+            # setting): pinning this controller now would refuse the next one.
+            raise JoinError(Err.NOT_FARM_MEMBER, "the member setting changed during the join")
         self._trusted_attempt = attempt
         self._push_serial = -1  # a new link: its first push always applies
         if pinned is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from zmq.utils import z85
@@ -52,6 +53,8 @@ class FakeController:
         """Try a PushConfig before the join is done (as a fake controller would)."""
         self.early_push_results: list[Any] = []
         self.fake = False
+        self.on_proof: Callable[[], None] | None = None
+        """Called when a JoinProof arrives, before it is answered."""
         """Accept any proof unchecked and answer with a proof made without the
         password, then push at once (a fake controller that got the member's proof)."""
         self._auth: dict[str, ControllerJoinAuth] = {}
@@ -105,6 +108,8 @@ class FakeController:
             self.run(self._early_push(peer))
             return JoinAccepted(member_id=MEMBER_ID, controller_hostname="fake-controller", proof=bytes(32))
         if isinstance(msg, JoinProof):
+            if self.on_proof is not None:
+                self.on_proof()
             try:
                 proof = self._auth.pop(peer).receive_proof(msg.proof)
             except (AuthFailed, KeyError):

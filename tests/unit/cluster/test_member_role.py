@@ -286,3 +286,20 @@ def test_a_push_after_the_member_setting_changed_is_refused(tmp_path):
         assert err.value.code == Err.NOT_FARM_MEMBER
         assert server.state.config.hubs == []
     run(tmp_path, body)
+
+
+def test_a_setting_changed_during_the_join_pins_nothing(tmp_path):
+    # SetFarmSetting (a new controller) deletes the pin while a join to the old one is in flight.
+    async def body(ctl, server, role):
+        def new_setting() -> None:
+            def change(config: model.Server) -> None:
+                config.farm = model.Farm(**{**vars(config.farm), "controller_host": "127.0.0.2"})
+            server.state.change(change)
+        ctl.on_proof = new_setting
+        await role.start()
+        await until(lambda: role.status().link.num_failed >= 1)
+        assert not role.status().link.online
+        assert role.status().link.last_error == Err.NOT_FARM_MEMBER
+        assert keys.load_pinned(server.state_dir / "bus", "controller") is None
+        assert server.state.config.hubs == []
+    run(tmp_path, body)
