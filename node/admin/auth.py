@@ -6,6 +6,10 @@ hub name). The password is hashed with SHA-0 and compared with the stored
 hash in constant time. Unlike SoftEther we never run with an empty server
 password (vpnd always sets one), so there is no "anyone is admin" case; a hub
 administrator needs a non-empty hub password.
+Passwords are hashed as the bytes the client sent (SoftEther hashes the raw
+header), so a UTF-8 password works: the listener hands headers over decoded
+as Latin-1, and `credentials` turns them back into those bytes, read as
+UTF-8 (undecodable bytes kept as surrogates, hashed unchanged).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import binascii
 import hashlib
 import hmac
 
-from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password
+from node.softether.sha0 import EMPTY_PASSWORD_HASH, sha0
 from node.state.model import Server
 
 
@@ -23,15 +27,21 @@ class AdminAuthFailed(Exception):
     """Wrong or missing admin credentials; the listener answers HTTP 401."""
 
 
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def credentials(headers: dict[str, str]) -> tuple[str, str]:
-    """(hub name or "", password) from the request headers (lower-case names)."""
+    """(hub name or "", password) from the request headers (lower-case names,
+    values decoded as Latin-1)."""
     if "x-vpnadmin-password" in headers or "x-vpnadmin-hubname" in headers:
-        return headers.get("x-vpnadmin-hubname", "").strip(), headers.get("x-vpnadmin-password", "")
+        return (_utf8(headers.get("x-vpnadmin-hubname", "").encode("latin-1")).strip(),
+                _utf8(headers.get("x-vpnadmin-password", "").encode("latin-1")))
     auth = headers.get("authorization", "")
     if auth[:6].lower() == "basic ":
         try:
-            user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user, _, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
+        except (binascii.Error, ValueError):
             raise AdminAuthFailed("malformed Basic authorization") from None
         hub = "" if user.lower() in ("", "administrator") else user
         return hub, password
@@ -46,12 +56,13 @@ def _admin_hash(password: str) -> bytes:
     """SHA0(password), memoised: every admin call carries the password and
     our SHA-0 is pure Python (a tenth of a GetServerInfo call). Keyed by a
     SHA-256 of the password so the cache holds no clear text."""
-    key = hashlib.sha256(password.encode()).digest()
+    raw = password.encode("utf-8", "surrogateescape")
+    key = hashlib.sha256(raw).digest()
     found = _HASH_CACHE.get(key)
     if found is None:
         if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
             _HASH_CACHE.clear()
-        found = _HASH_CACHE[key] = hash_admin_password(password)
+        found = _HASH_CACHE[key] = sha0(raw)
     return found
 
 

@@ -169,6 +169,9 @@ def test_server_password_set(softether_server):
     ok(vpnctl(srv, "ServerPasswordSet", "n3w-pw"))
     one_line_error(vpnctl(srv, "HubList", password=srv.password), 4)
     ok(vpnctl(srv, "HubList", password="n3w-pw"))
+    # beyond ASCII: SoftEther hashes the header's raw bytes, vpnctl sends UTF-8
+    ok(vpnctl(srv, "ServerPasswordSet", "pässwört-密码", password="n3w-pw"))
+    ok(vpnctl(srv, "HubList", password="pässwört-密码"))
 
 
 def test_cluster_controller_then_standalone(softether_server):

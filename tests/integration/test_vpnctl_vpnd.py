@@ -9,7 +9,7 @@ import sys
 
 def vpnctl(node, *words, password=None, hub=None, hub_admin=False, json_out=False):
     pw_file = node.state_dir.parent / "vpnctl.pw"
-    pw_file.write_text((node.password if password is None else password) + "\n")
+    pw_file.write_text((node.password if password is None else password) + "\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{node.port}",
            "--password-file", str(pw_file)]
     if hub:
@@ -57,6 +57,11 @@ def test_operator_session(vpnd):
     ok(vpnctl(vpnd, "ServerPasswordSet", "new-admin-pw"))
     vpnd.password = "new-admin-pw"
     assert "vpncluster" in ok(vpnctl(vpnd, "ServerInfoGet"))
+    # a password beyond ASCII: hashed from the same UTF-8 bytes on both sides
+    ok(vpnctl(vpnd, "ServerPasswordSet", "pässwört-密码"))
+    vpnd.password = "pässwört-密码"
+    assert "vpncluster" in ok(vpnctl(vpnd, "ServerInfoGet"))
+    assert vpnctl(vpnd, "ServerInfoGet", password="passwort-密码").returncode == 4
 
 
 def test_errors_are_one_line_with_non_zero_exit(vpnd, tmp_path):

@@ -184,11 +184,14 @@ class AdminClient:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
-        headers = {"Content-Type": "application/json", "X-VPNADMIN-PASSWORD": self._password}
+        # UTF-8 bytes: SoftEther hashes the header's raw bytes (http.client
+        # would send a str as Latin-1, and fail on anything beyond it).
+        headers: dict[str, str | bytes] = {"Content-Type": "application/json",
+                                           "X-VPNADMIN-PASSWORD": self._password.encode("utf-8")}
         if self._admin_hub:
             # Only when set: SoftEther 5.01 drops the connection, without an
             # answer, on any request header with an empty value.
-            headers["X-VPNADMIN-HUBNAME"] = self._admin_hub
+            headers["X-VPNADMIN-HUBNAME"] = self._admin_hub.encode("utf-8")
         try:
             conn.request("POST", "/api/", body=body, headers=headers)
             resp = conn.getresponse()

@@ -85,15 +85,27 @@ def read_password(password_file: str | None) -> str:
     if password_file:
         try:
             with open(password_file, encoding="utf-8") as f:
-                return f.readline().rstrip("\r\n")
+                password = f.readline().rstrip("\r\n")
         except OSError as e:
             raise UsageError(f"cannot read --password-file {password_file!r}: {e.strerror or e}") from None
-    env = os.environ.get("VPNCTL_PASSWORD")
-    if env is not None:
-        return env
-    if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass("Admin password: ")
-    return ""
+        except UnicodeDecodeError:
+            raise UsageError(f"--password-file {password_file!r} is not UTF-8 text") from None
+    elif (env := os.environ.get("VPNCTL_PASSWORD")) is not None:
+        password = env
+    elif sys.stdin is not None and sys.stdin.isatty():
+        password = getpass.getpass("Admin password: ")
+    else:
+        password = ""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+        # it travels in an HTTP header, where control characters cannot go
+        raise UsageError("the admin password contains a control character")
+    return password
+
+
+def _seconds(name: str, value: float) -> float:
+    if not 0 < value < 1e6:   # also refuses NaN
+        raise UsageError(f"{name} must be a positive number of seconds")
+    return value
 
 
 def describe_rpc_error(e: RpcError) -> str:
@@ -130,8 +142,8 @@ def run(argv: Sequence[str]) -> int:
         password,
         admin_hub=opts.hub if opts.hub_admin else "",
         pin_sha256=pin,
-        connect_timeout_s=opts.connect_timeout,
-        read_timeout_s=opts.timeout,
+        connect_timeout_s=_seconds("--connect-timeout", opts.connect_timeout),
+        read_timeout_s=_seconds("--timeout", opts.timeout),
     ) as client:
         result = verb.run(Ctx(client=client, args=bound, hub=opts.hub))
     if opts.json:

@@ -136,6 +136,14 @@ def test_hub_admin_header(fake):
     assert srv.requests[0][0]["X-VPNADMIN-HUBNAME"] == "hub1"
 
 
+def test_password_goes_as_utf8_bytes(fake):
+    srv = fake(lambda h, b: result({}))
+    with AdminClient("127.0.0.1", srv.port, "pä-密码") as c:
+        c.call("Test")
+    # http.server hands header values over decoded as Latin-1
+    assert srv.requests[0][0]["X-VPNADMIN-PASSWORD"].encode("latin-1") == "pä-密码".encode()
+
+
 @pytest.mark.parametrize(
     ("reply", "error"),
     [
@@ -272,12 +280,24 @@ def test_cli_unknown_error_code_uses_server_text(fake, capsys, monkeypatch):
         ["--password-file", "/nonexistent/pw", "HubList"],
         ["ClusterSettingMember", "ctl:443", "/PORTS:443"],
         ["--bogus-option", "HubList"],
+        ["--timeout", "nan", "HubList"],
+        ["--connect-timeout", "-1", "HubList"],
     ],
 )
 def test_cli_usage_errors_exit_2_without_contacting_anything(capsys, monkeypatch, argv):
     code, out, err = run_cli(capsys, monkeypatch, "--server", f"127.0.0.1:{_closed_port()}", *argv)
     assert code == 2 and out == ""
     assert err.startswith("Error: ") and err.count("\n") == 1
+
+
+def test_cli_password_that_cannot_be_sent_is_a_usage_error(capsys, monkeypatch, tmp_path):
+    not_utf8 = tmp_path / "pw"
+    not_utf8.write_bytes(b"\xff\xfe\n")
+    server = ["--server", f"127.0.0.1:{_closed_port()}"]
+    code, out, err = run_cli(capsys, monkeypatch, *server, "--password-file", str(not_utf8), "HubList")
+    assert code == 2 and "not UTF-8" in err and err.count("\n") == 1
+    code, out, err = run_cli(capsys, monkeypatch, *server, "HubList", password="a\r\nX-Evil: 1")
+    assert code == 2 and "control character" in err and err.count("\n") == 1
 
 
 def test_cli_unreachable_exit_3(capsys, monkeypatch):
