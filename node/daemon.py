@@ -51,9 +51,11 @@ def parse_listen(text: str) -> tuple[str, int]:
 def _first_password(state_dir: Path, password_file: Path | None) -> str:
     if password_file is not None:
         try:
-            password = password_file.read_text().strip("\r\n")
+            password = password_file.read_bytes().decode("utf-8").strip("\r\n")
         except OSError as exc:
             raise StartupError(f"cannot read --admin-password-file {password_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise StartupError(f"--admin-password-file {password_file} is not UTF-8 text") from None
         if not password:
             raise StartupError(f"--admin-password-file {password_file} is empty; an empty password is not allowed")
         return password

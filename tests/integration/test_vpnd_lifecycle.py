@@ -73,3 +73,14 @@ def test_busy_port_is_one_clear_line(tmp_path):
 def test_sigterm_is_a_clean_exit(vpnd):
     assert vpnd.stop() == 0
     assert "shutting down" in vpnd.log()
+
+
+def test_unusable_password_file_is_one_clear_line(tmp_path):
+    for content, words in ((b"\n", "is empty"), (b"\xff\xfe\n", "is not UTF-8")):
+        pw = tmp_path / "pw"
+        pw.write_bytes(content)
+        result = _run_vpnd("--state-dir", str(tmp_path / "n"), "--listen", f"127.0.0.1:{free_port()}",
+                           "--admin-password-file", str(pw))
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+        assert not (tmp_path / "n" / "vpnd.config.json").exists()
