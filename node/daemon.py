@@ -86,7 +86,27 @@ def open_state(state_dir: Path, listen: list[str] | None, password_file: Path | 
     return state
 
 
+async def _shutdown(server: VpnServer, dataplane: DataPlane, listener: Listener) -> int:
+    """Stop the role, the data plane and the listeners, each even if an earlier
+    step failed; 1 if any failed (logged), else 0."""
+    status = 0
+    for what, step in (("cluster role", lambda: stop_role(server)), ("data plane", dataplane.stop),
+                       ("listeners", listener.close)):
+        try:
+            await step()
+        except Exception:
+            log.exception("stopping the %s failed", what)
+            status = 1
+    return status
+
+
 async def run(args: argparse.Namespace) -> int:
+    # Signals first: a SIGTERM during start-up then stops the node cleanly
+    # once it is up, instead of killing it half-started.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     state_dir = Path(args.state_dir)
     try:
         state = open_state(state_dir, [f"{h}:{p}" for h, p in args.listen] if args.listen else None,
@@ -110,17 +130,10 @@ async def run(args: argparse.Namespace) -> int:
             await listener.close()
             raise StartupError(f"cannot listen on {text}: {exc.strerror}") from None
     await switch_role(server, listener)   # the saved cluster mode (standalone: nothing)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     log.info("vpnd ready (pid %d, state %s, config serial %d)", os.getpid(), state_dir, state.config.serial)
     await stop.wait()
     log.info("shutting down")
-    await stop_role(server)
-    await dataplane.stop()
-    await listener.close()
-    return 0
+    return await _shutdown(server, dataplane, listener)
 
 
 def build_parser() -> argparse.ArgumentParser:
