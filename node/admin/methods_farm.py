@@ -34,6 +34,8 @@ log = logging.getLogger("vpnd.cluster")
 MAX_PUBLIC_PORTS = 128
 DEFAULT_WEIGHT = 100
 PIN_FILE = Path("bus") / "controller.pinned"
+_SWITCHES: set[asyncio.Task] = set()
+"""Role switches under way: the event loop keeps only weak references to tasks."""
 MODE_NAMES = {model.SERVER_STANDALONE: "standalone", model.SERVER_CONTROLLER: "cluster controller",
               model.SERVER_MEMBER: "cluster member"}
 
@@ -140,7 +142,8 @@ def set_farm_setting(ctx: AdminContext, p: Params) -> dict[str, Any]:
     listener = getattr(server, "listener", None)
     if listener is not None:
         task = asyncio.get_running_loop().create_task(switch_role(server, listener))
-        server._role_switch_task = task  # keep a reference until it is done
+        _SWITCHES.add(task)  # two quick calls: the first switch must not be collected mid-way
+        task.add_done_callback(_SWITCHES.discard)
     return farm_setting(farm)
 
 
