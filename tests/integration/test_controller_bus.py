@@ -130,8 +130,7 @@ def test_hostile_peers_leave_members_undisturbed(controller):
             info = discover(controller.port)
             await hostile_peers(info["bus_port"], info["controller_key"])
             polls_at = m.polls
-            await asyncio.sleep(1.5)
-            assert m.polls >= polls_at + 2 > before  # still polled every 0.5 s
+            await until(lambda: m.polls >= polls_at + 2)  # still polled (every 0.5 s; no timing asserted)
             assert row(controller, "fake-b") is not None
             assert len(members(controller)) >= 2
         finally:
