@@ -65,6 +65,8 @@ POLL_TIMEOUT_S = 1.0
 TICK_S = 0.1
 PUSH_TIMEOUT_S = 5.0
 REJOIN_GRACE_S = 1.5
+MAX_SERVER_CERT_BYTES = 16 * 1024
+"""A hello is kept until its proof comes (256 at most): strangers must not park a 1 MiB frame each."""
 MAX_REJOIN_CHECKS = 1024
 # In load balancing: a suspect member is still listed until its time is up; a draining one (it said Leave) is not.
 LISTED = frozenset({MemberState.ONLINE, MemberState.SUSPECT})
@@ -205,6 +207,8 @@ class ControllerRole:
         try:
             if m.version != msg.PROTOCOL_VERSION:
                 raise AuthFailed(f"protocol version {m.version}, this controller speaks {msg.PROTOCOL_VERSION}")
+            if len(m.server_cert) > MAX_SERVER_CERT_BYTES:
+                raise AuthFailed(f"server certificate of {len(m.server_cert)} bytes (at most {MAX_SERVER_CERT_BYTES})")
             nonce_c = self.desk.hello(key, auth, info, m.nonce, now)
         except JoinThrottled as exc:
             raise RequestFailed(Err.ACCESS_DENIED, str(exc)) from None

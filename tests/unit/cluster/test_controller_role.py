@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
+from zmq.utils import z85
 
+from controller import messages as msg
 from controller.errors import MemberUnknown
 from controller.placement import CreateHubInstance, DeleteHubInstance
 from controller.registry import ME_ID
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
-from node.cluster.controller_role import DISCOVERY_PATH, ControllerRole
+from node.cluster.controller_role import DISCOVERY_PATH, MAX_SERVER_CERT_BYTES, ControllerRole
 from node.cluster.roles import switch_role
 from node.admin.methods_farm import convert_hubs
+from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
 from node.state import model
 from tests.cluster_fakes import FakeMember, until
 from tests.unit.dataplane.fakes import make_server
 from vpnbus.client import BusClient
+from vpnbus.endpoint import RemoteError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -173,3 +178,30 @@ def test_a_failing_round_does_not_stop_the_loops(tmp_path, caplog):
             await role.stop()
         assert "liveness tick failed" in caplog.text and "status poll round failed" in caplog.text
     asyncio.run(main())
+
+
+def test_hellos_of_strangers_are_refused_cheaply(tmp_path, caplog):
+    # Any CURVE key may send hellos; the controller keeps each until its proof comes.
+    async def main():
+        server = controller_server(tmp_path)
+        role = ControllerRole(server, SimpleNamespace(routes={}))
+        await role.start()
+        stranger = FakeMember(0, "pw", hostname="stranger\nforged log line")
+        try:
+            stranger.controller_key = role.keys.public
+            stranger.client = await BusClient.start(f"tcp://127.0.0.1:{role.bus_port}", stranger.keys,
+                                                    stranger.controller_key, stranger._handle)
+            await until(lambda: stranger.client.counters.get("handshake_succeeded"))
+            hello = dict(nonce=b"n" * 32, hostname="stranger\nforged log line", public_ip="", public_ports=[443],
+                         weight=100, max_sessions=0)
+            for version, cert in ((msg.PROTOCOL_VERSION, b"c" * (MAX_SERVER_CERT_BYTES + 1)), (1, b"")):
+                with pytest.raises(RemoteError) as err:
+                    await stranger.client.request(msg.JoinHello(version=version, server_cert=cert, **hello),
+                                                  timeout_s=10)
+                assert err.value.code == Err.ACCESS_DENIED
+            assert not role.desk.in_progress(z85.decode(stranger.keys.public), time.monotonic())
+        finally:
+            await stranger.close()
+            await role.stop()
+    asyncio.run(main())
+    assert "join refused" in caplog.text and "\nforged log line" not in caplog.text
