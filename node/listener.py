@@ -1,7 +1,10 @@
 """TLS listeners: one asyncio server per configured ADDR:PORT.
 
 Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
-- POST /api or /api/ → the JSON-RPC admin API (node/admin/api.py);
+- POST /api or /api/ → the JSON-RPC admin API (node/admin/api.py); any
+  other method on /api/... → 405 (SoftEther's GET /api/<Method> runs a
+  method from a URL, which a browser holding Basic credentials would let any
+  web page do);
 - POST /vpnsvc/connect.cgi → the SoftEther VPN protocol (the handler the data
   plane registers; it owns the connection from then on);
 - OPTIONS → CORS preflight as SoftEther answers it; GET / → a small page;
@@ -280,6 +283,9 @@ class Listener:
             if request.method == "OPTIONS":
                 return 200, self._cors(request), b""
             return 405, [("Content-Type", "text/plain"), ("Allow", "POST, OPTIONS")], b"use POST\n"
+        if path.startswith("/api/"):
+            # SoftEther's GET /api/<Method>?k=v: not served on purpose (README, Admin API)
+            return 405, [("Content-Type", "text/plain"), ("Allow", "POST, OPTIONS")], b"use POST /api/\n"
         route = self.routes.get((request.method, path))
         if route is not None:
             return route(request, peer)

@@ -167,4 +167,7 @@ def test_other_paths_get_small_http_answers(vpnd):
     assert s.recv(4096).startswith(b"HTTP/1.1 200")
     s.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 404")
+    s.sendall(b"GET /api/DeleteHub?HubName_str=H HTTP/1.1\r\nHost: x\r\nX-VPNADMIN-PASSWORD: "
+              + vpnd.password.encode() + b"\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 405")
     s.close()
