@@ -64,9 +64,12 @@ class FakeMember:
 
     async def connect(self) -> None:
         info = await asyncio.to_thread(discover, self.controller_port)
-        self.controller_key = info["controller_key"]
-        self.client = await BusClient.start(f"tcp://127.0.0.1:{info['bus_port']}", self.keys,
-                                            self.controller_key, self._handle)
+        await self.connect_bus(info["bus_port"], info["controller_key"])
+
+    async def connect_bus(self, bus_port: int, controller_key: str) -> None:
+        """Connect without discovery (a controller role running in this process)."""
+        self.controller_key = controller_key
+        self.client = await BusClient.start(f"tcp://127.0.0.1:{bus_port}", self.keys, controller_key, self._handle)
 
     async def join(self) -> msg.JoinAccepted:
         """One join attempt; raises RemoteError (the controller refused us) or AuthFailed (our check of it)."""

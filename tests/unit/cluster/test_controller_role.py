@@ -25,7 +25,6 @@ from node.softether.sha0 import hash_admin_password
 from node.state import model
 from tests.cluster_fakes import FakeMember, until
 from tests.unit.dataplane.fakes import make_server
-from vpnbus.client import BusClient
 from vpnbus.endpoint import RemoteError
 
 pytestmark = pytest.mark.timeout(30)
@@ -135,9 +134,7 @@ def test_a_mode_change_pushes_nothing_to_members(tmp_path):
         await role.start()
         member = FakeMember(0, "pw", hostname="m1")
         try:
-            member.controller_key = role.keys.public
-            member.client = await BusClient.start(f"tcp://127.0.0.1:{role.bus_port}", member.keys,
-                                                  member.controller_key, member._handle)
+            await member.connect_bus(role.bus_port, role.keys.public)
             await member.join()
             await until(lambda: member.pushes)
             assert {h.name for h in member.pushes[-1].hubs} == {"DYN", "ST"}
@@ -188,9 +185,7 @@ def test_hellos_of_strangers_are_refused_cheaply(tmp_path, caplog):
         await role.start()
         stranger = FakeMember(0, "pw", hostname="stranger\nforged log line")
         try:
-            stranger.controller_key = role.keys.public
-            stranger.client = await BusClient.start(f"tcp://127.0.0.1:{role.bus_port}", stranger.keys,
-                                                    stranger.controller_key, stranger._handle)
+            await stranger.connect_bus(role.bus_port, role.keys.public)
             await until(lambda: stranger.client.counters.get("handshake_succeeded"))
             hello = dict(nonce=b"n" * 32, hostname="stranger\nforged log line", public_ip="", public_ports=[443],
                          weight=100, max_sessions=0)
