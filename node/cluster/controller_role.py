@@ -143,6 +143,9 @@ class ControllerRole:
                         weight=config.farm.weight or 100, server_cert=self.server.cert_der)
 
     def _spawn(self, coro: Any) -> None:
+        if not self._running:  # stop() is under way: a task made now would outlive it
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)

@@ -76,6 +76,11 @@ def test_role_life(tmp_path):
         finally:
             await role.stop()
         assert ("GET", DISCOVERY_PATH) not in listener.routes
+
+        async def late() -> None:  # e.g. a join handled while stop() waits for the tasks
+            raise AssertionError("a task started after stop() ran")
+        role._spawn(late())
+        assert not role._tasks
         # The saved port is used again by the next controller role.
         again = ControllerRole(server, listener)
         await again.start()
