@@ -86,6 +86,18 @@ def _wait(what: str, check) -> None:
         time.sleep(0.2)
 
 
+def _reap(node: Node) -> int | None:
+    """The exit code after SIGTERM; a node still running after 20 s is killed
+    (SIGKILL, by PID) so that the demo never leaves a vpnd behind."""
+    try:
+        return node.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        print(f"demo: vpnd {node.name} did not stop on SIGTERM; killing it", file=sys.stderr)
+        node.proc.kill()
+        node.proc.wait(10)
+        return None
+
+
 def main() -> int:
     nodes: list[Node] = []
     with tempfile.TemporaryDirectory(prefix="vpncluster-demo-") as tmp_name:
@@ -119,7 +131,7 @@ def main() -> int:
         finally:
             for node in nodes:
                 node.proc.send_signal(signal.SIGTERM)
-            codes = [node.proc.wait(20) for node in nodes]
+            codes = [_reap(node) for node in nodes]
         print(f"\nall nodes stopped (exit codes {codes}).")
         return 0 if all(code == 0 for code in codes) else 1
 
