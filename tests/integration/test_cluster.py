@@ -125,7 +125,8 @@ def test_members_join_and_show_points(cluster):
         row = by_port[m.port]
         assert row["Weight_u32"] == weight
         assert row["Point_u32"] == points(row["NumSessions_u32"], weight)
-    # At equal load the weight-200 member's figure is the formula's.
+    # At equal load the weight-200 member's figure is the formula's (idle members all have
+    # 100000: the weight's effect on points is checked with sessions in test_member_role).
     assert by_port[members[2].port]["Point_u32"] == points(by_port[members[0].port]["NumSessions_u32"], 200)
     assert all(connection(m)["Online_bool"] for m in members)
 

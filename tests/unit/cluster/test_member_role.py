@@ -117,6 +117,10 @@ def test_serves_status_polls_and_dynamic_instances(tmp_path):
         assert await ctl.request(peer, DeleteHubInstance(hub="DYN1", reason="empty")) == Ack()
         assert "dyn1" not in server.dynamic_instances
         assert server.dataplane.refreshed == 2
+        # The member's points follow its weight (200 here): sessions cost half as much.
+        server.session_count = lambda: 10
+        report = await ctl.request(peer, StatusPoll())
+        assert (report.sessions, report.points) == (10, 99_995)
     run(tmp_path, body)
 
 
