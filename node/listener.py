@@ -197,7 +197,7 @@ class Listener:
         # Plain TCP here; _accept starts TLS after admission (see ConnectionLimits).
         srv = await asyncio.start_server(self._accept, host, port, reuse_address=True, limit=READ_CHUNK)
         self._servers.append(srv)
-        log.info("listening on %s:%d (TLS)", host, port)
+        log.info("listening on %s:%d (TLS)", host, srv.sockets[0].getsockname()[1] if srv.sockets else port)
 
     async def close(self) -> None:
         for srv in self._servers:

@@ -47,6 +47,10 @@ class VpnServer:
     # and the dynamic hubs the controller placed on this node (lower-case names).
     cluster: Any = None
     dynamic_instances: set[str] = field(default_factory=set)
+    # The running DataPlane and Listener (set by the daemon once they exist;
+    # None in unit tests that build a server without them).
+    dataplane: Any = None
+    listener: Any = None
 
     def hub_runtime(self, name: str) -> HubRuntime | None:
         return self.hubs.get(name.lower())
