@@ -4,6 +4,7 @@ acknowledged changes, plus at most the one change in flight)."""
 
 from __future__ import annotations
 
+import http.client
 import random
 import threading
 
@@ -48,8 +49,8 @@ def test_kill_9_never_loses_an_acknowledged_change(tmp_path):
                     if "result" in doc:
                         acked.append(change)
                     in_flight = None
-            except OSError:
-                pass  # the kill landed during this call
+            except (OSError, http.client.HTTPException):
+                pass  # the kill landed during this call (refused, reset, or cut mid-answer)
             killer.join()
             node.proc.wait(10)
             node.start()

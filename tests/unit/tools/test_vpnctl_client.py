@@ -10,7 +10,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -170,9 +169,14 @@ def test_rpc_error(fake):
 
 
 def test_read_timeout(fake):
-    srv = fake(lambda h, b: (time.sleep(1.0), result({}))[1])
-    with AdminClient("127.0.0.1", srv.port, "pw", read_timeout_s=0.2) as c, pytest.raises(TransportError) as e:
-        c.call("EnumHub")
+    answer = threading.Event()     # the server answers only after the client gave up
+    srv = fake(lambda h, b: (answer.wait(30), result({}))[1])
+    try:
+        with AdminClient("127.0.0.1", srv.port, "pw", read_timeout_s=0.2) as c, \
+                pytest.raises(TransportError) as e:
+            c.call("EnumHub")
+    finally:
+        answer.set()
     assert e.value.kind == "timeout"
 
 
