@@ -1,5 +1,6 @@
 """The README's main job keeps working: the local cluster demo."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,5 +16,6 @@ def test_cluster_demo_runs_and_stops_every_node():
     assert "Cluster Controller" in out
     member_rows = [line for line in out.splitlines() if "| Member " in line]
     assert len(member_rows) >= 2
-    assert "Number of Successful Connections | 1" in out
+    # at least one join (a member that lost the controller under load rejoins: 2)
+    assert re.search(r"Number of Successful Connections \| [1-9]", out)
     assert "all nodes stopped (exit codes [0, 0, 0])" in out
