@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from node.softether.sha0 import hash_admin_password
 from node.state import model
 from node.state.node_state import NodeState
 from node.state.store import ConfigCorrupt, write_atomic
-from node.state.tlscert import certificate_der, ensure_certificate, server_context
+from node.state.tlscert import CERT_NAME, KEY_NAME, certificate_der, ensure_certificate, server_context
 
 log = logging.getLogger("vpnd")
 DEFAULT_LISTENERS = ["0.0.0.0:443", "0.0.0.0:992", "0.0.0.0:1194", "0.0.0.0:5555"]
@@ -86,6 +87,19 @@ def open_state(state_dir: Path, listen: list[str] | None, password_file: Path | 
     return state
 
 
+def _tls_identity(state_dir: Path) -> tuple[bytes, ssl.SSLContext]:
+    """The node's certificate (DER) and TLS context; StartupError naming the
+    files when they cannot be used (never silently replaced: clients pin it)."""
+    try:
+        cert_path, key_path = ensure_certificate(state_dir)
+        return certificate_der(cert_path), server_context(cert_path, key_path)
+    except (OSError, ValueError) as exc:    # ssl.SSLError is an OSError
+        raise StartupError(
+            f"TLS certificate {state_dir / CERT_NAME} or key {state_dir / KEY_NAME} is unusable ({exc}); "
+            "move both away to make a new pair (clients that pinned the old one must accept the new one)"
+        ) from None
+
+
 async def _shutdown(server: VpnServer, dataplane: DataPlane, listener: Listener) -> int:
     """Stop the role, the data plane and the listeners, each even if an earlier
     step failed; 1 if any failed (logged), else 0."""
@@ -113,9 +127,12 @@ async def run(args: argparse.Namespace) -> int:
                            Path(args.admin_password_file) if args.admin_password_file else None)
     except ConfigCorrupt as exc:
         raise StartupError(str(exc)) from None
-    cert_path, key_path = ensure_certificate(state_dir)
-    server = VpnServer(state=state, state_dir=state_dir, cert_der=certificate_der(cert_path))
-    listener = Listener(server, server_context(cert_path, key_path))
+    except OSError as exc:
+        raise StartupError(f"cannot use state directory {state_dir}: "
+                           f"{exc.strerror or exc} ({exc.filename or state_dir})") from None
+    cert_der, context = _tls_identity(state_dir)
+    server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der)
+    listener = Listener(server, context)
     dataplane = DataPlane(server, listener)
     listener.vpn_handler = VpnHandler(server)
     # The cluster role and SetFarmSetting reach these through the server.

@@ -84,3 +84,14 @@ def test_unusable_password_file_is_one_clear_line(tmp_path):
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
         assert not (tmp_path / "n" / "vpnd.config.json").exists()
+
+
+def test_damaged_certificate_is_one_clear_line_and_kept(tmp_path):
+    node = Vpnd(tmp_path / "n").start()
+    assert node.stop() == 0
+    cert = tmp_path / "n" / "server.crt"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+    result = _run_vpnd("--state-dir", str(tmp_path / "n"), "--listen", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and str(cert) in result.stderr, result.stderr
+    assert cert.read_bytes().endswith(b"garbage\n-----END CERTIFICATE-----\n")
