@@ -64,6 +64,17 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
+def _remote_load(server: Any) -> tuple[int, int]:
+    """(sessions, TCP connections) on the members, as a controller counts them
+    (SoftEther's StGetServerStatus adds every listed member but itself);
+    (0, 0) off a controller or while its role is not running."""
+    role = server.cluster
+    if server.state.config.farm.server_type != model.SERVER_CONTROLLER or not hasattr(role, "listed_members"):
+        return 0, 0
+    members = [m for m in role.listed_members() if not m.is_me]
+    return sum(m.sessions for m in members), sum(m.tcp_connections for m in members)
+
+
 @admin_method("GetServerStatus", Scope.SERVER)
 def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     server = ctx.server
@@ -77,6 +88,7 @@ def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         for key, value in hub.traffic().items():
             totals[key] = totals.get(key, 0) + value
     sessions, tcp = server.session_count(), server.tcp_connection_count()
+    remote_sessions, remote_tcp = _remote_load(server)
     mem = _meminfo()
     total, free = mem.get("MemTotal", 0), mem.get("MemAvailable", 0)
     now = time.time()
@@ -86,12 +98,12 @@ def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "NumHubStandalone_u32": by_type.count(model.HUB_STANDALONE),
         "NumHubStatic_u32": by_type.count(model.HUB_STATIC),
         "NumHubDynamic_u32": by_type.count(model.HUB_DYNAMIC),
-        "NumSessionsTotal_u32": sessions,
+        "NumSessionsTotal_u32": sessions + remote_sessions,
         "NumSessionsLocal_u32": sessions,
-        "NumSessionsRemote_u32": 0,
-        "NumTcpConnections_u32": tcp,
+        "NumSessionsRemote_u32": remote_sessions,
+        "NumTcpConnections_u32": tcp + remote_tcp,
         "NumTcpConnectionsLocal_u32": tcp,
-        "NumTcpConnectionsRemote_u32": 0,
+        "NumTcpConnectionsRemote_u32": remote_tcp,
         "NumMacTables_u32": mac,
         "NumIpTables_u32": ip,
         "NumUsers_u32": sum(len(h.users) for h in config.hubs),

@@ -1,0 +1,44 @@
+"""Server methods in-process: GetServerStatus counts members' sessions on a
+controller (as SoftEther's StGetServerStatus), only its own elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node.state import model
+from tests.unit.admin.admin_call import call
+from tests.unit.dataplane.fakes import make_server
+
+
+@dataclass
+class _Member:
+    is_me: bool
+    sessions: int
+    tcp_connections: int
+
+
+class _ControllerRole:
+    def listed_members(self):
+        return [_Member(True, 99, 99), _Member(False, 3, 4), _Member(False, 5, 6)]
+
+
+def _counts(res):
+    return {k: res[k] for k in ("NumSessionsTotal_u32", "NumSessionsLocal_u32", "NumSessionsRemote_u32",
+                                "NumTcpConnections_u32", "NumTcpConnectionsRemote_u32")}
+
+
+def test_server_status_adds_members_on_a_controller_only(tmp_path):
+    server = make_server(tmp_path, hubs=[model.Hub("A", hub_type=model.HUB_STATIC)])
+    server.cluster = _ControllerRole()
+    # still standalone in the config: the role object alone counts nothing
+    assert _counts(call(server, "GetServerStatus", {})) == {
+        "NumSessionsTotal_u32": 0, "NumSessionsLocal_u32": 0, "NumSessionsRemote_u32": 0,
+        "NumTcpConnections_u32": 0, "NumTcpConnectionsRemote_u32": 0}
+
+    def controller(config):
+        config.farm.server_type = model.SERVER_CONTROLLER
+    server.state.change(controller)
+    res = call(server, "GetServerStatus", {})
+    assert _counts(res) == {"NumSessionsTotal_u32": 8, "NumSessionsLocal_u32": 0, "NumSessionsRemote_u32": 8,
+                            "NumTcpConnections_u32": 10, "NumTcpConnectionsRemote_u32": 10}
+    assert res["NumHubStatic_u32"] == 1 and res["ServerType_u32"] == model.SERVER_CONTROLLER
