@@ -16,6 +16,7 @@ from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt
+from node.admin.methods_server import remote_members
 from node.softether.errors import Err
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password, hash_password
 from node.state import model
@@ -129,9 +130,20 @@ def get_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     return hub_struct(existing_hub(ctx.server.state.config, p.str("HubName")))
 
 
+def _remote_sessions(ctx: AdminContext) -> dict[str, int]:
+    """Sessions per hub (lower-case name) on the members, which a controller
+    adds to its own (SoftEther's StEnumHub does the same)."""
+    out: dict[str, int] = {}
+    for member in remote_members(ctx.server):
+        for hub in member.hubs.values():
+            out[hub.name.lower()] = out.get(hub.name.lower(), 0) + hub.sessions
+    return out
+
+
 @admin_method("EnumHub", Scope.ANY)
 def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     rows = []
+    remote = _remote_sessions(ctx)
     for hub in ctx.server.state.config.hubs:
         if not ctx.is_server_admin and hub.name.lower() != (ctx.hub_admin_of or "").lower():
             continue
@@ -140,7 +152,7 @@ def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
             "HubName_str": hub.name,
             "Online_bool": hub.online,
             "HubType_u32": hub.hub_type,
-            "NumSessions_u32": run.session_count() if run else 0,
+            "NumSessions_u32": (run.session_count() if run else 0) + remote.get(hub.name.lower(), 0),
             "NumUsers_u32": len(hub.users),
             "NumGroups_u32": 0,
             "NumMacTables_u32": run.mac_table_size() if run else 0,

@@ -64,14 +64,18 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def _remote_load(server: Any) -> tuple[int, int]:
-    """(sessions, TCP connections) on the members, as a controller counts them
-    (SoftEther's StGetServerStatus adds every listed member but itself);
-    (0, 0) off a controller or while its role is not running."""
+def remote_members(server: Any) -> list[Any]:
+    """On a running controller, the listed members but itself, whose figures
+    SoftEther's controller adds to its own in GetServerStatus and EnumHub;
+    [] elsewhere."""
     role = server.cluster
     if server.state.config.farm.server_type != model.SERVER_CONTROLLER or not hasattr(role, "listed_members"):
-        return 0, 0
-    members = [m for m in role.listed_members() if not m.is_me]
+        return []
+    return [m for m in role.listed_members() if not m.is_me]
+
+
+def _remote_load(server: Any) -> tuple[int, int]:
+    members = remote_members(server)
     return sum(m.sessions for m in members), sum(m.tcp_connections for m in members)
 
 

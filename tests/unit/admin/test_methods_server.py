@@ -1,5 +1,6 @@
-"""Server methods in-process: GetServerStatus counts members' sessions on a
-controller (as SoftEther's StGetServerStatus), only its own elsewhere."""
+"""Server and hub listings in-process: GetServerStatus and EnumHub count the
+members' sessions on a controller (as SoftEther's StGetServerStatus and
+StEnumHub), only their own elsewhere."""
 
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ from tests.unit.dataplane.fakes import make_server
 
 
 @dataclass
+class _Hub:
+    name: str
+    sessions: int
+
+
+@dataclass
 class _Member:
     is_me: bool
     sessions: int
     tcp_connections: int
+    hubs: dict
 
 
 class _ControllerRole:
     def listed_members(self):
-        return [_Member(True, 99, 99), _Member(False, 3, 4), _Member(False, 5, 6)]
+        return [_Member(True, 99, 99, {"a": _Hub("A", 99)}), _Member(False, 3, 4, {"a": _Hub("A", 3)}),
+                _Member(False, 5, 6, {"a": _Hub("a", 1), "gone": _Hub("Gone", 4)})]
 
 
 def _counts(res):
@@ -31,6 +40,7 @@ def test_server_status_adds_members_on_a_controller_only(tmp_path):
     server = make_server(tmp_path, hubs=[model.Hub("A", hub_type=model.HUB_STATIC)])
     server.cluster = _ControllerRole()
     # still standalone in the config: the role object alone counts nothing
+    assert call(server, "EnumHub", {})["HubList"][0]["NumSessions_u32"] == 0
     assert _counts(call(server, "GetServerStatus", {})) == {
         "NumSessionsTotal_u32": 0, "NumSessionsLocal_u32": 0, "NumSessionsRemote_u32": 0,
         "NumTcpConnections_u32": 0, "NumTcpConnectionsRemote_u32": 0}
@@ -42,3 +52,5 @@ def test_server_status_adds_members_on_a_controller_only(tmp_path):
     assert _counts(res) == {"NumSessionsTotal_u32": 8, "NumSessionsLocal_u32": 0, "NumSessionsRemote_u32": 8,
                             "NumTcpConnections_u32": 10, "NumTcpConnectionsRemote_u32": 10}
     assert res["NumHubStatic_u32"] == 1 and res["ServerType_u32"] == model.SERVER_CONTROLLER
+    hubs = call(server, "EnumHub", {})["HubList"]
+    assert [(h["HubName_str"], h["NumSessions_u32"]) for h in hubs] == [("A", 4)]
