@@ -197,8 +197,10 @@ class ControllerRole:
 
     def _leave(self, peer: str, member: Member, why: str) -> None:
         log.info("member %s (id %d) leaves the cluster: %s", member.hostname, member.member_id, why)
-        self.registry.drain(member.member_id)
-        self.bus.forget(peer)
+        if member.state is not MemberState.DRAINING:  # a second Leave/JoinAbort: already out
+            self.registry.drain(member.member_id)
+        # After our Ack is sent (forget drops the route the reply needs).
+        asyncio.get_running_loop().call_soon(self.bus.forget, peer)
         self._events()
 
     def _join_hello(self, peer: str, key: bytes, m: msg.JoinHello, now: float) -> msg.JoinChallenge:

@@ -129,9 +129,8 @@ def test_saved_bus_port_taken_picks_and_saves_another(tmp_path):
     asyncio.run(main())
 
 
-def test_a_mode_change_pushes_nothing_to_members(tmp_path):
-    # SetFarmSetting converts the hubs for the new mode, then stops the role:
-    # the role must not push the converted config (no cluster hubs) meanwhile.
+def with_joined_member(tmp_path, body) -> None:
+    """Run `body(server, role, member)`: a controller role in this process and a FakeMember joined to it."""
     async def main():
         server = controller_server(tmp_path)
         server.state.change(lambda c: setattr(c, "admin_password_hash", hash_admin_password("pw")))
@@ -142,20 +141,37 @@ def test_a_mode_change_pushes_nothing_to_members(tmp_path):
             await member.connect_bus(role.bus_port, role.keys.public)
             await member.join()
             await until(lambda: member.pushes)
-            assert {h.name for h in member.pushes[-1].hubs} == {"DYN", "ST"}
-            pushes = len(member.pushes)
-
-            def standalone(config: model.Server) -> None:
-                convert_hubs(config, model.SERVER_STANDALONE)
-                config.farm = model.Farm()
-            server.state.change(standalone)
-            polls = member.polls
-            await until(lambda: member.polls >= polls + 3)  # the push loop had its chances
-            assert len(member.pushes) == pushes
+            await body(server, role, member)
         finally:
             await member.close()
             await role.stop()
     asyncio.run(main())
+
+
+def test_a_mode_change_pushes_nothing_to_members(tmp_path):
+    # SetFarmSetting converts the hubs for the new mode, then stops the role:
+    # the role must not push the converted config (no cluster hubs) meanwhile.
+    async def body(server, role, member):
+        assert {h.name for h in member.pushes[-1].hubs} == {"DYN", "ST"}
+        pushes = len(member.pushes)
+
+        def standalone(config: model.Server) -> None:
+            convert_hubs(config, model.SERVER_STANDALONE)
+            config.farm = model.Farm()
+        server.state.change(standalone)
+        polls = member.polls
+        await until(lambda: member.polls >= polls + 3)  # the push loop had its chances
+        assert len(member.pushes) == pushes
+    with_joined_member(tmp_path, body)
+
+
+def test_a_member_that_leaves_twice_is_answered_twice(tmp_path):
+    async def body(server, role, member):
+        for _ in range(2):
+            assert await member.client.request(msg.Leave(reason="mode change"), timeout_s=10) == msg.Ack()
+        assert [m.member_id for m in role.listed_members()] == [ME_ID]
+        assert await member.client.request(msg.JoinAbort(reason="x"), timeout_s=10) == msg.Ack()
+    with_joined_member(tmp_path, body)
 
 
 def test_a_failing_round_does_not_stop_the_loops(tmp_path, caplog):
