@@ -11,7 +11,8 @@ Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
   anything else → 404.
 Limits keep one slow or hostile client from hurting the others: a TLS
 handshake timeout, a deadline per request (head and body) and per answer
-(a peer that does not read), a body size limit per path, at most 19 requests
+(a peer that does not read), a body size limit (4 MiB for an admin call whose
+headers carry valid credentials, else 64 KiB), at most 19 requests
 per connection (SoftEther's HTTP loop does the same; the last answer says
 "Connection: close"), and every error closes only that connection.
 Connection floods: as SoftEther's listener (Listener.c, MaxConnectionsPerIP
@@ -33,7 +34,7 @@ from typing import Awaitable, Callable, Protocol
 
 import h11
 
-from node.admin.api import handle_admin_post
+from node.admin.api import credentials_valid, handle_admin_post
 from node.server import VpnServer
 
 log = logging.getLogger("vpnd.listener")
@@ -120,14 +121,17 @@ class ConnectionLimits:
         return len(self._pending)
 
 
-def body_limit(target: str) -> int:
-    return ADMIN_BODY_LIMIT if target.lower().startswith("/api") else OTHER_BODY_LIMIT
+def _headers(head: h11.Request) -> dict[str, str]:
+    return {n.decode("latin-1"): v.decode("latin-1") for n, v in head.headers}
 
 
 async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
+                       body_limit: Callable[[HttpRequest], int],
                        timeout_s: float = REQUEST_TIMEOUT_S) -> HttpRequest | None:
     """Read one whole request; None when the peer closed cleanly between
-    requests. Raises RequestRefused, TimeoutError or h11.RemoteProtocolError."""
+    requests. `body_limit` sees the head (an empty body) and gives the
+    largest body allowed. Raises RequestRefused, TimeoutError or
+    h11.RemoteProtocolError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     head: h11.Request | None = None
@@ -148,8 +152,8 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
             raise h11.RemoteProtocolError("connection closed inside a request")
         if isinstance(event, h11.Request):
             head = event
-            target = event.target.decode("latin-1")
-            limit = body_limit(target)
+            limit = body_limit(HttpRequest(event.method.decode("ascii", "replace"),
+                                           event.target.decode("latin-1"), _headers(event), b""))
             for name, value in event.headers:
                 if name == b"content-length" and int(value) > limit:
                     raise RequestRefused(413, f"body of {int(value)} bytes over the {limit}-byte limit")
@@ -159,9 +163,8 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
                 raise RequestRefused(413, f"body over the {limit}-byte limit")
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
-            headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in head.headers}
             return HttpRequest(head.method.decode("ascii", "replace"),
-                               head.target.decode("latin-1"), headers, bytes(body))
+                               head.target.decode("latin-1"), _headers(head), bytes(body))
 
 
 async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
@@ -248,7 +251,7 @@ class Listener:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         for number in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
             try:
-                request = await read_request(conn, reader)
+                request = await read_request(conn, reader, self._body_limit)
             except RequestRefused as exc:
                 log.info("refused a request from %s: %s", peer, exc)
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -274,6 +277,17 @@ class Listener:
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
+
+    def _body_limit(self, head: HttpRequest) -> int:
+        """4 MiB for an admin call with valid credentials (checked on the
+        headers, before the body is read), 64 KiB for anything else: a
+        caller without the password cannot make the node buffer megabytes on
+        each of its connections."""
+        path = head.target.split("?", 1)[0].lower()
+        if (head.method == "POST" and path in ("/api", "/api/")
+                and credentials_valid(self.server, head.headers)):
+            return ADMIN_BODY_LIMIT
+        return OTHER_BODY_LIMIT
 
     def _route(self, request: HttpRequest, path: str, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if path in ("/api", "/api/"):

@@ -26,8 +26,22 @@ UNAUTHORIZED_BODY = (b"<html><head><title>401 Unauthorized</title></head><body>"
                      b"<h1>Unauthorized</h1><p>Administrator password required.</p></body></html>")
 
 
-def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes,
-                      peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+Response = tuple[int, list[tuple[str, str]], bytes]
+UNAUTHORIZED: Response = (401, [("Content-Type", "text/html; charset=utf-8"),
+                                ("WWW-Authenticate", 'Basic realm="vpncluster admin"')], UNAUTHORIZED_BODY)
+
+
+def credentials_valid(server: VpnServer, headers: dict[str, str]) -> bool:
+    """Whether the headers carry valid admin credentials (no logging): the
+    listener asks before reading a body, to allow a large body only then."""
+    try:
+        authenticate(server.state.config, *credentials(headers))
+    except AdminAuthFailed:
+        return False
+    return True
+
+
+def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes, peer: str) -> Response:
     """Serve POST /api/. Wrong credentials: 401 with an HTML body (SoftEther
     does the same); everything else: 200 with a JSON-RPC result or error."""
     json_headers = [("Content-Type", "application/json")]
@@ -36,8 +50,7 @@ def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes,
         hub_admin_of = authenticate(server.state.config, hub, password)
     except AdminAuthFailed as exc:
         log.warning("admin login refused from %s: %s", peer, exc)
-        return 401, [("Content-Type", "text/html; charset=utf-8"),
-                     ("WWW-Authenticate", 'Basic realm="vpncluster admin"')], UNAUTHORIZED_BODY
+        return UNAUTHORIZED
     try:
         request = parse_request(body)
     except BadRequest as bad:

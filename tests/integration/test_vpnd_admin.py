@@ -161,6 +161,21 @@ def test_hostile_clients_do_not_block_others(vpnd):
     assert vpnd.proc.poll() is None
 
 
+def test_large_admin_body_needs_valid_credentials_first(vpnd):
+    pad = "x" * 1_000_000
+    body = json.dumps({"jsonrpc": "2.0", "id": "p", "method": "Test", "params": {"Pad_str": pad}}).encode()
+    status, data = rpc_raw(vpnd.port, body, {"X-VPNADMIN-PASSWORD": vpnd.password})
+    assert status == 200 and json.loads(data)["result"]["IntValue_u32"] == 0
+    for password in ("wrong", ""):    # refused on the headers, before any of the body is read
+        s = _tls(vpnd.port)
+        s.sendall(b"POST /api/ HTTP/1.1\r\nHost: x\r\nX-VPNADMIN-PASSWORD: " + password.encode()
+                  + b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")
+        s.close()
+    # a small body with a wrong password still gets SoftEther's 401
+    assert vpnd.call("Test", password="wrong") == {"http_status": 401}
+
+
 def test_other_paths_get_small_http_answers(vpnd):
     s = _tls(vpnd.port)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
