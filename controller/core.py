@@ -18,7 +18,9 @@ Numbers and invariants:
   and an attempt expires `pending_ttl_s` (10 s) after its hello;
 - one log line per refusal burst per key: `refusal()` says "log now"
   for the first refusal and then at most once per `log_quiet_s` (60 s),
-  carrying how many refusals were not logged in between;
+  carrying how many refusals were not logged in between; and at most
+  `max_log_lines` (20) lines per `log_quiet_s` in all, because a stranger
+  gets a fresh key for free;
 - failure records older than `log_quiet_s` are forgotten (bounded memory).
 
 SoftEther checks the password in `ServerAccept` (farm_connect) and simply
@@ -31,7 +33,7 @@ Sans-IO: `now` is a parameter (monotonic seconds); no clock reads, no I/O.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
 from controller.errors import AuthFailed, ControllerError, HubTypeImmutable, HubUnknown
@@ -43,6 +45,7 @@ FAIL_INTERVAL_S = 2.0
 PENDING_TTL_S = 10.0
 MAX_PENDING = 256
 LOG_QUIET_S = 60.0
+MAX_LOG_LINES = 20
 MAX_FAILURE_RECORDS = 4096
 
 
@@ -77,11 +80,15 @@ class JoinDesk:
     """Join attempts of one controller. Keys are raw 32-byte CURVE keys."""
 
     def __init__(self, *, fail_interval_s: float = FAIL_INTERVAL_S, pending_ttl_s: float = PENDING_TTL_S,
-                 max_pending: int = MAX_PENDING, log_quiet_s: float = LOG_QUIET_S) -> None:
+                 max_pending: int = MAX_PENDING, log_quiet_s: float = LOG_QUIET_S,
+                 max_log_lines: int = MAX_LOG_LINES) -> None:
         self.fail_interval_s = fail_interval_s
         self.pending_ttl_s = pending_ttl_s
         self.max_pending = max_pending
         self.log_quiet_s = log_quiet_s
+        self.max_log_lines = max_log_lines
+        self._lines: deque[float] = deque()  # when the recent refusal lines were logged
+        self._over_budget = 0  # refusals not logged because of max_log_lines
         self._pending: OrderedDict[bytes, PendingJoin] = OrderedDict()
         self._failures: OrderedDict[bytes, _Failures] = OrderedDict()
         self.counters: Counter[str] = Counter()
@@ -153,14 +160,22 @@ class JoinDesk:
 
     def refusal(self, key: bytes, now: float) -> int | None:
         """A refusal of `key` happened: None = do not log it; else log it now,
-        mentioning the returned number of refusals not logged since the last line."""
+        mentioning the returned number of refusals not logged before it (of
+        this key since its last line, and of any key over the line budget)."""
         failed = self._failures.get(key)
         if failed is None:
             failed = self._record(key, now)
         if failed.logged_at is not None and now - failed.logged_at < self.log_quiet_s:
             failed.unlogged += 1
             return None
-        skipped, failed.unlogged, failed.logged_at = failed.unlogged, 0, now
+        while self._lines and now - self._lines[0] >= self.log_quiet_s:
+            self._lines.popleft()
+        if len(self._lines) >= self.max_log_lines:
+            self._over_budget += 1
+            return None
+        self._lines.append(now)
+        skipped = failed.unlogged + self._over_budget
+        failed.unlogged, failed.logged_at, self._over_budget = 0, now, 0
         return skipped
 
     def handle_timer(self, now: float) -> None:

@@ -248,7 +248,7 @@ class ControllerRole:
         skipped = self.desk.refusal(key, now)
         if skipped is None:
             return
-        more = f" ({skipped} more refusals of this key not logged)" if skipped else ""
+        more = f" ({skipped} more refusals not logged)" if skipped else ""
         host = host if host.isprintable() else repr(host)  # an unproven peer chose it: no forged log lines
         log.warning("member %s (%s) from %s: join refused: %s%s", host, peer[:8], self._peer_ip(peer), why, more)
 

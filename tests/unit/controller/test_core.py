@@ -88,6 +88,16 @@ def test_one_log_line_per_burst():
     assert desk.refusal(b"X" * 32, 61.0) == 0  # another key has its own burst
 
 
+def test_log_lines_are_bounded_across_keys():
+    # A stranger makes a fresh key for every attempt: the log still stays small.
+    desk = JoinDesk(log_quiet_s=60.0, max_log_lines=20)
+    logged = [desk.refusal(i.to_bytes(32, "big"), 0.0) for i in range(30)]
+    assert logged == [0] * 20 + [None] * 10
+    assert desk.refusal(b"Y" * 32, 59.0) is None
+    assert desk.refusal(b"Z" * 32, 60.0) == 11  # budget back; the line says what it missed
+    assert desk.refusal(b"Z" * 32, 60.5) is None
+
+
 def test_hub_book_follows_the_config():
     from controller.core import HubBook
     from controller.placement import CreateHubInstance, DeleteHubInstance, Placement
