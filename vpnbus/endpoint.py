@@ -352,7 +352,8 @@ class Endpoint:
 
     def _emit(self, events: list[PeerSeen | PeerSilent]) -> None:
         for event in events:
-            log.info("bus: %s", event)
+            # Debug only: strangers (any key may connect) would write two lines per fresh key.
+            log.debug("bus: %s", event)
             if self._on_event is not None:
                 try:
                     self._on_event(event)

@@ -26,7 +26,9 @@ Liveness
 
 DropCounter
     Counts dropped frames per (peer, reason); says "log this" only the first
-    time a pair is seen, so a peer spamming garbage cannot flood the log.
+    time a pair is seen, and for at most ``max_logged`` pairs in all, so
+    neither a peer spamming garbage nor one making a fresh key per frame
+    (any key passes ZAP in "any key" mode) can flood the log.
 """
 
 from __future__ import annotations
@@ -225,18 +227,23 @@ class Liveness:
 class DropCounter:
     """Dropped frames per (peer, reason), with log-once and bounded size."""
 
-    def __init__(self, max_pairs: int = 4096) -> None:
+    def __init__(self, max_pairs: int = 4096, max_logged: int = 64) -> None:
         self._max_pairs = max_pairs
+        self._max_logged = max_logged
+        self._logged = 0
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def add(self, peer: str, reason: str) -> bool:
-        """Count one drop; True if this (peer, reason) is new (log it)."""
+        """Count one drop; True if this (peer, reason) is new and the log budget allows (log it)."""
         key = (peer, reason)
         if key not in self.counts and len(self.counts) >= self._max_pairs:
             key = ("*", reason)  # a key-churning peer cannot grow us without bound
         new = key not in self.counts
         self.counts[key] += 1
-        return new
+        if new and self._logged < self._max_logged:
+            self._logged += 1
+            return True
+        return False
 
     def total(self, reason: str | None = None) -> int:
         return sum(n for (_, r), n in self.counts.items() if reason is None or r == reason)

@@ -155,3 +155,9 @@ def test_drops_counted_per_peer_and_reason_logged_once():
     assert d.add("D" * 40, "bad_field") is False    # same overflow bucket
     assert d.counts[(A, "not_msgpack")] == 2 and d.counts[("*", "bad_field")] == 2
     assert d.total("not_msgpack") == 3 and d.total() == 6
+
+
+def test_drop_log_lines_are_bounded_across_fresh_keys():
+    d = DropCounter(max_logged=2)
+    assert [d.add(str(i) * 40, "not_msgpack") for i in range(4)] == [True, True, False, False]
+    assert d.total() == 4
