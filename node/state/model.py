@@ -11,6 +11,7 @@ users compare case-insensitively, as in SoftEther.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,16 +90,39 @@ class Server:
 
 _BYTES_FIELDS = {"hashed_key", "hashed_password", "secure_password",
                  "member_password_hash", "admin_password_hash"}
+_RECORD_TYPES = (User, Hub, Farm, Bridge, Server)
+_CONTAINERS = (list, *_RECORD_TYPES)
+
+# Every config change copies, encodes and checks the whole config inside the
+# event loop, so these walk the records' __dict__ (field order) directly:
+# several times faster than copy.deepcopy / dataclasses.fields per object
+# (with 1,000 users a change cost ~0.1 s of loop time before).
 
 
 def _encode(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, _RECORD_TYPES):
+        return {k: _encode(v) for k, v in vars(obj).items()}
     if isinstance(obj, bytes):
         return obj.hex()
     if isinstance(obj, list):
         return [_encode(v) for v in obj]
     return obj
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, _RECORD_TYPES):
+        new = object.__new__(type(obj))
+        new.__dict__.update({k: _clone(v) if isinstance(v, _CONTAINERS) else v for k, v in vars(obj).items()})
+        return new
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    return obj     # str, bytes, numbers, bool: immutable
+
+
+def clone(server: Server) -> Server:
+    """A deep copy of the config (records and lists copied, values shared:
+    they are immutable)."""
+    return _clone(server)
 
 
 def to_doc(server: Server) -> dict[str, Any]:
@@ -110,40 +134,47 @@ def to_doc(server: Server) -> dict[str, Any]:
 _PRIMITIVES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(name, type text, required) of each field of a record type."""
+    return tuple((f.name, str(f.type),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
 def _decode(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected an object")
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        spot = f"{where}.{f.name}"
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(f"{spot}: missing")
+    for name, kind, required in _fields_of(cls):
+        if name not in raw:
+            if required:
+                raise ValueError(f"{where}.{name}: missing")
             continue
-        value, kind = raw[f.name], str(f.type)
-        if f.name in _BYTES_FIELDS:
+        value = raw[name]
+        if name in _BYTES_FIELDS:
             if not isinstance(value, str):
-                raise ValueError(f"{spot}: expected hex text")
+                raise ValueError(f"{where}.{name}: expected hex text")
             try:
                 value = bytes.fromhex(value)
             except ValueError:
-                raise ValueError(f"{spot}: not hex") from None
+                raise ValueError(f"{where}.{name}: not hex") from None
         elif kind in _PRIMITIVES:
             ok = _PRIMITIVES[kind]
             if not isinstance(value, ok) or (kind != "bool" and isinstance(value, bool)):
-                raise ValueError(f"{spot}: expected {kind}")
+                raise ValueError(f"{where}.{name}: expected {kind}")
         elif kind.startswith("list["):
             if not isinstance(value, list):
-                raise ValueError(f"{spot}: expected a list")
+                raise ValueError(f"{where}.{name}: expected a list")
             inner = kind[5:-1]
             if inner in _PRIMITIVES:
                 if not all(isinstance(v, _PRIMITIVES[inner]) and not isinstance(v, bool) for v in value):
-                    raise ValueError(f"{spot}: expected a list of {inner}")
+                    raise ValueError(f"{where}.{name}: expected a list of {inner}")
             else:
-                value = [_decode(_RECORDS[inner], v, f"{spot}[{i}]") for i, v in enumerate(value)]
+                value = [_decode(_RECORDS[inner], v, f"{where}.{name}[{i}]") for i, v in enumerate(value)]
         elif kind in _RECORDS:
-            value = _decode(_RECORDS[kind], value, spot)
-        values[f.name] = value
+            value = _decode(_RECORDS[kind], value, f"{where}.{name}")
+        values[name] = value
     return cls(**values)
 
 

@@ -11,7 +11,6 @@ are told after the swap.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -55,7 +54,7 @@ class NodeState:
         return self._config
 
     def change(self, fn: Callable[[model.Server], T]) -> T:
-        draft = copy.deepcopy(self._config)
+        draft = model.clone(self._config)
         result = fn(draft)
         draft.serial = self._config.serial + 1
         try:

@@ -109,3 +109,19 @@ def test_model_round_trip_and_validation():
     doc["hubs"][0]["online"] = "yes"
     with pytest.raises(ValueError, match=r"hubs\[0\].online: expected bool"):
         model.from_doc(doc)
+
+
+def test_clone_is_deep_for_records_and_lists():
+    server = _server()
+    server.hubs.append(model.Hub("H", users=[model.User("u", hashed_key=b"\x02" * 20)]))
+    server.bridges.append(model.Bridge("H", "eth1"))
+    copy = model.clone(server)
+    assert copy == server
+    copy.hubs[0].users[0].name = "v"
+    copy.hubs[0].users.append(model.User("w"))
+    copy.farm.weight = 7
+    copy.listeners.append("x")
+    copy.bridges[0].tap = True
+    assert server == model.from_doc(model.to_doc(server))
+    assert [u.name for u in server.hubs[0].users] == ["u"]
+    assert (server.farm.weight, server.listeners, server.bridges[0].tap) == (100, ["127.0.0.1:5555"], False)
