@@ -46,15 +46,14 @@ class Method:
     name: str
     handler: Handler
     scope: Scope
-    hub_field: str = "HubName"
 
 
 METHODS: dict[str, Method] = {}
 
 
-def admin_method(name: str, scope: Scope, hub_field: str = "HubName") -> Callable[[Handler], Handler]:
+def admin_method(name: str, scope: Scope) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        METHODS[name.lower()] = Method(name, fn, scope, hub_field)
+        METHODS[name.lower()] = Method(name, fn, scope)
         return fn
     return register
 
@@ -69,7 +68,7 @@ def dispatch(ctx: AdminContext, method_name: str, raw_params: dict[str, Any]) ->
         if method.scope is Scope.SERVER:
             raise RpcError(Err.NOT_ENOUGH_RIGHT, f"{method.name} is for the server administrator")
         if method.scope is Scope.HUB:
-            hub = params.str(method.hub_field)
+            hub = params.str("HubName")
             if hub.lower() != (ctx.hub_admin_of or "").lower():
                 raise RpcError(Err.NOT_ENOUGH_RIGHT,
                                f"a hub administrator of {ctx.hub_admin_of!r} cannot manage hub {hub!r}")

@@ -50,9 +50,6 @@ class ConfigStore:
         self._validate = validate
         self._keep = keep_backups
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     def _read(self, path: Path) -> dict[str, Any]:
         raw = path.read_bytes()
         if not raw:
