@@ -7,8 +7,10 @@ Invariants:
   change (acknowledged only after `save()` returned) is never lost.
 - A file that does not parse or validate is never replaced by defaults: the
   daemon refuses to start, naming the file and the newest backup that loads.
-- Backups (backups/<name>.<UTC time>.<serial>) are written at each start and
-  before a mode change; the newest `keep_backups` are kept.
+- Backups (backups/<name>.<UTC time>.<monotonic ns>.<reason>) are written at
+  each start and before a mode change; the newest `keep_backups` are kept. A
+  backup equal to the newest one for the same reason is not written again,
+  so a restart loop cannot push the older, different ones out.
 """
 
 from __future__ import annotations
@@ -102,10 +104,16 @@ class ConfigStore:
         if not self.path.exists():
             return None
         self.backup_dir.mkdir(mode=0o700, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        data = self.path.read_bytes()
         safe = "".join(ch if ch.isalnum() else "-" for ch in reason)[:32]
+        newest = self.backups()[:1]
+        if newest and newest[0].name.endswith("." + safe) and newest[0].read_bytes() == data:
+            # The same copy for the same reason (a node restarting in a loop):
+            # writing it again would only push older, different backups out.
+            return newest[0]
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.backup_dir / f"{self.path.name}.{stamp}.{time.monotonic_ns()}.{safe}"
-        write_atomic(target, self.path.read_bytes())
+        write_atomic(target, data)
         for old in self.backups()[self._keep:]:
             old.unlink(missing_ok=True)
         return target

@@ -89,6 +89,19 @@ def test_damaged_backups_are_skipped(tmp_path):
     assert state.store.newest_good_backup() == first
 
 
+def test_restart_loop_does_not_push_older_backups_out(tmp_path):
+    store = ConfigStore(tmp_path / "c.json", model.validate, keep_backups=3)
+    store.save(model.to_doc(_server()))
+    before = store.backup("mode-change")
+    first = store.backup("start")
+    assert all(store.backup("start") == first for _ in range(5))
+    assert store.backups() == [first, before]
+    changed = _server()
+    changed.serial = 1
+    store.save(model.to_doc(changed))
+    assert store.backup("start") not in (first, before) and len(store.backups()) == 3
+
+
 def test_backups_are_pruned(tmp_path):
     store = ConfigStore(tmp_path / "c.json", model.validate, keep_backups=3)
     store.save(model.to_doc(_server()))
