@@ -44,6 +44,7 @@ from controller.messages import (
     StatusReport,
 )
 from controller.points import DEFAULT_MAX_SESSIONS, points
+from node.cluster.controller_bus import liveness_from_env
 from node.cluster.member_discovery import TIMEOUT_S as DISCOVERY_TIMEOUT_S
 from node.cluster.member_discovery import DiscoveryFailed, discover
 from node.cluster.member_link import (
@@ -117,7 +118,6 @@ class MemberRole:
                  discovery_timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
         if liveness_timeout_s is None:
             # The same figure as the controller's (VPNCLUSTER_LIVENESS_S, default 3 s).
-            from node.cluster.controller_role import liveness_from_env
             liveness_timeout_s = liveness_from_env(LIVENESS_TIMEOUT_S)
         self.server = server
         self.key_dir = server.state_dir / BUS_DIR

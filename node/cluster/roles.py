@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
+from node.cluster.controller_role import ControllerRole
+from node.cluster.member_role import MemberRole
 from node.state import model
 
 log = logging.getLogger("vpnd.cluster")
@@ -23,11 +25,8 @@ def make_role(server: Any, listener: Any) -> Any:
     """A ControllerRole, a MemberRole, or None (standalone), not started."""
     server_type = server.state.config.farm.server_type
     if server_type == model.SERVER_CONTROLLER:
-        from node.cluster.controller_role import ControllerRole
         return ControllerRole(server, listener)
     if server_type == model.SERVER_MEMBER:
-        # Imported here: the member side lives in its own module.
-        from node.cluster.member_role import MemberRole
         return MemberRole(server)
     return None
 
@@ -53,11 +52,7 @@ async def switch_role(server: Any, listener: Any) -> Any:
         dataplane = getattr(server, "dataplane", None)
         if dataplane is not None:
             dataplane.refresh()
-        try:
-            role = make_role(server, listener)
-        except ImportError as exc:
-            log.error("cluster role not available in this build: %s", exc)
-            return None
+        role = make_role(server, listener)
         if role is None:
             return None
         try:
