@@ -11,7 +11,8 @@ else it is empty (a server with an empty admin password accepts anything).
 Exit status: 0 success; 1 the server refused the command (a SoftEther error)
 or a local step failed; 2 bad command line; 3 the server could not be reached
 or did not speak SoftEther JSON-RPC (connection, TLS, timeout); 4 admin
-authentication failed (HTTP 401). Every failure is one line on stderr.
+authentication failed (HTTP 401). Every failure is one line on stderr (an
+unexpected one too: exit 1, and VPNCTL_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
@@ -174,6 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _fail(130, "Error: interrupted")
     except BrokenPipeError:
         code = EXIT_OK  # output piped into a closed reader (e.g. head)
+    except Exception as e:
+        # Still one line (an answer we cannot render, a bug here); the
+        # traceback on demand for a bug report.
+        if os.environ.get("VPNCTL_DEBUG"):
+            raise
+        code = _fail(EXIT_SERVER_ERROR, f"Error: unexpected failure ({type(e).__name__}: {e}); "
+                                        "VPNCTL_DEBUG=1 shows the traceback")
     if argv is None:
         sys.exit(code)
     return code

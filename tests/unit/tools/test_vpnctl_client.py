@@ -304,6 +304,13 @@ def test_cli_password_that_cannot_be_sent_is_a_usage_error(capsys, monkeypatch, 
     assert code == 2 and "control character" in err and err.count("\n") == 1
 
 
+def test_cli_answer_it_cannot_render_is_one_line(fake, capsys, monkeypatch):
+    srv = fake(lambda h, b: result({"HubList": "not a list"}))
+    monkeypatch.delenv("VPNCTL_DEBUG", raising=False)
+    code, out, err = run_cli(capsys, monkeypatch, "--server", f"127.0.0.1:{srv.port}", "HubList")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "unexpected failure" in err
+
+
 def test_cli_unreachable_exit_3(capsys, monkeypatch):
     code, out, err = run_cli(capsys, monkeypatch, "--server", f"127.0.0.1:{_closed_port()}", "HubList")
     assert code == 3 and "cannot connect" in err and err.count("\n") == 1
