@@ -63,6 +63,7 @@ to wait for its own 20 s timeout). Compression is granted when asked
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import itertools
 import logging
@@ -121,7 +122,8 @@ class LoginGranted:
 
 
 def _check_secure(hashed_key: bytes, random: bytes, proof: bytes) -> bool:
-    return len(hashed_key) == SHA1_SIZE and secure_password(hashed_key, random) == proof
+    # constant time: the proof must not leak, byte by byte, how much of it was right
+    return len(hashed_key) == SHA1_SIZE and hmac.compare_digest(secure_password(hashed_key, random), proof)
 
 
 def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, running: Container[str],
@@ -337,7 +339,7 @@ class VpnHandler:
         neg.refuse(Err.TOO_MANY_CONNECTION)
 
     def _session_alive(self, session_key: bytes) -> bool:
-        return any(getattr(session, "session_key", None) == session_key
+        return any(hmac.compare_digest(getattr(session, "session_key", b""), session_key)
                    for instance in self.server.hubs.values()
                    for session in getattr(instance, "sessions", {}).values())
 
