@@ -34,13 +34,13 @@ a client that reads nothing for T is closed.
 Invariants: bytes are written in order, one writer; the session is detached
 from the hub before its socket closes, so no batch is queued after close;
 `close()` is idempotent and may be called from any task, including the
-session's own read/write task.
+session's own read/write task; a socket that does not finish closing within
+CLOSE_WAIT_S is aborted, so a client that stops reading cannot pin it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -300,10 +300,16 @@ class VpnSession:
         for task in others:
             task.cancel()
         self._writer.close()
-        with contextlib.suppress(Exception):
+        try:
             async with asyncio.timeout(CLOSE_WAIT_S):
                 await asyncio.gather(*others, return_exceptions=True)
                 await self._writer.wait_closed()
+        except TimeoutError:
+            # a client that reads nothing would hold the socket and its unsent
+            # buffer (TLS close_notify included) for as long as TCP lets it
+            self._writer.transport.abort()
+        except Exception:  # the socket failing as it closes: it is closed
+            pass
         self._done.set()
 
     @property

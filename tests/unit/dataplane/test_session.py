@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from node.dataplane.hubs import HubInstance
+import node.dataplane.session as session_module
 from node.dataplane.session import DataChannel, SessionTimedOut, VpnSession
 from node.softether.blocks import (
     MAX_PACKET_SIZE, BlockDecoder, BlockError, Frames, KeepAlive, encode_frames, encode_keepalive,
@@ -132,7 +133,11 @@ def test_keepalives_come_every_fifth_to_half_of_the_timeout_and_data_rearms_them
 class FakeTransport:
     def __init__(self) -> None:
         self.closing = False
+        self.aborted = False
         self.buffered = 0
+
+    def abort(self) -> None:
+        self.aborted = self.closing = True
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -290,5 +295,22 @@ def test_a_bug_on_the_packet_path_ends_the_session_instead_of_leaving_it_half_al
         reader.feed_data(encode_frames([frame(BCAST, mac(1))]))
         await asyncio.wait_for(task, 5)
         assert session.close_reason.startswith("internal error") and writer.transport.closing
+
+    asyncio.run(main())
+
+
+def test_a_socket_that_does_not_finish_closing_is_aborted(monkeypatch):
+    monkeypatch.setattr(session_module, "CLOSE_WAIT_S", 0.05)
+
+    async def main():
+        instance, session, reader, writer, spy, task = await started()
+        never = asyncio.get_running_loop().create_future()   # a peer that never reads its close
+
+        async def stuck() -> None:
+            await never
+        writer.wait_closed = stuck  # type: ignore[method-assign]
+        await asyncio.wait_for(session.close("admin"), 5)
+        await asyncio.wait_for(task, 5)
+        assert writer.transport.aborted and session.name not in instance.sessions
 
     asyncio.run(main())
