@@ -22,7 +22,6 @@ import errno
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable, Protocol, runtime_checkable
 
 from node.dataplane.switch import IpTableItem, MacTableItem, Switch, Traffic
@@ -136,17 +135,6 @@ class VirtualHub:
         return self.switch.traffic(port.id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LocalBridgeInfo:
-    """One EnumLocalBridge row."""
-
-    device_name: str
-    hub_name: str
-    online: bool
-    active: bool
-    tap_mode: bool
-
-
 class LocalBridge:
     """A hub port backed by a frame device (TAP or AF_PACKET)."""
 
@@ -231,11 +219,6 @@ class LocalBridge:
                 continue
             self.sent_frames += 1
             self.sent_bytes += len(frame)
-
-    def info(self) -> LocalBridgeInfo:
-        return LocalBridgeInfo(device_name=self.device.name, hub_name=self.hub.name,
-                               online=self.device.fd >= 0, active=self.active,
-                               tap_mode=self.device.tap_mode)
 
     def close(self) -> None:
         """Stop reading, leave the hub, close the device (a TAP device goes away)."""

@@ -264,12 +264,6 @@ class DataPlane:
                 except Exception:  # keep retrying the other bridges
                     log.exception("local bridge %s: retry failed", slot.key)
 
-    # ---- queries -------------------------------------------------------------------
-
-    def instance(self, hub_name: str) -> HubInstance | None:
-        found = self.server.hubs.get(hub_name.lower())
-        return found if isinstance(found, HubInstance) else None
-
 
 def bridge_status(server: "VpnServer", bridge: model.Bridge) -> tuple[bool, bool]:
     """(Online, Active) of a configured bridge, as EnumLocalBridge shows them:

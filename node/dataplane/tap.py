@@ -63,12 +63,6 @@ class FrameDevice:
             fd, self.fd = self.fd, -1
             self._closer(fd)
 
-    def __enter__(self) -> "FrameDevice":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         kind = "tap" if self.tap_mode else "packet"
         return f"<FrameDevice {kind} {self.name!r} fd={self.fd}>"
@@ -156,12 +150,3 @@ async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True) -> 
         raise DeviceError(e.errno, f"cannot bind to {ifname!r}: {e.strerror}") from e
     # The socket object owns the fd; closing it also drops the promiscuous membership.
     return FrameDevice(ifname, sock.fileno(), False, lambda _fd, s=sock: s.close())
-
-
-async def move_to_netns(name: str, netns: str) -> None:
-    """Move interface `name` into the named network namespace (a TAP fd stays valid)."""
-    async with AsyncIPRoute() as ipr:
-        found = await ipr.link_lookup(ifname=name)
-        if not found:
-            raise DeviceError(errno.ENODEV, f"no interface {name!r}")
-        await ipr.link("set", index=found[0], net_ns_fd=netns)
