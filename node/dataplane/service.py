@@ -32,7 +32,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from node.dataplane.bridge import LocalBridge
-from node.dataplane.hubs import BRIDGE_USER_NAME, HubInstance, hosted_hubs, sync_instances
+from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
 from node.dataplane.tap import DeviceError, open_packet, open_tap
 from node.state import model
 
