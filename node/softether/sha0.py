@@ -46,9 +46,12 @@ def sha0(data: bytes) -> bytes:
 
 
 def hash_password(username: str, password: str) -> bytes:
-    """A user's stored key: SHA0(password || upper-cased user name), ASCII-only upper."""
+    """A user's stored key: SHA0(password || upper-cased user name), ASCII-only upper.
+
+    SoftEther hashes the raw bytes; strings decoded from a PACK keep bytes that
+    are not UTF-8 as surrogates (pack.py), and they are hashed as those bytes."""
     upper = "".join(ch.upper() if "a" <= ch <= "z" else ch for ch in username)
-    return sha0(password.encode() + upper.encode())
+    return sha0(password.encode("utf-8", "surrogateescape") + upper.encode("utf-8", "surrogateescape"))
 
 
 def hash_admin_password(password: str) -> bytes:

@@ -104,6 +104,19 @@ def test_plain_password_is_hashed_like_a_password_login():
                         client_is_local=False).method == "password"
 
 
+def test_a_plain_password_that_is_not_utf8_or_too_long_fails_cleanly():
+    def plain(user: str, pw: str) -> int:
+        auth = AuthRequest(hubname="Sales", username=user, authtype=AuthType.PLAIN_PASSWORD, plain_password=pw)
+        with pytest.raises(LoginRefused) as err:
+            authenticate(config(), auth, RANDOM, running={"sales"}, now_wall=NOW, client_is_local=False)
+        return err.value.code
+    # bytes that are not UTF-8 arrive as surrogates (pack.py): hashed as bytes, no crash
+    assert plain("alice", "p\udcffw") == Err.AUTH_FAILED
+    assert plain("al\udcffice", "pw") == Err.AUTH_FAILED
+    assert plain("alice", "x" * 256) == Err.AUTH_FAILED
+    assert plain("a" * 256, "pw") == Err.AUTH_FAILED
+
+
 def test_hub_administrator_uses_the_hub_admin_password():
     assert login("Administrator", "hubpw").method == "administrator"
     assert login("administrator", "", hub="Open", local=True).method == "administrator"

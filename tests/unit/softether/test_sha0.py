@@ -34,6 +34,11 @@ def test_password_helpers():
     assert hash_admin_password("") == EMPTY_PASSWORD_HASH
 
 
+def test_bytes_that_are_not_utf8_are_hashed_as_received():
+    # a PACK STR with byte 0xff decodes to "\udcff" (surrogateescape); SoftEther hashes the raw byte
+    assert hash_password("b\udcff", "p\udcfe") == sha0(b"p\xfe" + b"B\xff")
+
+
 def test_upper_case_is_ascii_only():
     # SoftEther's StrUpper touches a-z only
     assert hash_password("é", "x") == sha0("x".encode() + "é".encode())
