@@ -82,8 +82,8 @@ def test_ping_through_hub_between_two_af_packet_bridges(lab):
             t1 = hub.traffic(b1)
             assert t1.recv_unicast_count >= 3 and t1.send_unicast_count >= 3
             assert b1.recv_frames >= 3 and b2.sent_frames >= 3
-            assert b1.info().active and not b1.info().tap_mode
-        assert hub.mac_table() == [] and not b1.info().online
+            assert b1.active and not b1.device.tap_mode
+        assert hub.mac_table() == [] and b1.device.fd == -1
 
     asyncio.run(main())
 
@@ -102,7 +102,7 @@ def test_ping_through_hub_to_a_tap_bridge(lab):
             out = await _ping(lab, ns1, "10.214.0.2")
             assert re.search(r"3 received", out), out
             assert tap.recv_frames >= 3 and tap.sent_frames >= 3
-            assert tap.info().tap_mode and tap.info().active
+            assert tap.device.tap_mode and tap.active
         # closing the only fd of a non-persistent TAP removes the device
         assert tap_name not in lab.links(ns2)
 
