@@ -304,7 +304,7 @@ class VpnHandler:
                 neg.send(enum_hub_pack(self.server.state.config))
                 await neg.epilogue()
             else:
-                log.info("VPN client %s asked for unknown method %r", peer, method)
+                log.info("VPN client %s asked for unknown method %.64r", peer, method)
                 neg.refuse(Err.PROTOCOL_ERROR)
                 await neg.epilogue()
         except TimeoutError:
@@ -368,7 +368,8 @@ class VpnHandler:
             if granted.hub.max_session and instance.session_count() >= granted.hub.max_session:
                 raise LoginRefused(Err.HUB_IS_BUSY, f"the hub has its maximum of {granted.hub.max_session} sessions")
         except LoginRefused as e:
-            log.warning("login failed: user %s on hub %s from %s: %s (%s)",
+            # names as the client sent them: quoted and cut, so they cannot forge log lines
+            log.warning("login failed: user %.64r on hub %.64r from %s: %s (%s)",
                         auth.username, auth.hubname, client_ip, e.reason, error_name(e.code))
             neg.refuse(e.code)
             await neg.epilogue()
@@ -387,12 +388,13 @@ class VpnHandler:
         try:
             instance.add_session(session)
         except (RuntimeError, ValueError) as e:  # the hub stopped while we were checking
-            log.warning("login failed: user %s on hub %s from %s: %s", auth.username, auth.hubname, client_ip, e)
+            log.warning("login failed: user %.64r on hub %.64r from %s: %s",
+                        auth.username, auth.hubname, client_ip, e)
             neg.refuse(Err.HUB_STOPPING)
             await neg.epilogue()
             return
         neg.send(welcome.to_pack())
-        log.info("session %s started: user %s (%s) on hub %s from %s:%d, %s build %d%s",
+        log.info("session %s started: user %s (%s) on hub %s from %s:%d, %.64r build %d%s",
                  name, granted.username, granted.method, granted.hub.name, client_ip, client_port,
                  auth.client_str, auth.client_build, ", compressed" if welcome.use_compress else "")
         await session.run(neg.channel.trailing_data)

@@ -5,6 +5,7 @@ the handler on in-memory streams (step time limit, the listener's buffer)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import h11
 import pytest
@@ -236,3 +237,21 @@ def test_a_login_pipelined_behind_the_signature_is_served_from_the_listeners_buf
         assert server.hubs["hub"].sessions == {}
 
     asyncio.run(main())
+
+
+def test_a_refused_login_cannot_forge_log_lines(tmp_path, caplog):
+    async def main():
+        client = PackClientChannel("x")
+        auth = AuthRequest(hubname="HUB\nfake", username="eve\n2026 vpnd INFO forged" + "x" * 5000,
+                           authtype=AuthType.ANONYMOUS)
+        wire = client.signature_request() + PackClientChannel("x").send_pack(auth.to_pack())
+        conn, request = listener_handoff(wire)
+        reader = asyncio.StreamReader()
+        reader.feed_eof()
+        await asyncio.wait_for(VpnHandler(server_with_hub(tmp_path))(
+            conn, request, reader, MemWriter(reader), "127.0.0.9:4242"), 5)
+
+    with caplog.at_level(logging.INFO, logger="vpnd.vpn"):
+        asyncio.run(main())
+    failed = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+    assert len(failed) == 1 and "\n" not in failed[0] and len(failed[0]) < 400
