@@ -164,7 +164,7 @@ def _real_client_session(lab: Lab, node: NsVpnd, client_ns: str, server_ip: str,
         _account(client, "bad", "vpn2", server, "not-the-password")
         client.must("AccountConnect", "bad")
         _until("vpnd to log the failed login",
-               lambda: f"login failed: user {USER} on hub {HUB} from {client_ip}: wrong password" in node.log(),
+               lambda: f"login failed: user {USER!r} on hub {HUB!r} from {client_ip}: wrong password" in node.log(),
                extra=node.log)
         _until("the client to report the authentication error",
                lambda: re.search(r"\(code 9\)", _client_logs(client)), extra=lambda: _client_logs(client))

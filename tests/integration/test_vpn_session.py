@@ -240,7 +240,7 @@ def test_refused_logins_get_softether_errors_and_the_daemon_keeps_serving(node, 
             await b.close()
 
     run(main())
-    assert f"login failed: user {user} on hub {hub} from 127.0.0.1" in node.log()
+    assert f"login failed: user {user!r} on hub {hub!r} from 127.0.0.1" in node.log()
 
 
 def test_hub_administrator_and_offline_hub(node):
