@@ -60,6 +60,7 @@ class _View:
     counts what the client sent as Send, what it received as Recv)."""
 
     name: str
+    connection_name: str
     username: str
     real_username: str
     client_ip: str
@@ -92,7 +93,8 @@ def _client_traffic(t: Traffic | None) -> dict[str, int]:
 
 def _vpn_view(instance: HubInstance, s: Any) -> _View:
     return _View(
-        name=s.name, username=s.username, real_username=s.username, client_ip=s.client_ip,
+        name=s.name, connection_name=s.connection_name, username=s.username, real_username=s.username,
+        client_ip=s.client_ip,
         client_port=int(s.client_port), client_hostname=s.client_hostname,
         client_product=s.client_product, client_version=int(s.client_version),
         client_build=int(s.client_build), created_time=s.created_time, last_comm_time=s.last_comm_time,
@@ -107,7 +109,7 @@ def _vpn_view(instance: HubInstance, s: Any) -> _View:
 def _bridge_view(instance: HubInstance, b: BridgeSession) -> _View:
     t = instance.port_traffic(b.port) if b.port is not None else None
     return _View(
-        name=b.name, username=BRIDGE_USER_PRINT, real_username="", client_ip="0.0.0.0", client_port=0,
+        name=b.name, connection_name=b.name, username=BRIDGE_USER_PRINT, real_username="", client_ip="0.0.0.0", client_port=0,
         client_hostname="", client_product="", client_version=0, client_build=0,
         created_time=b.created_time, last_comm_time=b.created_time, tcp_connections=0,
         max_tcp_connections=0, use_encrypt=False, use_compress=False, session_key=b.session_key,
@@ -209,7 +211,7 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "ProtocolVersion_str": "",
         "CipherName_str": "",
         "SessionName_str": v.name,
-        "ConnectionName_str": v.name,
+        "ConnectionName_str": v.connection_name,   # the connection's "CID-n", as Connection->Name
         "SessionKey_bin": b64(v.session_key),
         "Active_bool": True,
         "Connected_bool": True,

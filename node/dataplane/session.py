@@ -204,7 +204,7 @@ class VpnSession:
 
     def __init__(self, *, instance: "HubInstance", name: str, username: str,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 client_ip: str, client_port: int, session_key: bytes,
+                 client_ip: str, client_port: int, session_key: bytes, connection_name: str = "",
                  client_hostname: str = "", client_product: str = "",
                  client_version: int = 0, client_build: int = 0, unique_id: bytes = b"",
                  use_compress: bool = False, timeout_ms: int = DEFAULT_TIMEOUT_MS,
@@ -213,6 +213,7 @@ class VpnSession:
         self.hub = instance.hub
         self.id = ("session", name)
         self.name = name
+        self.connection_name = connection_name or name   # the welcome's "CID-n"
         self.username = username
         self.hub_name = instance.name
         self.client_ip = client_ip

@@ -382,7 +382,7 @@ class VpnHandler:
         session = VpnSession(
             instance=instance, name=name, username=granted.username, reader=neg.reader,
             writer=neg.writer, client_ip=client_ip, client_port=client_port, session_key=session_key,
-            client_hostname=auth.client_hostname or client_ip, client_product=auth.client_str,
+            connection_name=welcome.connection_name, client_hostname=auth.client_hostname or client_ip, client_product=auth.client_str,
             client_version=auth.client_ver, client_build=auth.client_build, unique_id=auth.unique_id,
             use_compress=welcome.use_compress, timeout_ms=self.timeout_ms)
         try:

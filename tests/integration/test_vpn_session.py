@@ -182,6 +182,7 @@ def test_two_sessions_switch_frames_through_the_hub(node):
             assert rows["SID-ALICE-1"]["Hostname_str"] == "mini"
             status = _ok(node.call("GetSessionStatus", {"HubName_str": HUB, "Name_str": "SID-ALICE-1"}))
             assert status["TotalSendSize_u64"] > 0 and status["TotalRecvSize_u64"] > 0
+            assert status["ConnectionName_str"] == a.welcome.connection_name and a.welcome.connection_name.startswith("CID-")
             macs = _ok(node.call("EnumMacTable", {"HubName_str": HUB}))["MacTable"]
             assert {m["SessionName_str"] for m in macs} == {"SID-ALICE-1", "SID-BOB-2"}
         finally:

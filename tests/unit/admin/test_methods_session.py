@@ -58,6 +58,7 @@ def test_get_session_status(setup):
     server, inst, alice, _ = setup
     res = call(server, "GetSessionStatus", {"HubName_str": "DEFAULT", "Name_str": "sid-alice-1"})
     assert res["Name_str"] == "SID-ALICE-1" and res["Username_str"] == "alice"
+    assert res["SessionName_str"] == "SID-ALICE-1" and res["ConnectionName_str"] == "CID-7"
     assert res["SessionStatus_ClientIp_ip"] == "127.0.0.5" and res["ClientPort_u32"] == 40001
     assert base64.b64decode(res["SessionKey_bin"]) == bytes(range(20))
     # the client's view: it sent what the server received

@@ -34,6 +34,7 @@ class FakeSession:
         self.instance = instance
         self.name = instance.next_session_name(username)
         self.id = ("session", self.name)
+        self.connection_name = "CID-7"
         self.username = username
         self.hub_name = instance.name
         self.client_ip = client_ip
