@@ -11,7 +11,8 @@ the change at once. As in SoftEther:
 - adding a bridge that exists already (hub, device, TapMode) succeeds and
   changes nothing;
 - DeleteLocalBridge matches hub and device case-insensitively, whatever
-  TapMode says; ERR_OBJECT_NOT_FOUND when nothing matches;
+  TapMode says (an exact device name first: two NICs may differ only in
+  case); ERR_OBJECT_NOT_FOUND when nothing matches;
 - where this process cannot open a raw AF_PACKET socket (SoftEther's
   IsEthSupported on Linux), Add and Enum answer ERR_LOCAL_BRIDGE_UNSUPPORTED.
 Different from SoftEther, on purpose: a bridge on a kernel device already
@@ -86,11 +87,14 @@ def delete_local_bridge(ctx: AdminContext, p: Params) -> dict[str, Any]:
     hub, device, tap = _read(p)
 
     def apply(config: model.Server) -> model.Bridge:
-        for old in config.bridges:
-            if old.hub.lower() == hub.lower() and old.device.lower() == device.lower():
-                config.bridges.remove(old)
-                return old
-        raise RpcError(Err.OBJECT_NOT_FOUND, f"no local bridge of hub {hub!r} to device {device!r}")
+        found = [old for old in config.bridges
+                 if old.hub.lower() == hub.lower() and old.device.lower() == device.lower()]
+        if not found:
+            raise RpcError(Err.OBJECT_NOT_FOUND, f"no local bridge of hub {hub!r} to device {device!r}")
+        # Linux NIC names are case-sensitive: eth0 and ETH0 may be two bridges; the exact name wins
+        old = next((b for b in found if b.device == device), found[0])
+        config.bridges.remove(old)
+        return old
     gone = ctx.server.state.change(apply)
     return _echo(gone.hub, gone.device, gone.tap)
 

@@ -39,6 +39,15 @@ def test_add_enum_delete_round_trip_is_durable(server, tmp_path):
     assert [b.device for b in NodeState.open(tmp_path).config.bridges] == ["eth9"]
 
 
+def test_delete_prefers_the_exact_device_name(server, tmp_path):
+    for dev in ("eth0", "ETH0"):    # two NICs on Linux: names are case-sensitive
+        call(server, "AddLocalBridge", {"HubNameLB_str": "DEFAULT", "DeviceName_str": dev})
+    call(server, "DeleteLocalBridge", {"HubNameLB_str": "DEFAULT", "DeviceName_str": "ETH0"})
+    assert [b.device for b in NodeState.open(tmp_path).config.bridges] == ["eth0"]
+    call(server, "DeleteLocalBridge", {"HubNameLB_str": "DEFAULT", "DeviceName_str": "Eth0"})
+    assert NodeState.open(tmp_path).config.bridges == []
+
+
 def test_errors(server):
     add = {"HubNameLB_str": "DEFAULT", "DeviceName_str": "vpn1", "TapMode_bool": True}
     call(server, "AddLocalBridge", add)
