@@ -190,9 +190,6 @@ class Switch:
         for p in self._ports.values():
             p.others = tuple(i for i in ids if i != p.id)
 
-    def ports(self) -> list[Hashable]:
-        return list(self._ports)
-
     def traffic(self, port: Hashable) -> Traffic:
         """Counters of one port (raises UnknownPort)."""
         p = self._ports.get(port)
@@ -370,13 +367,6 @@ class Switch:
         """Drop aged MAC and IP entries."""
         self._purge_macs(now)
         self._purge_ips(now)
-
-    def next_deadline(self) -> float | None:
-        """Earliest time an entry ages out (None if both tables are empty)."""
-        times = [e.updated + self.mac_expire_s for e in self._macs.values()]
-        times += [e.updated + (self.ip_expire_dhcp_s if e.dhcp else self.ip_expire_s)
-                  for e in self._ips.values()]
-        return min(times) if times else None
 
     def _purge_macs(self, now: float) -> None:
         self._last_purge = now

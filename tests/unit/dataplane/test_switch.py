@@ -107,12 +107,6 @@ def test_aging_by_moving_now(sw):
     assert B in {e.mac_address for e in sw.mac_table()}
     sw.handle_timer(1300.0)
     assert sw.num_mac_entries == 0
-    assert sw.next_deadline() is None
-
-
-def test_next_deadline(sw):
-    sw.forward("p1", eth(BCAST, A), 5.0)
-    assert sw.next_deadline() == 605.0
 
 
 def test_mac_table_limit_drops_frames_from_new_sources():
