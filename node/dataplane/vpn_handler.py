@@ -35,8 +35,9 @@ hub exists (ERR_HUB_NOT_FOUND 8); hub online and running here
 (ERR_HUB_STOPPING 10); an anonymous user (auth type 0) is let in whatever the
 requested method; else by `authtype`: 1 password = SHA0(hashed key || random),
 where user `administrator` is checked against the hub's admin password
-(SHA0(pw || "ADMINISTRATOR")); 2 plain password is hashed the same way;
-99 ticket fails (ERR_AUTH_FAILED: this node issues no tickets yet); 3
+(SHA0(pw || "ADMINISTRATOR")); 2 plain password is hashed the same way
+(user name and password at most 255 characters, SoftEther's limits);
+proofs are compared in constant time; 99 ticket fails (ERR_AUTH_FAILED: this node issues no tickets yet); 3
 certificate and unknown types get ERR_AUTHTYPE_NOT_SUPPORTED (7), as
 SoftEther's open-source build without certificate auth. Failure is
 ERR_AUTH_FAILED (9). An empty administrator password is refused from
