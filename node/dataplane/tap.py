@@ -6,8 +6,10 @@ it up through pyroute2; the device disappears when its fd closes unless it
 was made persistent. `open_packet` attaches to an EXISTING interface with an
 AF_PACKET raw socket bound to it (all ethertypes, promiscuous membership so
 frames for the other MACs behind the bridge arrive, outgoing frames ignored
-so we never re-learn what we sent ourselves). SoftEther's `BridgeCreate
-/TAP:yes|no` chooses between the same two.
+so we never re-learn what we sent ourselves), and turns the interface's
+offloads off as SoftEther does (`disable_offloads`: merged GRO frames are
+too big for any session). SoftEther's `BridgeCreate /TAP:yes|no` chooses
+between the same two.
 
 Netlink goes through pyroute2's AsyncIPRoute (its sync IPRoute refuses to
 run inside a running event loop), so the openers are coroutines. Devices and
@@ -19,11 +21,13 @@ frame, one `os.write` sends one frame. Errors are `DeviceError`.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import os
 import socket
 import struct
+import subprocess
 
 from pyroute2 import AsyncIPRoute
 
@@ -38,6 +42,10 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_IGNORE_OUTGOING = getattr(socket, "PACKET_IGNORE_OUTGOING", 23)
+# what SoftEther's UnixDisableInterfaceOffload turns off on a bridged NIC
+OFFLOAD_FEATURES = ("rx", "tx", "sg", "tso", "ufo", "gso", "gro", "lro",
+                    "rxvlan", "txvlan", "ntuple", "rxhash")
+ETHTOOL_TIMEOUT_S = 5.0
 
 
 class DeviceError(OSError):
@@ -119,8 +127,10 @@ async def open_tap(name: str, *, mtu: int | None = None, up: bool = True,
     return FrameDevice(actual, fd, True, os.close)
 
 
-async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True) -> FrameDevice:
-    """Attach to the existing interface `ifname` with an AF_PACKET socket.
+async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True,
+                      offloads_off: bool = True) -> FrameDevice:
+    """Attach to the existing interface `ifname` with an AF_PACKET socket,
+    and (`offloads_off`) turn its offloads off as SoftEther does.
 
     Raises DeviceError (no such interface, not root, ...)."""
     _check_name(ifname)
@@ -130,6 +140,8 @@ async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True) -> 
         raise
     except Exception as e:
         raise DeviceError(errno.ENODEV, f"cannot use interface {ifname!r}: {e}") from e
+    if offloads_off:
+        await disable_offloads(ifname)   # before the socket: a cancel here leaks nothing
     try:
         # protocol 0: receive nothing until bound, so no frame of another interface slips in
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -150,3 +162,26 @@ async def open_packet(ifname: str, *, promisc: bool = True, up: bool = True) -> 
         raise DeviceError(e.errno, f"cannot bind to {ifname!r}: {e.strerror}") from e
     # The socket object owns the fd; closing it also drops the promiscuous membership.
     return FrameDevice(ifname, sock.fileno(), False, lambda _fd, s=sock: s.close())
+
+
+async def disable_offloads(ifname: str) -> None:
+    """Turn the NIC's offloads off (SoftEther's UnixDisableInterfaceOffload,
+    also through `ethtool -K`). With GRO/LRO on, AF_PACKET reads merged
+    frames of up to 64 KiB, which no VPN session can carry (> 1600 bytes:
+    dropped), so TCP from the LAN to VPN clients would stall; with checksum
+    offload, frames can leave with checksums never filled in. One call per
+    feature, as a feature the NIC cannot change fails a combined call.
+    Best effort: without ethtool, or where a feature is fixed, nothing changes."""
+    for feature in OFFLOAD_FEATURES:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ethtool", "-K", ifname, feature, "off",
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            return  # no ethtool here
+        try:
+            async with asyncio.timeout(ETHTOOL_TIMEOUT_S):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

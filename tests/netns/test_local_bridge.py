@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 
 import pytest
 
 from node.dataplane.bridge import LocalBridge, VirtualHub
+from node.dataplane.tap import open_packet
 from tests.netns.lab import Lab, requires_root
 
 pytestmark = requires_root
@@ -143,3 +145,23 @@ def test_tcp_through_hub(lab):
 
     asyncio.run(main())
     server.wait(timeout=10)
+
+
+def test_a_bridged_nic_gets_its_offloads_turned_off_as_softether_does(lab):
+    """GRO hands AF_PACKET merged frames no session can carry: off, as SoftEther."""
+    if shutil.which("ethtool") is None:
+        pytest.skip("needs ethtool")
+    node = lab.netns("node")
+    nic, _ = lab.veth(node, node)
+    lab.run(node, ["ethtool", "-K", nic, "gro", "on", "tso", "on"], check=False)
+    if "generic-receive-offload: on" not in lab.run(node, ["ethtool", "-k", nic]).stdout:
+        pytest.skip("this kernel's veth cannot turn GRO on")
+
+    async def main():
+        with lab.inside(node):
+            device = await open_packet(nic)
+        device.close()
+
+    asyncio.run(main())
+    features = lab.run(node, ["ethtool", "-k", nic]).stdout
+    assert "generic-receive-offload: off" in features and "tcp-segmentation-offload: off" in features
