@@ -41,6 +41,7 @@ log = logging.getLogger("vpnd.listener")
 
 HANDSHAKE_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 15.0
+CLOSE_WAIT_S = 10.0
 MAX_REQUESTS_PER_CONNECTION = 19
 MAX_HEAD_BYTES = 16 * 1024
 # Before connecting to an address that is not its own, the 5.01 client sends
@@ -245,7 +246,12 @@ class Listener:
             self.limits.closed(ip, writer)
             if task:
                 self._tasks.discard(task)
+            # close() flushes first; a peer that stopped reading would hold
+            # the socket and its unsent bytes for ever, so abort after a while
+            # (a no-op once the close has finished)
+            transport = writer.transport
             writer.close()
+            asyncio.get_running_loop().call_later(CLOSE_WAIT_S, transport.abort)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
