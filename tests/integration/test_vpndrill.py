@@ -1,0 +1,94 @@
+"""vpndrill end to end: a local 2-member cluster, every scenario once, JSON
+report; every vpnd it started (the PIDs it reports) is gone afterwards.
+Times are checked for sanity (present, non-negative, the tool's own
+pass/fail), never against a figure of our own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` still exists as a process that is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def run_drill(*args: str, timeout: float = 100) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.vpndrill.main", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+def test_all_scenarios_json_and_no_process_left():
+    res = run_drill("local", "--members", "2", "--scenario", "all", "--runs", "1", "--json")
+    try:
+        doc = json.loads(res.stdout)
+    except ValueError:
+        pytest.fail(f"not JSON (exit {res.returncode}): {res.stdout!r}\n{res.stderr}")
+    leftover = [pid for pid in doc["pids"] if alive(pid)]
+    for pid in leftover:  # do not leave them to the next test run either
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover, f"vpnd processes left running: {leftover}"
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert doc["ok"] is True and doc["error"] is None
+    # controller + 2 members + the kill and restart runs' new processes
+    assert len(doc["pids"]) == 5 and len(set(doc["pids"])) == 5
+    assert set(doc["scenarios"]) == {"kill", "stop", "restart"}
+    for name, s in doc["scenarios"].items():
+        assert s["runs"] == 1 and s["failed"] == 0 and s["ok"] is True and s["disturbed"] is False, name
+        assert 0 <= s["median_out_s"] <= s["max_out_s"] <= doc["liveness_s"] + 1.0, name
+        assert 0 <= s["median_back_s"] <= s["max_back_s"] <= 15.0, name
+    assert [r["scenario"] for r in doc["runs"]] == ["kill", "stop", "restart"]
+    # round robin: consecutive runs hit different members
+    ports = [r["member_port"] for r in doc["runs"]]
+    assert ports[0] != ports[1] and ports[1] != ports[2]
+
+
+@pytest.mark.parametrize("args", [["local", "--members", "0"], ["local", "--scenario", "flood"],
+                                  ["local", "--runs", "x"], ["remote"], ["local", "--liveness", "0.01"]])
+def test_usage_errors_exit_2_in_one_line(args):
+    res = run_drill(*args, timeout=30)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and res.stderr.strip().splitlines()[-1].startswith("vpndrill")
+
+
+def test_sigterm_stops_every_node(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tools.vpndrill.main", "local", "--members", "1",
+                             "--scenario", "stop", "--runs", "3", "--log-level", "INFO"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 40
+        for line in proc.stderr:  # wait until the cluster is up, collecting the PIDs from the log
+            if "started pid" in line:
+                pids.append(int(line.split("started pid")[1].split()[0]))
+            if "cluster up" in line or time.monotonic() > deadline:
+                break
+        assert len(pids) == 2, pids
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    leftover = [pid for pid in pids if alive(pid)]
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err

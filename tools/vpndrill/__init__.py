@@ -1,0 +1,1 @@
+"""vpndrill: scripted failover drills (tools/vpndrill/main.py)."""

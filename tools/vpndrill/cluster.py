@@ -1,0 +1,258 @@
+"""A local vpncluster for drills: one controller and N member `vpnd`
+processes on 127.0.0.1, each with its own state dir in a temp dir and its own
+listener port, set up with the admin calls vpnctl makes
+(ClusterSettingController = SetFarmSetting type 1, ClusterSettingMember =
+SetFarmSetting type 2) through tools/vpnctl/client.py `AdminClient`.
+
+Processes: every vpnd is started in its own session (a Ctrl-C at the
+terminal reaches vpndrill only, which then stops them in order) and stopped
+by its PID: SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM,
+SIGKILL after STOP_WAIT_S. Every PID ever started is kept in `pids` so a
+caller can check afterwards that none is left. `LocalCluster.close()` is
+idempotent and runs from `with`, also on KeyboardInterrupt.
+
+Members are told apart by their public port (all run on one host, so the
+host names are equal): the controller's EnumFarmMember lists row ids, and
+GetFarmInfo of an id we have not seen gives its port (cached; a rejoin gets a
+new id, so one extra call per rejoin, not per poll).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.vpnctl.client import AdminClient, AdminError
+
+log = logging.getLogger("vpndrill")
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
+READY_TIMEOUT_S = 20.0
+JOIN_TIMEOUT_S = 30.0
+STOP_WAIT_S = 10.0
+POLL_S = 0.05
+
+
+class DrillError(Exception):
+    """The drill cannot go on (a node did not start, a member did not join);
+    the message is the one line the operator sees."""
+
+
+def free_port() -> int:
+    """A loopback port free right now (a hint: `Node.start` retries if it got taken)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, what: str, timeout_s: float, step_s: float = POLL_S):
+    """Poll `cond()` until truthy (returned) or raise DrillError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise DrillError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(step_s)
+
+
+@dataclass
+class Node:
+    """One vpnd process (restartable: same state dir and port)."""
+
+    name: str
+    state_dir: Path
+    password: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir.parent / f"{self.name}.log"
+
+    def client(self) -> AdminClient:
+        return AdminClient("127.0.0.1", self.port, self.password, connect_timeout_s=2.0, read_timeout_s=10.0)
+
+    def spawn(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pw_file = self.state_dir.parent / f"{self.name}.pw"
+        pw_file.write_text(self.password + "\n")
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
+                 "--listen", f"127.0.0.1:{self.port}", "--admin-password-file", str(pw_file)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                env=self.env, start_new_session=True)
+        self.pids.append(self.proc.pid)
+        log.info("%s: started pid %d on 127.0.0.1:%d", self.name, self.proc.pid, self.port)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise DrillError(f"{self.name}: vpnd exited with {code}: {self.last_log_line()}")
+            try:
+                with self.client() as c:
+                    c.call("Test", {"IntValue_u32": 1})
+                return
+            except AdminError:
+                time.sleep(POLL_S)
+        raise DrillError(f"{self.name}: vpnd not answering within {timeout_s:g} s")
+
+    def start(self) -> None:
+        """Start and wait until it answers; if the port was taken meanwhile
+        (only on the first start: a restart keeps its port), try another."""
+        for _ in range(3):
+            self.spawn()
+            try:
+                self.wait_ready()
+                return
+            except DrillError:
+                if self.proc.poll() is None or "cannot listen" not in self.log_tail() or len(self.pids) > 1:
+                    raise
+                self.port = free_port()
+        raise DrillError(f"{self.name}: no free port found")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; reaped at once."""
+        if self.running():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(STOP_WAIT_S)
+
+    def stop(self) -> None:
+        """SIGCONT, SIGTERM, and SIGKILL if it has not exited within STOP_WAIT_S."""
+        if not self.running():
+            return
+        os.kill(self.proc.pid, signal.SIGCONT)
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: pid %d ignored SIGTERM for %g s, SIGKILL", self.name, self.proc.pid, STOP_WAIT_S)
+            self.proc.kill()
+            self.proc.wait(STOP_WAIT_S)
+
+    def log_tail(self, size: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    def last_log_line(self) -> str:
+        lines = self.log_tail().strip().splitlines()
+        return lines[-1] if lines else "(no log)"
+
+
+def discover_bus(port: int) -> bool:
+    """True once the controller's bus is up (GET /vpncluster/bus names its port)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the node's self-signed certificate
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+    try:
+        conn.request("GET", "/vpncluster/bus")
+        resp = conn.getresponse()
+        return resp.status == 200 and bool(json.loads(resp.read()).get("bus_port"))
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+class LocalCluster:
+    """Controller + `members` member nodes in `base` (a temp dir the caller owns)."""
+
+    def __init__(self, base: Path, members: int, liveness_s: float | None = None) -> None:
+        env = dict(os.environ)
+        if liveness_s is not None:
+            env[LIVENESS_ENV] = f"{liveness_s:g}"
+        password = secrets.token_urlsafe(12)
+        self.controller = Node("controller", base / "controller", password, env)
+        self.members = [Node(f"member{i + 1}", base / f"member{i + 1}", password, env) for i in range(members)]
+        self._ctl: AdminClient | None = None
+        self._port_of_id: dict[int, int] = {}
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.controller, *self.members]
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for n in self.nodes for pid in n.pids]
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start every node, make the controller and the members, wait until all are listed."""
+        for n in self.nodes:
+            n.spawn()
+        for n in self.nodes:
+            n.wait_ready()
+        self._ctl = self.controller.client()
+        self._ctl.call("SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 100, "ControllerOnly_bool": False})
+        wait_until(lambda: discover_bus(self.controller.port), "controller bus up", READY_TIMEOUT_S)
+        for m in self.members:
+            with m.client() as c:
+                c.call("SetFarmSetting", {
+                    "ServerType_u32": 2, "ControllerName_str": "127.0.0.1",
+                    "ControllerPort_u32": self.controller.port,
+                    "MemberPasswordPlaintext_str": self.controller.password, "PublicIp_ip": "127.0.0.1",
+                    "Ports_u32": [m.port], "Weight_u32": 100})
+        want = {m.port for m in self.members}
+        wait_until(lambda: want <= self.listed_ports(), f"all {len(want)} members listed", JOIN_TIMEOUT_S)
+        log.info("cluster up: controller 127.0.0.1:%d, members %s", self.controller.port,
+                 ", ".join(str(m.port) for m in self.members))
+
+    def listed_ports(self) -> set[int]:
+        """Public ports of the members in the controller's EnumFarmMember now."""
+        assert self._ctl is not None
+        ports = set()
+        for row in self._ctl.call("EnumFarmMember")["FarmMemberList"]:
+            if row["Controller_bool"]:
+                continue
+            mid = row["Id_u32"]
+            if mid not in self._port_of_id:
+                try:
+                    info = self._ctl.call("GetFarmInfo", {"Id_u32": mid})
+                except AdminError:
+                    continue  # evicted between the two calls: not listed any more
+                self._port_of_id[mid] = info["Ports_u32"][0] if info["Ports_u32"] else 0
+            ports.add(self._port_of_id[mid])
+        return ports
+
+    def close(self) -> None:
+        """Stop every node (members first), each by its PID. Idempotent."""
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        for n in [*self.members, self.controller]:
+            try:
+                n.stop()
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.error("%s: could not stop pid %s: %s", n.name, n.proc.pid if n.proc else "-", exc)
