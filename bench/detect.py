@@ -8,9 +8,12 @@ and how long until it is back (restart / SIGCONT: rejoin). Plus the
 staleness of the figures in the list: a scripted member (tests/cluster_fakes.py)
 changes its session count and we time until EnumFarmMember shows it.
 
-Real vpnd processes: one controller, one member (the victim). The list is
-polled every 20 ms over one HTTPS connection per call; times are from the
-signal to the first list without (with) the member. Median and max of RUNS.
+Real vpnd processes: one controller, one member (the victim), built and
+driven by vpndrill's code (tools/vpndrill: the cluster, the kill / stop run
+and its timing). The list is polled every 30 ms over one kept-alive HTTPS
+connection; "out" is from the signal to the first list without the member,
+"back" from the restart / SIGCONT to the first list with it. Median and max
+of RUNS.
 
     python3 bench/detect.py [--runs 5]
 
@@ -22,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -34,20 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tabulate import tabulate  # noqa: E402
 
-from tests.cluster_fakes import FakeMember, discover  # noqa: E402
-from tests.vpnd_proc import Vpnd  # noqa: E402
+from tests.cluster_fakes import FakeMember  # noqa: E402
+from tools.vpndrill.cluster import LocalCluster  # noqa: E402
+from tools.vpndrill.scenarios import run_once  # noqa: E402
 
 POLL_S = 0.02
 DEADLINE_S = 30.0
 FAKE_HOST = "bench-fake"
-
-
-def rows(ctl: Vpnd) -> list[dict]:
-    return ctl.call("EnumFarmMember")["result"]["FarmMemberList"]
-
-
-def victim_listed(ctl: Vpnd) -> bool:
-    return any(not r["Controller_bool"] and r["Hostname_str"] != FAKE_HOST for r in rows(ctl))
 
 
 async def time_until(cond, what: str) -> float:
@@ -59,33 +53,15 @@ async def time_until(cond, what: str) -> float:
     raise RuntimeError(f"{what}: not within {DEADLINE_S} s")
 
 
-async def dead(ctl: Vpnd, member: Vpnd) -> tuple[float, float]:
-    member.kill()
-    out = await time_until(lambda: not victim_listed(ctl), "killed member out")
-    member.start()
-    t0 = time.monotonic()
-    await time_until(lambda: victim_listed(ctl), "restarted member back")
-    return out, time.monotonic() - t0
-
-
-async def silent(ctl: Vpnd, member: Vpnd) -> tuple[float, float]:
-    os.kill(member.proc.pid, signal.SIGSTOP)
-    try:
-        out = await time_until(lambda: not victim_listed(ctl), "stopped member out")
-    finally:
-        os.kill(member.proc.pid, signal.SIGCONT)
-    back = await time_until(lambda: victim_listed(ctl), "continued member back")
-    return out, back
-
-
-async def staleness(ctl: Vpnd, fake: FakeMember, runs: int) -> list[float]:
+async def staleness(cluster: LocalCluster, fake: FakeMember, runs: int) -> list[float]:
     ages = []
     for i in range(1, runs + 1):
         await asyncio.sleep(0.137 * i % 0.5)  # start at different points of the poll cycle
         fake.sessions = i
 
         def shows() -> bool:
-            return any(r["Hostname_str"] == FAKE_HOST and r["NumSessions_u32"] == i for r in rows(ctl))
+            rows = cluster.member_rows()
+            return any(r["Hostname_str"] == FAKE_HOST and r["NumSessions_u32"] == i for r in rows)
         ages.append(await time_until(shows, "new session count listed"))
     return ages
 
@@ -95,48 +71,39 @@ def summary(name: str, values: list[float]) -> list:
 
 
 async def main_async(runs: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
-        ctl, member = Vpnd(Path(tmp) / "ctl"), Vpnd(Path(tmp) / "m1")
+    with tempfile.TemporaryDirectory(prefix="detect-") as tmp, LocalCluster(Path(tmp), members=1) as cluster:
+        member = cluster.members[0]
         fake = None
         try:
-            ctl.start(wait=False)
-            member.start()
-            ctl.wait_ready()
-            assert "result" in ctl.call("SetFarmSetting", {"ServerType_u32": 1})
-            await time_until(lambda: discover(ctl.port).get("bus_port"), "controller bus")
-            assert "result" in member.call("SetFarmSetting", {
-                "ServerType_u32": 2, "ControllerName_str": "127.0.0.1", "ControllerPort_u32": ctl.port,
-                "MemberPasswordPlaintext_str": ctl.password, "PublicIp_ip": "127.0.0.1",
-                "Ports_u32": [member.port]})
-            await time_until(lambda: victim_listed(ctl), "member joined")
-            fake = FakeMember(ctl.port, ctl.password, hostname=FAKE_HOST)
+            await asyncio.to_thread(cluster.start)
+            fake = FakeMember(cluster.controller.port, cluster.controller.password, hostname=FAKE_HOST)
             await fake.connect()
             await fake.join()
             table = []
-            for name, probe in (("dead (kill -9)", dead), ("silent (SIGSTOP)", silent)):
+            # The drill's run (tools/vpndrill/scenarios.py) in a thread, so that the
+            # fake member on this loop keeps answering the controller's polls.
+            for name, scenario in (("dead (kill -9)", "kill"), ("silent (SIGSTOP)", "stop")):
                 outs, backs = [], []
                 for i in range(runs):
                     # Steady state first (a kill right after a rejoin would always
                     # measure the full timeout), at different points of the poll cycle.
-                    await asyncio.sleep(1.0 + (0.137 * i) % 0.5)
-                    out, back = await probe(ctl, member)
-                    outs.append(out)
-                    backs.append(back)
-                    print(f"  {name}: out after {out:.2f} s, back after {back:.2f} s", flush=True)
+                    await asyncio.sleep(0.5 + (0.137 * i) % 0.5)
+                    r = await asyncio.to_thread(run_once, cluster, scenario, member, timeout_s=DEADLINE_S)
+                    if r.error:
+                        raise RuntimeError(f"{name}: {r.error}")
+                    outs.append(r.out_s)
+                    backs.append(r.back_s)
+                    print(f"  {name}: out after {r.out_s:.2f} s, back after {r.back_s:.2f} s", flush=True)
                 table.append(summary(f"{name}: out of the list", outs))
                 table.append(summary(f"{name}: back in the list", backs))
-            table.append(summary("member list staleness (session count)", await staleness(ctl, fake, runs * 2)))
+            table.append(summary("member list staleness (session count)", await staleness(cluster, fake, runs * 2)))
             print(tabulate(table, headers=["measure", "runs", "median s", "min s", "max s"]))
         except Exception:
-            print(f"controller log:\n{ctl.log()[-3000:]}\nmember log:\n{member.log()[-3000:]}")
+            print(f"controller log:\n{cluster.controller.log_tail(3000)}\nmember log:\n{member.log_tail(3000)}")
             raise
         finally:
             if fake is not None:
                 await fake.close()
-            if member.proc and member.proc.poll() is None:
-                os.kill(member.proc.pid, signal.SIGCONT)
-            member.stop()
-            ctl.stop()
 
 
 def main() -> None:

@@ -229,13 +229,16 @@ class LocalCluster:
         log.info("cluster up: controller 127.0.0.1:%d, members %s", self.controller.port,
                  ", ".join(str(m.port) for m in self.members))
 
+    def member_rows(self) -> list[dict]:
+        """The controller's EnumFarmMember rows now, without its own row."""
+        assert self._ctl is not None, "start() first"
+        return [r for r in self._ctl.call("EnumFarmMember")["FarmMemberList"] if not r["Controller_bool"]]
+
     def listed_ports(self) -> set[int]:
         """Public ports of the members in the controller's EnumFarmMember now."""
         assert self._ctl is not None
         ports = set()
-        for row in self._ctl.call("EnumFarmMember")["FarmMemberList"]:
-            if row["Controller_bool"]:
-                continue
+        for row in self.member_rows():
             mid = row["Id_u32"]
             if mid not in self._port_of_id:
                 try:
