@@ -114,13 +114,13 @@ class Node:
                 time.sleep(POLL_S)
         raise DrillError(f"{self.name}: vpnd not answering within {timeout_s:g} s")
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start and wait until it answers; if the port was taken meanwhile
         (only on the first start: a restart keeps its port), try another."""
         for _ in range(3):
             self.spawn()
             try:
-                self.wait_ready()
+                self.wait_ready(timeout_s)
                 return
             except DrillError:
                 if self.proc.poll() is None or "cannot listen" not in self.log_tail() or len(self.pids) > 1:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import signal
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -101,13 +102,18 @@ def fault(scenario: str, node: Node) -> None:
         raise ValueError(f"unknown scenario {scenario!r}")
 
 
-def recover(scenario: str, node: Node) -> None:
+def recover(scenario: str, node: Node, timeout_s: float) -> None:
+    """Bring the member back (SIGCONT, or start it again) within `timeout_s`."""
     if scenario == "stop":
         node.signal(signal.SIGCONT)
         return
-    if node.running():  # restart: wait for the clean shutdown to finish
-        node.proc.wait(10)
-    node.start()
+    if node.running():  # restart: the clean shutdown must end before the port is free again
+        try:
+            node.proc.wait(max(0.1, timeout_s))
+        except subprocess.TimeoutExpired:
+            raise DrillError(f"{node.name}: pid {node.proc.pid} still running {timeout_s:.0f} s after SIGTERM") \
+                from None
+    node.start(timeout_s=max(1.0, timeout_s))
 
 
 def run_once(cluster: LocalCluster, scenario: str, victim: Node, *, clock: Callable[[], float] = time.monotonic,
@@ -126,7 +132,7 @@ def run_once(cluster: LocalCluster, scenario: str, victim: Node, *, clock: Calla
             watch.observe(clock(), cluster.listed_ports())
             if watch.phase == "recover":
                 began = clock()  # back_s includes the restart itself (process start, listener up)
-                recover(scenario, victim)
+                recover(scenario, victim, timeout_s - (began - start))
                 watch.recovered(began)
             elif watch.phase == "done":
                 break
