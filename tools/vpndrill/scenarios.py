@@ -31,12 +31,13 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from tools.vpnctl.client import AdminError
-from tools.vpndrill.cluster import DrillError, LocalCluster, Node
+from tools.vpndrill.cluster import DrillError, LocalCluster, Node, wait_until
 
 SCENARIOS = ("kill", "stop", "restart")
 OUT_SLACK_S = 1.0
 BACK_BOUND_S = 15.0
 RUN_TIMEOUT_S = 30.0
+STEADY_TIMEOUT_S = 15.0
 POLL_S = 0.03
 SETTLE_S = 0.5  # steady state before a fault: a kill right after a rejoin would measure more than eviction
 
@@ -121,6 +122,12 @@ def run_once(cluster: LocalCluster, scenario: str, victim: Node, *, clock: Calla
     """One drill run against the real cluster; never longer than ~timeout_s."""
     others = {m.port for m in cluster.members if m is not victim}
     time.sleep(SETTLE_S)
+    try:  # a member missing before the fault would make "out" meaningless (0 s)
+        wait_until(lambda: others | {victim.port} <= cluster.listed_ports(), "every member listed before the fault",
+                   STEADY_TIMEOUT_S, POLL_S)
+    except (AdminError, DrillError) as exc:
+        return RunResult(scenario=scenario, member_port=victim.port, out_s=None, back_s=None, disturbed=False,
+                         error=str(exc))
     start = clock()
     watch = RunWatch(victim.port, others, start)
     fault(scenario, victim)
