@@ -107,6 +107,19 @@ class Vpnd:
              password: str | None = None) -> dict[str, Any]:
         return rpc(self.port, self.password if password is None else password, method, params, hub)
 
+    def vpnctl(self, *words: str, hub: str | None = None, hub_admin: bool = False, json_out: bool = False,
+               password: str | None = None) -> subprocess.CompletedProcess:
+        """Run the vpnctl CLI against this node as its operator would."""
+        pw_file = self.state_dir.parent / f"{self.state_dir.name}.vpnctl.pw"
+        pw_file.write_text((self.password if password is None else password) + "\n")
+        cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{self.port}",
+               "--password-file", str(pw_file)]
+        cmd += ["--hub", hub] if hub else []
+        cmd += ["--hub-admin"] if hub_admin else []
+        cmd += ["--json"] if json_out else []
+        return subprocess.run(cmd + list(words), capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parent.parent)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 

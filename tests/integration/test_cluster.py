@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,18 +27,6 @@ from tests.vpnd_proc import Vpnd
 
 pytestmark = pytest.mark.timeout(240)
 DEADLINE_S = 20.0
-
-
-def vpnctl(node: Vpnd, *words: str, hub: str | None = None, json_out: bool = False) -> subprocess.CompletedProcess:
-    pw_file = node.state_dir.parent / f"{node.state_dir.name}.vpnctl.pw"
-    pw_file.write_text(node.password + "\n")
-    cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{node.port}",
-           "--password-file", str(pw_file)]
-    if hub:
-        cmd += ["--hub", hub]
-    if json_out:
-        cmd.append("--json")
-    return subprocess.run(cmd + list(words), capture_output=True, text=True, timeout=60)
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -82,7 +69,7 @@ def make_member(ctl: Vpnd, m: Vpnd, weight: int = 100) -> None:
              f"/PASSWORD:{ctl.password}"]
     if weight != 100:
         words.append(f"/WEIGHT:{weight}")
-    ok(vpnctl(m, *words))
+    ok(m.vpnctl(*words))
 
 
 def start_all(nodes: list[Vpnd]) -> None:
@@ -99,7 +86,7 @@ def cluster(tmp_path_factory):
     members = [Vpnd(base / f"m{i}") for i in range(3)]
     try:
         start_all([ctl, *members])
-        ok(vpnctl(ctl, "ClusterSettingController"))
+        ok(ctl.vpnctl("ClusterSettingController"))
         wait_for(lambda: discover(ctl.port).get("bus_port"), "controller bus up")
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda mw: make_member(ctl, *mw), zip(members, (100, 100, 200))))
@@ -114,10 +101,10 @@ def cluster(tmp_path_factory):
 
 def test_members_join_and_show_points(cluster):
     ctl, members = cluster
-    doc = json.loads(ok(vpnctl(ctl, "ClusterMemberList", json_out=True)))
+    doc = json.loads(ok(ctl.vpnctl("ClusterMemberList", json_out=True)))
     rows = doc["FarmMemberList"]
     assert [r["Controller_bool"] for r in rows].count(True) == 1 and len(rows) == 4
-    table = ok(vpnctl(ctl, "ClusterMemberList"))
+    table = ok(ctl.vpnctl("ClusterMemberList"))
     assert "Controller" in table and "Member" in table
     by_port = listed(ctl)
     assert set(by_port) == {m.port for m in members}
@@ -133,12 +120,12 @@ def test_members_join_and_show_points(cluster):
 
 def test_static_hub_on_every_member_and_member_refuses_hub_creation(cluster):
     ctl, members = cluster
-    ok(vpnctl(ctl, "HubCreateStatic", "STATIC1", "/PASSWORD:hubpw"))
-    ok(vpnctl(ctl, "UserCreate", "alice", "/GROUP:none", "/REALNAME:Alice", "/NOTE:x", hub="STATIC1"))
+    ok(ctl.vpnctl("HubCreateStatic", "STATIC1", "/PASSWORD:hubpw"))
+    ok(ctl.vpnctl("UserCreate", "alice", "/GROUP:none", "/REALNAME:Alice", "/NOTE:x", hub="STATIC1"))
     for m in members:
-        wait_for(lambda: "STATIC1" in ok(vpnctl(m, "HubList")), "static hub in a member's HubList", step=0.2)
-        wait_for(lambda: "alice" in ok(vpnctl(m, "UserList", hub="STATIC1")), "user pushed", step=0.2)
-    refused = vpnctl(members[0], "HubCreate", "MINE", "/PASSWORD:x")
+        wait_for(lambda: "STATIC1" in ok(m.vpnctl("HubList")), "static hub in a member's HubList", step=0.2)
+        wait_for(lambda: "alice" in ok(m.vpnctl("UserList", hub="STATIC1")), "user pushed", step=0.2)
+    refused = members[0].vpnctl("HubCreate", "MINE", "/PASSWORD:x")
     assert refused.returncode != 0
     err = members[0].call("CreateHub", {"HubName_str": "MINE", "HubType_u32": 1, "Online_bool": True})["error"]
     assert err["code"] == Err.NOT_FARM_CONTROLLER
@@ -151,7 +138,7 @@ def test_kill9_out_then_restart_rejoins_with_hubs_created_meanwhile(cluster):
     _, took = wait_for(lambda: m.port not in listed(ctl), "killed member out of the list")
     print(f"kill -9: out of the member list after {took:.2f} s")
     assert len(listed(ctl)) == 2
-    ok(vpnctl(ctl, "HubCreateStatic", "LATE1", "/PASSWORD:hubpw"))
+    ok(ctl.vpnctl("HubCreateStatic", "LATE1", "/PASSWORD:hubpw"))
     m.start()
     _, took = wait_for(lambda: m.port in listed(ctl), "restarted member back in the list")
     print(f"restart: back in the list after {took:.2f} s")
@@ -204,16 +191,16 @@ def test_controller_restart_members_rejoin(cluster):
 def test_mode_changes_at_run_time_with_backups(cluster):
     ctl, members = cluster
     m = members[2]
-    ok(vpnctl(m, "ClusterSettingStandalone"))
+    ok(m.vpnctl("ClusterSettingStandalone"))
     wait_for(lambda: m.call("GetFarmConnectionStatus").get("error", {}).get("code") == Err.NOT_FARM_MEMBER,
              "member is standalone")
     wait_for(lambda: not hub_names(m), "the controller's hubs left the former member")
     assert any(p.name.endswith("mode-change") for p in (m.state_dir / "backups").iterdir())
     wait_for(lambda: m.port not in listed(ctl), "former member out of the list")
-    ok(vpnctl(ctl, "ClusterSettingStandalone"))
+    ok(ctl.vpnctl("ClusterSettingStandalone"))
     assert "result" in wait_for(lambda: ctl.call("GetServerInfo"), "controller answers")[0]
     assert ctl.call("EnumFarmMember")["error"]["code"] == Err.NOT_FARM_CONTROLLER
     types = {h["HubName_str"]: h["HubType_u32"] for h in ctl.call("EnumHub")["result"]["HubList"]}
     assert types and set(types.values()) == {0}
     assert any(p.name.endswith("mode-change") for p in (ctl.state_dir / "backups").iterdir())
-    assert ok(vpnctl(ctl, "ClusterSettingGet")).count("Standalone") >= 1
+    assert ok(ctl.vpnctl("ClusterSettingGet")).count("Standalone") >= 1

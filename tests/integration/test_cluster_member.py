@@ -19,9 +19,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -38,14 +36,9 @@ class Cli:
 
     def __init__(self, node: Vpnd) -> None:
         self.node = node
-        self.pw_file = node.state_dir.parent / f"{node.state_dir.name}.cli.pw"
-        self.pw_file.write_text(node.password + "\n")
 
     def run(self, *words: str, json_out: bool = False) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{self.node.port}",
-               "--password-file", str(self.pw_file), *(["--json"] if json_out else []), *words]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                              cwd=Path(__file__).resolve().parents[2])
+        return self.node.vpnctl(*words, json_out=json_out)
 
     def ok(self, *words: str, json_out: bool = False) -> str:
         done = self.run(*words, json_out=json_out)
