@@ -48,11 +48,9 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from node.softether.blocks import (
-    MAX_KEEPALIVE_SIZE, MAX_PACKET_SIZE, BlockError, Frames, BlockDecoder,
-    encode_frames, encode_keepalive,
+    MAX_KEEPALIVE_SIZE, MAX_PACKET_SIZE, BlockDecoder, BlockError, SessionTimeout,
+    encode_frames, encode_keepalive, keepalive_span_s,
 )
-from node.softether.errors import Err
-from node.softether.protocol_error import ProtocolError
 
 if TYPE_CHECKING:
     from node.dataplane.hubs import HubInstance
@@ -66,15 +64,6 @@ WRITE_HIGH_WATER = 256 * 1024   # transport buffer size above which we wait for 
 CLOSE_WAIT_S = 2.0
 
 
-class SessionTimedOut(ProtocolError):
-    """The client sent nothing (not even a keep-alive) for the whole timeout.
-
-    Raised by `DataChannel.check_timeout`; the edge closes the session."""
-
-    def __init__(self, silent_s: float) -> None:
-        super().__init__(f"nothing received for {silent_s:.1f} s", Err.SESSION_TIMEOUT)
-
-
 class DataChannel:
     """Sans-IO data plane of one session connection (see the module prose).
 
@@ -85,7 +74,7 @@ class DataChannel:
     __slots__ = ("timeout_s", "compress", "max_queued_frames", "_decoder", "_queue",
                  "_rand", "_rand_bytes", "last_recv", "_next_keepalive",
                  "recv_bytes", "sent_bytes", "recv_frames", "sent_frames",
-                 "dropped_frames", "keepalives_sent", "keepalives_received")
+                 "dropped_frames", "keepalives_sent")
 
     def __init__(self, *, now: float, timeout_ms: int = DEFAULT_TIMEOUT_MS, compress: bool = False,
                  max_queued_frames: int = MAX_QUEUED_FRAMES,
@@ -105,7 +94,7 @@ class DataChannel:
         self.recv_bytes = self.sent_bytes = 0
         self.recv_frames = self.sent_frames = 0
         self.dropped_frames = 0
-        self.keepalives_sent = self.keepalives_received = 0
+        self.keepalives_sent = 0
 
     # ---- receive ---------------------------------------------------------------
 
@@ -118,26 +107,19 @@ class DataChannel:
             return []
         self.recv_bytes += len(data)
         self.last_recv = now
-        events = self._decoder.feed(data)
-        if not events:
-            return []
-        if len(events) == 1 and type(events[0]) is Frames:
-            frames = events[0].frames
-        else:
-            frames = []
-            for ev in events:
-                if type(ev) is Frames:
-                    frames += ev.frames
-                else:
-                    self.keepalives_received += 1
+        frames = self._decoder.feed_frames(data)
         self.recv_frames += len(frames)
         return frames
 
+    @property
+    def keepalives_received(self) -> int:
+        return self._decoder.keepalives
+
     def check_timeout(self, now: float) -> None:
-        """Raises SessionTimedOut once nothing was received for the timeout."""
+        """Raises SessionTimeout once nothing was received for the timeout."""
         silent = now - self.last_recv
         if silent >= self.timeout_s:
-            raise SessionTimedOut(silent)
+            raise SessionTimeout(silent)
 
     # ---- send ------------------------------------------------------------------
 
@@ -190,8 +172,7 @@ class DataChannel:
         return min(self._next_keepalive, self.last_recv + self.timeout_s)
 
     def _keepalive_span(self) -> float:
-        t_ms = int(self.timeout_s * 1000)
-        return max(self._rand.randrange(max(t_ms // 2, 1)), t_ms // 5) / 1000.0
+        return keepalive_span_s(int(self.timeout_s * 1000), self._rand.random())
 
 
 class VpnSession:
@@ -370,7 +351,7 @@ class VpnSession:
                     pass
                 finally:
                     self._wakeup = None
-        except SessionTimedOut as e:
+        except SessionTimeout as e:
             await self.close(f"timed out: {e}")
         except (ConnectionError, OSError) as e:
             await self.close(f"connection error: {e}")

@@ -59,6 +59,22 @@ class BlockError(ProtocolError):
         super().__init__(message, Err.DISCONNECTED)
 
 
+class SessionTimeout(ProtocolError):
+    """Nothing at all (not even a keep-alive) arrived for the welcome's
+    timeout T. Both ends apply it (SoftEther's ConnectionReceive/SessionMain):
+    the edge closes the connection, a client reconnects from scratch."""
+
+    def __init__(self, silent_s: float) -> None:
+        super().__init__(f"nothing received for {silent_s:.1f} s", Err.SESSION_TIMEOUT)
+
+
+def keepalive_span_s(timeout_ms: int, r: float) -> float:
+    """Seconds until the next keep-alive, for the welcome's timeout T (ms) and
+    r uniform in [0, 1): max(r * T/2, T/5), SoftEther's GenNextKeepAliveSpan
+    (4..10 s for T = 20 s). Both ends use it; sending data re-arms it."""
+    return max(r * timeout_ms / 2, timeout_ms / 5) / 1000.0
+
+
 @dataclass(frozen=True, slots=True)
 class Frames:
     """Ethernet frames received, in stream order."""
@@ -85,7 +101,7 @@ class BlockDecoder:
     """
 
     __slots__ = ("_buf", "_state", "_left", "_compress", "_broken",
-                 "dropped_oversize", "dropped_bad_compress")
+                 "dropped_oversize", "dropped_bad_compress", "keepalives")
 
     def __init__(self, compress: bool = False) -> None:
         self._buf = bytearray()
@@ -95,11 +111,26 @@ class BlockDecoder:
         self._broken = False
         self.dropped_oversize = 0
         self.dropped_bad_compress = 0
+        self.keepalives = 0  # counted by feed_frames
 
     @property
     def buffered(self) -> int:
         """Bytes held for an unfinished item (for tests and diagnostics)."""
         return len(self._buf)
+
+    def feed_frames(self, data: bytes) -> list[bytes]:
+        """Like `feed`, but the frames `data` completed as one list (the
+        batch both ends hand on), keep-alives only counted in `keepalives`."""
+        events = self.feed(data)
+        if len(events) == 1 and type(events[0]) is Frames:
+            return events[0].frames
+        frames: list[bytes] = []
+        for ev in events:
+            if type(ev) is Frames:
+                frames += ev.frames
+            else:
+                self.keepalives += 1
+        return frames
 
     def feed(self, data: bytes) -> list[BlockEvent]:
         """Consume `data`; return the events it completed (maybe none).

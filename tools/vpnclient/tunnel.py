@@ -24,23 +24,11 @@ import os
 import random
 from typing import Callable
 
-from node.softether.blocks import MAX_KEEPALIVE_SIZE, BlockDecoder, Frames, encode_frames, encode_keepalive
-from node.softether.errors import Err
+from node.softether.blocks import (
+    MAX_KEEPALIVE_SIZE, BlockDecoder, SessionTimeout, encode_frames, encode_keepalive, keepalive_span_s,
+)
 from node.softether.pack import RandBytes
-from node.softether.protocol_error import ProtocolError
 
-
-class SessionTimeout(ProtocolError):
-    """Nothing arrived for T ms. Raised by `Tunnel.handle_timer`; the caller
-    closes the connection and reconnects (SoftEther: ERR_SESSION_TIMEOUT)."""
-
-    def __init__(self, silent_s: float) -> None:
-        super().__init__(f"no data for {silent_s:.1f} s", Err.SESSION_TIMEOUT)
-
-
-def keepalive_span_s(timeout_ms: int, r: float) -> float:
-    """Seconds until the next keep-alive: max(r * T/2, T/5), r in [0, 1)."""
-    return max(r * timeout_ms / 2, timeout_ms / 5) / 1000.0
 
 
 class Tunnel:
@@ -52,7 +40,7 @@ class Tunnel:
 
     __slots__ = ("timeout_s", "_timeout_ms", "_decoder", "_compress", "_rand", "_rand_bytes",
                  "_last_rx", "_last_tx", "_span_s", "frames_in", "frames_out", "bytes_in",
-                 "bytes_out", "bursts_out", "keepalives_in", "keepalives_out")
+                 "bytes_out", "bursts_out", "keepalives_out")
 
     def __init__(self, *, timeout_ms: int, now: float, compress: bool = False,
                  rand: Callable[[], float] = random.random, rand_bytes: RandBytes = os.urandom) -> None:
@@ -67,20 +55,19 @@ class Tunnel:
         self._last_rx = self._last_tx = now
         self._span_s = keepalive_span_s(timeout_ms, rand())
         self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = self.bursts_out = 0
-        self.keepalives_in = self.keepalives_out = 0
+        self.keepalives_out = 0
 
     def receive_data(self, data: bytes, now: float) -> list[bytes]:
         """Stream bytes -> the Ethernet frames they completed (maybe none)."""
         self._last_rx = now
         self.bytes_in += len(data)
-        out: list[bytes] = []
-        for ev in self._decoder.feed(data):
-            if type(ev) is Frames:
-                out += ev.frames
-            else:
-                self.keepalives_in += 1
+        out = self._decoder.feed_frames(data)
         self.frames_in += len(out)
         return out
+
+    @property
+    def keepalives_in(self) -> int:
+        return self._decoder.keepalives
 
     def send_frames(self, frames: list[bytes], now: float) -> bytes:
         """One burst carrying `frames` (b"" for none); re-arms the keep-alive."""

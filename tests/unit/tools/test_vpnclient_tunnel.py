@@ -2,7 +2,8 @@ import pytest
 
 from node.softether.blocks import BlockDecoder, BlockError, Frames, encode_frames, encode_keepalive
 from node.softether.errors import Err
-from tools.vpnclient.tunnel import SessionTimeout, Tunnel, keepalive_span_s
+from node.softether.blocks import SessionTimeout, keepalive_span_s
+from tools.vpnclient.tunnel import Tunnel
 
 FRAME = bytes(range(60))
 
