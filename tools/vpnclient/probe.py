@@ -31,16 +31,26 @@ async def _await_frame(client, match, timeout_s: float):
             return got
 
 
-async def arp_resolve(client, src_ip: str, dst_ip: str, timeout_s: float = 2.0) -> bytes | None:
-    """The MAC that owns `dst_ip`, or None if nobody answered in time."""
-    await client.send_frames([fr.arp_request(client.mac, src_ip, dst_ip)])
+ARP_RETRY_S = 1.0  # as a host's ARP does: ask again each second until the deadline
 
+
+async def arp_resolve(client, src_ip: str, dst_ip: str, timeout_s: float = 2.0) -> bytes | None:
+    """The MAC that owns `dst_ip`, or None if nobody answered in time.
+    The request is repeated every ARP_RETRY_S: a hub may drop the first one
+    while the other session is still being attached."""
     def match(frame: bytes):
         a = fr.parse_arp(frame)
         if a and a.op == fr.ARP_REPLY and str(a.sender_ip) == dst_ip:
             return a.sender_mac
         return None
-    return await _await_frame(client, match, timeout_s)
+
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        await client.send_frames([fr.arp_request(client.mac, src_ip, dst_ip)])
+        mac = await _await_frame(client, match, min(ARP_RETRY_S, left))
+        if mac is not None:
+            return mac
+    return None
 
 
 async def ping(client, src_ip: str, dst_ip: str, *, count: int = 3, dst_mac: bytes | None = None,
