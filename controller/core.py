@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
-from controller.errors import AuthFailed, ControllerError, HubTypeImmutable, HubUnknown
+from controller.errors import AuthFailed, ControllerError, HubTypeImmutable
 from controller.joinauth import ControllerJoinAuth
 from controller.placement import Action, Placement
 from controller.registry import JoinInfo, hub_key
@@ -216,22 +216,19 @@ class HubBook:
 
     def __init__(self, placement: Placement) -> None:
         self.placement = placement
-        self._known: dict[str, str] = {}
 
     def sync(self, wanted: dict[str, bool]) -> tuple[list[Action], list[str]]:
         actions: list[Action] = []
         refused: list[str] = []
-        wanted_keys = {hub_key(name): name for name in wanted}
-        for key, name in list(self._known.items()):
-            if key not in wanted_keys:
-                try:
-                    actions += self.placement.hub_deleted(name)
-                except HubUnknown:
-                    pass
+        wanted_keys = {hub_key(name) for name in wanted}
+        # Placement's own hub list is what the last sync left (it holds a
+        # refused hub with its old type), so nothing is kept twice here.
+        for name in self.placement.hub_names():
+            if hub_key(name) not in wanted_keys:
+                actions += self.placement.hub_deleted(name)
         for name, dynamic in wanted.items():
             try:
                 actions += self.placement.hub_created(name, dynamic=dynamic)
             except HubTypeImmutable as exc:
                 refused.append(f"{name}: {exc}")
-        self._known = wanted_keys
         return actions, refused

@@ -189,6 +189,10 @@ class Placement:
             actions.append(DeleteHubInstance(member_id=member_id, hub=hub.name, reason="hub deleted"))
         return actions
 
+    def hub_names(self) -> list[str]:
+        """Every hub placement knows, in creation order."""
+        return [hub.name for hub in self._hubs.values()]
+
     def is_dynamic(self, name: str) -> bool:
         """Raises HubUnknown."""
         return self._known(name).dynamic
