@@ -199,7 +199,3 @@ def from_doc(doc: dict[str, Any]) -> Server:
         if len(users) != len(set(users)):
             raise ValueError(f"config.hubs[{hub.name}].users: duplicate user names")
     return server
-
-
-def validate(doc: dict[str, Any]) -> None:
-    from_doc(doc)

@@ -24,7 +24,7 @@ CONFIG_NAME = "vpnd.config.json"
 
 
 class NodeState:
-    def __init__(self, store: ConfigStore, config: model.Server):
+    def __init__(self, store: ConfigStore[model.Server], config: model.Server):
         self.store = store
         self._config = config
         self._watchers: list[Callable[[model.Server], None]] = []
@@ -32,8 +32,8 @@ class NodeState:
     @classmethod
     def open(cls, state_dir: Path) -> "NodeState":
         """Load an existing config; raises ConfigCorrupt if it is unusable."""
-        store = ConfigStore(state_dir / CONFIG_NAME, model.validate)
-        return cls(store, model.from_doc(store.load()))
+        store = ConfigStore(state_dir / CONFIG_NAME, model.from_doc)
+        return cls(store, store.load())
 
     @classmethod
     def open_or_none(cls, state_dir: Path) -> "NodeState | None":
@@ -44,7 +44,7 @@ class NodeState:
 
     @classmethod
     def create(cls, state_dir: Path, config: model.Server) -> "NodeState":
-        store = ConfigStore(state_dir / CONFIG_NAME, model.validate)
+        store = ConfigStore(state_dir / CONFIG_NAME, model.from_doc)
         store.save(model.to_doc(config))
         return cls(store, config)
 
@@ -69,7 +69,7 @@ class NodeState:
         """After a failed save: make memory what the disk holds (the old or the
         new document), or keep memory if the disk cannot be read back."""
         try:
-            on_disk = model.from_doc(self.store.load())
+            on_disk = self.store.load()
         except Exception:
             log.exception("config save failed and the file cannot be read back")
             return

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from vpnbus.keys import atomic_write
+
+T = TypeVar("T")
 
 
 class ConfigCorrupt(Exception):
@@ -41,18 +43,20 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     atomic_write(Path(path), data, mode)
 
 
-class ConfigStore:
-    """One JSON document on disk. `validate(doc)` raises ValueError with the
-    reason when a document is not usable (wrong format, version, fields)."""
+class ConfigStore(Generic[T]):
+    """One JSON document on disk. `decode(doc)` turns a document into what it
+    stands for, or raises ValueError with the reason when it is not usable
+    (wrong format, version, fields); `load()` returns what it made, so a
+    start decodes the file once."""
 
-    def __init__(self, path: Path, validate: Callable[[dict[str, Any]], None],
+    def __init__(self, path: Path, decode: Callable[[dict[str, Any]], T],
                  keep_backups: int = 20):
         self.path = Path(path)
         self.backup_dir = self.path.parent / "backups"
-        self._validate = validate
+        self._decode = decode
         self._keep = keep_backups
 
-    def _read(self, path: Path) -> dict[str, Any]:
+    def _read(self, path: Path) -> T:
         raw = path.read_bytes()
         if not raw:
             raise ValueError("the file is empty")
@@ -62,10 +66,9 @@ class ConfigStore:
             raise ValueError(f"not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ValueError("the top level is not an object")
-        self._validate(doc)
-        return doc
+        return self._decode(doc)
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> T:
         try:
             return self._read(self.path)
         except ValueError as exc:
@@ -74,7 +77,7 @@ class ConfigStore:
             raise ConfigCorrupt(self.path, exc.strerror or str(exc), self.newest_good_backup()) from None
 
     def save(self, doc: dict[str, Any]) -> None:
-        self._validate(doc)
+        self._decode(doc)   # never write what load() would refuse
         # No indent: json's C encoder only runs without one, and this runs in
         # the event loop at every change (6x faster for 1,000 users).
         # `python3 -m json.tool FILE` shows it indented.

@@ -90,7 +90,7 @@ def test_damaged_backups_are_skipped(tmp_path):
 
 
 def test_restart_loop_does_not_push_older_backups_out(tmp_path):
-    store = ConfigStore(tmp_path / "c.json", model.validate, keep_backups=3)
+    store = ConfigStore(tmp_path / "c.json", model.from_doc, keep_backups=3)
     store.save(model.to_doc(_server()))
     before = store.backup("mode-change")
     first = store.backup("start")
@@ -103,7 +103,7 @@ def test_restart_loop_does_not_push_older_backups_out(tmp_path):
 
 
 def test_backups_are_pruned(tmp_path):
-    store = ConfigStore(tmp_path / "c.json", model.validate, keep_backups=3)
+    store = ConfigStore(tmp_path / "c.json", model.from_doc, keep_backups=3)
     store.save(model.to_doc(_server()))
     for i in range(6):
         store.backup(f"n{i}")
