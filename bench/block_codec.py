@@ -2,7 +2,9 @@
 
 1400-byte frames in bursts of 16, the shape of a busy tunnel. Decode is fed
 the way a socket delivers it: whole bursts, and the same bytes in 16 KiB
-reads that split bursts. Prints the median of 5 runs of each.
+reads that split bursts, through `feed_frames`, the call both ends make on
+every read (node/dataplane/session.py, tools/vpnclient/tunnel.py). Prints
+the median of 5 runs of each.
 
     python3 bench/block_codec.py
 """
@@ -48,16 +50,14 @@ def main() -> None:
         d = BlockDecoder()
         n = 0
         for _ in range(BURSTS):
-            for ev in d.feed(burst):
-                n += len(ev.frames)
+            n += len(d.feed_frames(burst))
         return n
 
     def decode_reads() -> int:
         d = BlockDecoder()
         n = 0
         for chunk in reads:
-            for ev in d.feed(chunk):
-                n += len(ev.frames)
+            n += len(d.feed_frames(chunk))
         return n
 
     print(f"frame {FRAME_SIZE} B, burst {BURST}, median of {RUNS} runs")
