@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.netns.lab import Lab, root_skip_reason  # noqa: E402
+from tests.netns.nsvpnd import stop_pid  # noqa: E402
 from tests.netns.test_vpnclient_tap import (  # noqa: E402
     HOST_B, HUB, SERVER_IP, TAP_A, TAP_B, USERS, VpnStar, wait_connected,
 )
@@ -95,13 +96,8 @@ def connect_client(star: VpnStar, tmp: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    if proc is not None:
+        stop_pid(proc)
 
 
 def profile(pids: dict[str, int], seconds: int, out_dir: Path) -> dict[str, subprocess.Popen]:
