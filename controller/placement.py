@@ -309,17 +309,16 @@ class Placement:
         return [DeleteHubInstance(member_id=member_id, hub=hub.name, reason="dynamic hub has no sessions")]
 
     def _current_host(self, hub: _Hub) -> int | None:
-        live = set(self.registry.live_ids())
-        if hub.life in (HubLife.STARTING, HubLife.RUNNING) and hub.host not in live:
+        if hub.life in (HubLife.STARTING, HubLife.RUNNING):
+            if hub.host in self.registry.live_ids():
+                # The recorded host wins over a stale duplicate in the list.
+                return hub.host
             # Its host is rejoining or gone without an eviction we were told of.
             self._instance_gone(hub)
         hosts = [
             m for m in self.registry.hosting_members(hub.name)
             if not (hub.life is HubLife.STOPPING and m == hub.host)
         ]
-        if hub.life in (HubLife.STARTING, HubLife.RUNNING) and hub.host in live:
-            # The recorded host wins over a stale duplicate in the list.
-            return hub.host
         return hosts[-1] if hosts else None
 
     def _instance_gone(self, hub: _Hub) -> None:
