@@ -111,19 +111,22 @@ class BusServer(Endpoint):
             self._drop(peer, BadMessage(Reason.BAD_FRAMES, f"{len(frames)} frames"))
             return None
         route = frames[0].bytes
-        if self._routes.get(peer) != route:
-            if peer not in self._routes and len(self._routes) >= _MAX_ADDRESSES:
-                live = self._liveness.peers  # keys that only ever sent garbage
-                self._routes = {p: r for p, r in self._routes.items() if p in live}
-            if peer in self._routes or len(self._routes) < _MAX_ADDRESSES:
-                self._routes[peer] = route
-        if peer not in self._addresses:  # read once per live episode
-            if len(self._addresses) >= _MAX_ADDRESSES:  # peers that only sent garbage
-                live = self._liveness.peers
-                self._addresses = {p: a for p, a in self._addresses.items() if p in live}
-            if len(self._addresses) < _MAX_ADDRESSES:
-                try:
-                    self._addresses[peer] = frames[-1].get("Peer-Address")
-                except zmq.ZMQError:
-                    pass
+        if self._routes.get(peer) != route and self._room_for(self._routes, peer):
+            self._routes[peer] = route
+        # Read once per live episode.
+        if peer not in self._addresses and self._room_for(self._addresses, peer):
+            try:
+                self._addresses[peer] = frames[-1].get("Peer-Address")
+            except zmq.ZMQError:
+                pass
         return peer, frames[1]
+
+    def _room_for(self, table: dict[str, Any], peer: str) -> bool:
+        """True if ``table`` may hold ``peer``. At the cap, entries of peers
+        that are not live (keys that only ever sent garbage) make room first."""
+        if peer in table or len(table) < _MAX_ADDRESSES:
+            return True
+        live = self._liveness.peers
+        for stale in [p for p in table if p not in live]:
+            del table[stale]
+        return len(table) < _MAX_ADDRESSES
