@@ -84,6 +84,7 @@ class _Side:
         self._ctl_pub = bytes(ctl_pub)
         self._member_pub = bytes(member_pub)
         self._random = random_bytes
+        self._nonces = (b"", b"")  # (nonce_m, nonce_c) as far as known
         self.state = JoinState.START
 
     @property
@@ -105,8 +106,8 @@ class _Side:
         self.state = JoinState.FAILED
         return AuthFailed(why)
 
-    def _proof(self, role: bytes, nonce_m: bytes, nonce_c: bytes) -> bytes:
-        return _proof(self._pw, role, self._ctl_pub, self._member_pub, nonce_m, nonce_c)
+    def _proof(self, role: bytes) -> bytes:
+        return _proof(self._pw, role, self._ctl_pub, self._member_pub, *self._nonces)
 
 
 class MemberJoinAuth(_Side):
@@ -117,7 +118,6 @@ class MemberJoinAuth(_Side):
     def __init__(self, password_hash: bytes, member_public_key: bytes, controller_public_key: bytes,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         super().__init__(password_hash, controller_public_key, member_public_key, random_bytes)
-        self._nonces = (b"", b"")
 
     def hello(self) -> bytes:
         """Start: return nonce_m to send to the controller."""
@@ -138,7 +138,7 @@ class MemberJoinAuth(_Side):
             raise self._fail("controller echoed our nonce")
         self._nonces = (self._nonces[0], bytes(nonce_c))
         self.state = JoinState.WAITING
-        return self._proof(b"mem", *self._nonces)
+        return self._proof(b"mem")
 
     def receive_accept(self, controller_proof: bytes) -> None:
         """Check the controller's proof (carried by its acceptance).
@@ -146,7 +146,7 @@ class MemberJoinAuth(_Side):
         Raises AuthFailed (wrong password, other keys, malformed input).
         """
         self._expect(JoinState.WAITING, "accept")
-        expected = self._proof(b"ctl", *self._nonces)
+        expected = self._proof(b"ctl")
         if len(controller_proof) != PROOF_SIZE or not hmac.compare_digest(expected, controller_proof):
             raise self._fail("controller did not prove the admin password for these keys")
         self.state = JoinState.DONE
@@ -160,7 +160,6 @@ class ControllerJoinAuth(_Side):
     def __init__(self, password_hash: bytes, controller_public_key: bytes, member_public_key: bytes,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         super().__init__(password_hash, controller_public_key, member_public_key, random_bytes)
-        self._nonces = (b"", b"")
 
     def receive_hello(self, nonce_m: bytes) -> bytes:
         """Answer the member's nonce with nonce_c (no proof yet). Raises AuthFailed if malformed."""
@@ -175,8 +174,8 @@ class ControllerJoinAuth(_Side):
     def receive_proof(self, member_proof: bytes) -> bytes:
         """Check the member's proof; return proof_c for the acceptance. Raises AuthFailed."""
         self._expect(JoinState.WAITING, "proof")
-        expected = self._proof(b"mem", *self._nonces)
+        expected = self._proof(b"mem")
         if len(member_proof) != PROOF_SIZE or not hmac.compare_digest(expected, member_proof):
             raise self._fail("member did not prove the admin password for these keys")
         self.state = JoinState.DONE
-        return self._proof(b"ctl", *self._nonces)
+        return self._proof(b"ctl")
