@@ -55,6 +55,12 @@ class VpnServer:
     def hub_runtime(self, name: str) -> HubRuntime | None:
         return self.hubs.get(name.lower())
 
+    def refresh_dataplane(self) -> None:
+        """Re-run hub placement after `dynamic_instances` changed (the config
+        the data plane follows by itself); nothing before it exists."""
+        if self.dataplane is not None:
+            self.dataplane.refresh()
+
     def session_count(self) -> int:
         return sum(h.session_count() for h in self.hubs.values())
 

@@ -123,7 +123,7 @@ class ControllerRole:
             await self.bus.close()
         if self.server.dynamic_instances:
             self.server.dynamic_instances.clear()
-            self._refresh_dataplane()
+            self.server.refresh_dataplane()
         log.info("cluster controller stopped")
 
     async def _bind(self, config: model.Server) -> BusServer:
@@ -324,7 +324,7 @@ class ControllerRole:
             else:
                 self._send(peer, msg.DeleteHubInstance(hub=a.hub, reason=a.reason))
         if refresh:
-            self._refresh_dataplane()
+            self.server.refresh_dataplane()
 
     async def request(self, member_id: int, message: Any, timeout_s: float = PUSH_TIMEOUT_S) -> Any:
         """Send one request to a member and await its reply (for session and admin code).
@@ -334,11 +334,6 @@ class ControllerRole:
         """
         return await self.bus.request(key_text(self.registry.get(member_id).public_key), message,
                                       timeout_s=timeout_s)
-
-    def _refresh_dataplane(self) -> None:
-        dataplane = getattr(self.server, "dataplane", None)
-        if dataplane is not None:
-            dataplane.refresh()
 
     # ----- config ---------------------------------------------------------------------
 

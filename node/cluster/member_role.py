@@ -408,7 +408,5 @@ class MemberRole:
             self.server.dynamic_instances.add(key)
         else:
             self.server.dynamic_instances.discard(key)
-        dataplane = getattr(self.server, "dataplane", None)
-        if dataplane is not None:
-            dataplane.refresh()
+        self.server.refresh_dataplane()
         log.info("dynamic hub %s: instance %s by the controller", hub, "started" if wanted else "stopped")

@@ -48,10 +48,11 @@ async def switch_role(server: Any, listener: Any) -> Any:
                 await old.stop()
             except Exception:
                 log.exception("stopping the %s failed", type(old).__name__)
-        server.dynamic_instances.clear()
-        dataplane = getattr(server, "dataplane", None)
-        if dataplane is not None:
-            dataplane.refresh()
+        if server.dynamic_instances:
+            # The data plane follows the config by itself: only placements
+            # of the old role are left to undo.
+            server.dynamic_instances.clear()
+            server.refresh_dataplane()
         role = make_role(server, listener)
         if role is None:
             return None

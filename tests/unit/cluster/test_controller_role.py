@@ -97,9 +97,14 @@ def test_switch_role_follows_the_saved_mode(tmp_path):
         listener = SimpleNamespace(routes={})
         role = await switch_role(server, listener)
         assert isinstance(role, ControllerRole) and server.cluster is role
+        # Nothing was placed here: the data plane already runs what the config says.
+        assert server.dataplane.count == 0
+        role.perform([CreateHubInstance(member_id=ME_ID, hub="DYN", dynamic=True)])
         server.state.change(lambda c: setattr(c.farm, "server_type", model.SERVER_STANDALONE))
         assert await switch_role(server, listener) is None
         assert server.cluster is None and listener.routes == {}
+        # The old role's placement is undone, and the data plane told so.
+        assert server.dynamic_instances == set() and server.dataplane.count == 2
     asyncio.run(main())
 
 
