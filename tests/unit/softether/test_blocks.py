@@ -205,3 +205,23 @@ def test_feed_frames_batches_a_read_and_counts_keepalives():
     assert d.keepalives == 1
     # SoftEther's GenNextKeepAliveSpan: max(r*T/2, T/5)
     assert keepalive_span_s(20_000, 0.0) == 4.0 and keepalive_span_s(20_000, 0.9) == 9.0
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_frames_are_bytes_whatever_buffer_is_fed(wrap):
+    # the switch uses frame slices as dict keys, so a frame is never a bytearray/view
+    raw = encode_frames([b"a" * 20, b"b" * 20])
+    d = BlockDecoder()
+    got = d.feed_frames(wrap(raw[:30])) + d.feed_frames(wrap(raw[30:]))
+    assert got == [b"a" * 20, b"b" * 20]
+    assert all(type(f) is bytes for f in got)
+
+
+def test_a_read_ending_mid_item_carries_only_that_item():
+    frame = bytes(range(256)) * 5
+    raw = encode_frames([frame] * 4)
+    d = BlockDecoder()
+    assert d.feed_frames(raw[:4 + 1284 + 100]) == [frame]
+    assert d.buffered == 100
+    assert d.feed_frames(raw[4 + 1284 + 100:]) == [frame] * 3
+    assert d.buffered == 0
