@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any
 
+from controller.points import DEFAULT_WEIGHT
 from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
+from node.cluster.member_role import forget_controller_pin
 from node.cluster.roles import switch_role
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
@@ -32,8 +33,6 @@ from node.state import model
 log = logging.getLogger("vpnd.cluster")
 
 MAX_PUBLIC_PORTS = 128
-DEFAULT_WEIGHT = 100
-PIN_FILE = Path("bus") / "controller.pinned"
 _SWITCHES: set[asyncio.Task] = set()
 """Role switches under way: the event loop keeps only weak references to tasks."""
 MODE_NAMES = {model.SERVER_STANDALONE: "standalone", model.SERVER_CONTROLLER: "cluster controller",
@@ -138,7 +137,7 @@ def set_farm_setting(ctx: AdminContext, p: Params) -> dict[str, Any]:
         log.info("no cascade or SecureNAT configuration to delete")
     if farm.server_type == model.SERVER_MEMBER:
         # A new member setting means a new join: trust whichever controller answers it.
-        (Path(server.state_dir) / PIN_FILE).unlink(missing_ok=True)
+        forget_controller_pin(server.state_dir)
     listener = getattr(server, "listener", None)
     if listener is not None:
         task = asyncio.get_running_loop().create_task(switch_role(server, listener))

@@ -47,8 +47,9 @@ from controller.registry import (
     ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
     Registry,
 )
-from controller.points import points
+from controller.points import DEFAULT_WEIGHT, points
 from node.cluster.controller_bus import bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
+from node.cluster.member_discovery import DISCOVERY_VERSION, PATH as DISCOVERY_PATH
 from node.softether.errors import Err
 from node.state import model
 from vpnbus import keys as bus_keys
@@ -59,7 +60,6 @@ from vpnbus.sockets import BusError
 
 log = logging.getLogger("vpnd.cluster")
 
-DISCOVERY_PATH = "/vpncluster/bus"
 POLL_INTERVAL_S = 0.5
 POLL_TIMEOUT_S = 1.0
 TICK_S = 0.1
@@ -140,7 +140,7 @@ class ControllerRole:
     def _my_info(self, config: model.Server) -> JoinInfo:
         ports = [int(text.rpartition(":")[2]) for text in config.listeners]
         return JoinInfo(hostname=self.server.hostname, public_ip="127.0.0.1", public_ports=tuple(ports[:128]),
-                        weight=config.farm.weight or 100, server_cert=self.server.cert_der)
+                        weight=config.farm.weight or DEFAULT_WEIGHT, server_cert=self.server.cert_der)
 
     def _spawn(self, coro: Any) -> None:
         if not self._running:  # stop() is under way: a task made now would outlive it
@@ -160,7 +160,8 @@ class ControllerRole:
     # ----- discovery ------------------------------------------------------------
 
     def _discovery(self, request: Any, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        body = json.dumps({"bus_port": self.bus_port, "controller_key": self.keys.public, "version": 1})
+        body = json.dumps({"bus_port": self.bus_port, "controller_key": self.keys.public,
+                           "version": DISCOVERY_VERSION})
         return 200, [("Content-Type", "application/json")], body.encode()
 
     # ----- bus input ----------------------------------------------------------------

@@ -32,6 +32,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zmq.utils import z85
@@ -68,7 +69,6 @@ BUS_DIR = "bus"
 NODE_KEY = "node"
 CONTROLLER_PIN = "controller"
 REQUEST_TIMEOUT_S = 5.0
-LIVENESS_TIMEOUT_S = 3.0
 CLOSE_GRACE_S = 0.2
 """A closing bus client lingers this long so a JoinAbort/Leave just sent goes out."""
 SEND_RETRY_S = 0.05
@@ -95,6 +95,12 @@ class ConnectionStatus:
     current_connected_time: float
 
 
+def forget_controller_pin(state_dir: Path) -> None:
+    """Drop the pinned controller key: the next join trusts whichever
+    controller answers it (a new member setting)."""
+    (Path(state_dir) / BUS_DIR / f"{CONTROLLER_PIN}.pinned").unlink(missing_ok=True)
+
+
 def hub_from_push(hub: HubConfig) -> model.Hub:
     """A pushed hub as this node stores it. Raises ValueError for a hub type
     a controller may not push (only static 1 and dynamic 2 exist in a cluster)."""
@@ -118,7 +124,7 @@ class MemberRole:
                  discovery_timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
         if liveness_timeout_s is None:
             # The same figure as the controller's (VPNCLUSTER_LIVENESS_S, default 3 s).
-            liveness_timeout_s = liveness_from_env(LIVENESS_TIMEOUT_S)
+            liveness_timeout_s = liveness_from_env()
         self.server = server
         self.key_dir = server.state_dir / BUS_DIR
         self.link = MemberLink(retry_interval_s=retry_interval_s, jitter_s=jitter_s,
