@@ -31,6 +31,7 @@ Replies that carry nothing are `Ack`. Times are Unix seconds (float).
 
 from __future__ import annotations
 
+from controller.tickets import PolicyValue
 from vpnbus.envelope import message
 
 PROTOCOL_VERSION = 2
@@ -213,7 +214,8 @@ class CreateTicket:
     real_user_name: str
     group: str
     session_name: str
-    policy: dict[str, int]
+    policy: dict[str, PolicyValue]
+    """The session's policy as TicketGrant carries it (SoftEther's are bools and u32s)."""
 
 
 @message("cluster.ticket_created")

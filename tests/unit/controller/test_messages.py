@@ -18,7 +18,7 @@ SAMPLES = [
     m.StatusReport(points=99900, sessions=1, tcp_connections=1, max_sessions=100000,
                    hubs=[m.HubReport(name="H", dynamic=False, sessions=1)]),
     m.CreateTicket(hub="H", ticket=b"t" * 20, user_name="u", real_user_name="u", group="",
-                   session_name="SID-U-1", policy={"MaxConnection": 32}),
+                   session_name="SID-U-1", policy={"MaxConnection": 32, "Access": True, "Ver3": False}),
     m.Ack(),
 ]
 
