@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.vpndrill.cluster import DrillError, Node, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Vpnd", "free_port", "rpc", "rpc_raw"]
 
 
 def _insecure_context() -> ssl.SSLContext:
@@ -51,57 +44,29 @@ def rpc(port: int, password: str, method: str, params: dict[str, Any] | None = N
     return json.loads(data)
 
 
-@dataclass
-class Vpnd:
-    state_dir: Path
-    port: int = field(default_factory=free_port)
-    password: str = "test-admin-pw"
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
-    extra_args: list[str] = field(default_factory=list)
+class Vpnd(Node):
+    """A vpnd for a test: vpndrill's `Node` (spawn, wait until it answers,
+    stop by PID) named after its state dir, with the test password and the
+    raw JSON-RPC and vpnctl helpers tests use. Start-up failures are
+    DrillError with the whole log."""
+
+    def __init__(self, state_dir: Path, port: int | None = None, password: str = "test-admin-pw") -> None:
+        super().__init__(state_dir.name, state_dir, password, port=free_port() if port is None else port)
 
     def start(self, wait: bool = True) -> "Vpnd":
-        """Start vpnd; if the chosen port was taken meanwhile (free_port() is
-        only a hint), retry on another one."""
-        for _ in range(3):
-            self._spawn()
-            if not wait:
-                return self
-            try:
-                self.wait_ready()
-                return self
-            except RuntimeError:
-                if self.proc.poll() is None or "cannot listen" not in self.log():
-                    raise
-                self.port = free_port()
-        raise RuntimeError(f"vpnd could not find a free port:\n{self.log()}")
-
-    def _spawn(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        pw_file = self.state_dir.parent / f"{self.state_dir.name}.pw"
-        pw_file.write_text(self.password + "\n")
-        self.log_path = self.state_dir.parent / f"{self.state_dir.name}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
-             "--listen", f"127.0.0.1:{self.port}", "--admin-password-file", str(pw_file),
-             *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
-        log.close()
+        """Start vpnd (and wait until it answers); if the chosen port was taken
+        meanwhile (free_port() is only a hint), retry on another one."""
+        if wait:
+            super().start()
+        else:
+            self.spawn()
+        return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"vpnd exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                doc = rpc(self.port, self.password, "Test", {"IntValue_u32": 1}, )
-                if "result" in doc:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"vpnd not ready in {timeout}s:\n{self.log()}")
+        try:
+            super().wait_ready(timeout)
+        except DrillError as e:
+            raise DrillError(f"{e}\n{self.log()}") from None
 
     def call(self, method: str, params: dict[str, Any] | None = None, hub: str = "",
              password: str | None = None) -> dict[str, Any]:
@@ -121,23 +86,5 @@ class Vpnd:
                               cwd=Path(__file__).resolve().parent.parent)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait; SIGKILL if it does not stop in 10 s."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        """The whole log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

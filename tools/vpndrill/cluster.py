@@ -70,12 +70,16 @@ def wait_until(cond, what: str, timeout_s: float, step_s: float = POLL_S):
 
 @dataclass
 class Node:
-    """One vpnd process (restartable: same state dir and port)."""
+    """One vpnd process (restartable: same state dir and port). Its password
+    file and log sit beside the state dir, named after the node. The one
+    place that starts and stops a vpnd for drills, the demo and the tests
+    (tests/vpnd_proc.py)."""
 
     name: str
     state_dir: Path
     password: str
-    env: dict[str, str]
+    env: dict[str, str] | None = None
+    """The process environment (None: this process's)."""
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     pids: list[int] = field(default_factory=list)
@@ -84,17 +88,21 @@ class Node:
     def log_path(self) -> Path:
         return self.state_dir.parent / f"{self.name}.log"
 
+    @property
+    def pw_file(self) -> Path:
+        """The admin password file vpnd reads (written by spawn)."""
+        return self.state_dir.parent / f"{self.name}.pw"
+
     def client(self) -> AdminClient:
         return AdminClient("127.0.0.1", self.port, self.password, connect_timeout_s=2.0, read_timeout_s=10.0)
 
     def spawn(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pw_file = self.state_dir.parent / f"{self.name}.pw"
-        pw_file.write_text(self.password + "\n")
+        self.pw_file.write_text(self.password + "\n")
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
-                 "--listen", f"127.0.0.1:{self.port}", "--admin-password-file", str(pw_file)],
+                 "--listen", f"127.0.0.1:{self.port}", "--admin-password-file", str(self.pw_file)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                 env=self.env, start_new_session=True)
         self.pids.append(self.proc.pid)
@@ -117,13 +125,14 @@ class Node:
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start and wait until it answers; if the port was taken meanwhile
         (only on the first start: a restart keeps its port), try another."""
+        first_start = not self.pids
         for _ in range(3):
             self.spawn()
             try:
                 self.wait_ready(timeout_s)
                 return
             except DrillError:
-                if self.proc.poll() is None or "cannot listen" not in self.log_tail() or len(self.pids) > 1:
+                if self.proc.poll() is None or "cannot listen" not in self.log_tail() or not first_start:
                     raise
                 self.port = free_port()
         raise DrillError(f"{self.name}: no free port found")
@@ -141,10 +150,11 @@ class Node:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(STOP_WAIT_S)
 
-    def stop(self) -> None:
-        """SIGCONT, SIGTERM, and SIGKILL if it has not exited within STOP_WAIT_S."""
+    def stop(self) -> int | None:
+        """SIGCONT, SIGTERM, and SIGKILL if it has not exited within STOP_WAIT_S.
+        Returns the exit status (None if it was never started)."""
         if not self.running():
-            return
+            return None if self.proc is None else self.proc.returncode
         os.kill(self.proc.pid, signal.SIGCONT)
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
@@ -153,6 +163,7 @@ class Node:
             log.warning("%s: pid %d ignored SIGTERM for %g s, SIGKILL", self.name, self.proc.pid, STOP_WAIT_S)
             self.proc.kill()
             self.proc.wait(STOP_WAIT_S)
+        return self.proc.returncode
 
     def log_tail(self, size: int = 4000) -> str:
         try:
