@@ -25,7 +25,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from node.softether.errors import error_name, error_text
+from node.softether.errors import Err, error_name, error_text
 from tools.vpnctl.args import UsageError, bind, split_host_port
 from tools.vpnctl.client import (
     AdminClient,
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VerbError as e:
         code = _fail(EXIT_SERVER_ERROR, f"Error: {e}")
     except AuthError as e:
-        code = _fail(EXIT_AUTH, f"Error: {error_name(9)} (9): {e}")
+        code = _fail(EXIT_AUTH, f"Error: {error_name(Err.AUTH_FAILED)} ({Err.AUTH_FAILED:d}): {e}")
     except (TransportError, TlsError, ProtocolError) as e:
         code = _fail(EXIT_UNREACHABLE, f"Error: {e}")
     except KeyboardInterrupt:
