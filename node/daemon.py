@@ -43,10 +43,10 @@ class StartupError(Exception):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected ADDR:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        return model.listener_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _first_password(state_dir: Path, password_file: Path | None) -> str:
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace) -> int:
     server.dataplane, server.listener = dataplane, listener
     await dataplane.start()
     for text in state.config.listeners:
-        host, port = parse_listen(text)
+        host, port = model.listener_address(text)   # checked when the config was loaded
         try:
             await listener.listen(host, port)
         except OSError as exc:

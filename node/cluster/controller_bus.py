@@ -56,8 +56,8 @@ def hub_configs(config: model.Server) -> list[msg.HubConfig]:
 
 def bus_host(config: model.Server) -> str:
     """Where the bus binds: the host of the first listener ("*" = every address)."""
-    host = config.listeners[0].rpartition(":")[0].strip("[]") if config.listeners else ""
-    return "*" if host in ("", "0.0.0.0") else host
+    host = model.listener_address(config.listeners[0])[0] if config.listeners else "0.0.0.0"
+    return "*" if host == "0.0.0.0" else host
 
 
 async def bind_router(host: str, port: int, keys: Keypair, handler: Handler, on_event: EventCallback,

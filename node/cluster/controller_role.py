@@ -138,7 +138,7 @@ class ControllerRole:
         return bus
 
     def _my_info(self, config: model.Server) -> JoinInfo:
-        ports = [int(text.rpartition(":")[2]) for text in config.listeners]
+        ports = [model.listener_address(text)[1] for text in config.listeners]
         return JoinInfo(hostname=self.server.hostname, public_ip="127.0.0.1", public_ports=tuple(ports[:128]),
                         weight=config.farm.weight or DEFAULT_WEIGHT, server_cert=self.server.cert_der)
 

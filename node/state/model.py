@@ -88,6 +88,15 @@ class Server:
         return next((h for h in self.hubs if h.name.lower() == key), None)
 
 
+def listener_address(text: str) -> tuple[str, int]:
+    """(address, port) of a listener "ADDR:PORT" ("[::1]:443" → "::1"; an
+    empty address is 0.0.0.0). ValueError when it is not one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected ADDR:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 _BYTES_FIELDS = {"hashed_key", "hashed_password", "secure_password",
                  "member_password_hash", "admin_password_hash"}
 _RECORD_TYPES = (User, Hub, Farm, Bridge, Server)
@@ -191,6 +200,11 @@ def from_doc(doc: dict[str, Any]) -> Server:
     server = _decode(Server, body, "config")
     if len(server.admin_password_hash) != 20:
         raise ValueError("config.admin_password_hash: not a 20-byte hash")
+    for text in server.listeners:
+        try:
+            listener_address(text)
+        except ValueError as exc:
+            raise ValueError(f"config.listeners: {exc}") from None
     names = [h.name.lower() for h in server.hubs]
     if len(names) != len(set(names)):
         raise ValueError("config.hubs: duplicate hub names")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import stat
 import subprocess
 import sys
 import time
 
+from node.state import model
+from node.state.node_state import NodeState
 from tests.vpnd_proc import Vpnd, free_port, rpc
 
 
@@ -57,6 +60,21 @@ def test_corrupt_config_refused_with_one_line(tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert str(config) in lines[0] and "newest good backup" in lines[0] and "backups/" in lines[0]
     assert config.read_bytes() == damaged
+
+
+def test_damaged_saved_listener_is_one_clear_line(tmp_path):
+    state = tmp_path / "n"
+    state.mkdir()
+    NodeState.create(state, model.Server(admin_password_hash=bytes(range(20)), listeners=["127.0.0.1:443"]))
+    config = state / "vpnd.config.json"
+    doc = json.loads(config.read_text())
+    doc["listeners"] = ["127.0.0.1:notaport"]
+    config.write_text(json.dumps(doc))
+    result = _run_vpnd("--state-dir", str(state))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert str(config) in lines[0] and "config.listeners" in lines[0] and "notaport" in lines[0]
 
 
 def test_busy_port_is_one_clear_line(tmp_path):

@@ -138,3 +138,15 @@ def test_clone_is_deep_for_records_and_lists():
     assert server == model.from_doc(model.to_doc(server))
     assert [u.name for u in server.hubs[0].users] == ["u"]
     assert (server.farm.weight, server.listeners, server.bridges[0].tap) == (100, ["127.0.0.1:5555"], False)
+
+
+def test_listener_addresses_are_checked_at_load():
+    assert model.listener_address("[::1]:443") == ("::1", 443)
+    assert model.listener_address(":5555") == ("0.0.0.0", 5555)
+    for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "h:x"):
+        with pytest.raises(ValueError, match="expected ADDR:PORT"):
+            model.listener_address(bad)
+    doc = model.to_doc(_server())
+    doc["listeners"] = ["127.0.0.1:5555", "nowhere"]
+    with pytest.raises(ValueError, match=r"config.listeners: expected ADDR:PORT, got 'nowhere'"):
+        model.from_doc(doc)
