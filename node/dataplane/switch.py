@@ -106,7 +106,7 @@ class IpTableItem:
 
 class _Port:
     __slots__ = ("id", "name", "alone", "others", "rbb", "rbc", "rub", "ruc",
-                 "sub", "suc", "fbb", "fbc", "fub", "fuc", "base")
+                 "sub", "suc", "fub", "fuc", "base")
 
     def __init__(self, port_id: Hashable, name: str, base: tuple[int, int, int, int]):
         self.id = port_id
@@ -116,8 +116,9 @@ class _Port:
         # received broadcast/unicast bytes/count; sent unicast bytes/count (direct)
         self.rbb = self.rbc = self.rub = self.ruc = 0
         self.sub = self.suc = 0
-        # floods this port originated, and the hub's flood totals when it joined
-        self.fbb = self.fbc = self.fub = self.fuc = 0
+        # unknown-unicast floods this port originated (the broadcasts it
+        # originated are rbb/rbc), and the hub's flood totals when it joined
+        self.fub = self.fuc = 0
         self.base = base
 
 
@@ -199,8 +200,8 @@ class Switch:
         return Traffic(
             recv_broadcast_bytes=p.rbb, recv_broadcast_count=p.rbc,
             recv_unicast_bytes=p.rub, recv_unicast_count=p.ruc,
-            send_broadcast_bytes=self._fbb - bbb - p.fbb,
-            send_broadcast_count=self._fbc - bbc - p.fbc,
+            send_broadcast_bytes=self._fbb - bbb - p.rbb,
+            send_broadcast_count=self._fbc - bbc - p.rbc,
             send_unicast_bytes=p.sub + self._fub - bub - p.fub,
             send_unicast_count=p.suc + self._fuc - buc - p.fuc,
         )
@@ -222,9 +223,11 @@ class Switch:
             # runt, or a group source MAC no station may use (Linux's bridge drops these too)
             self.dropped_malformed += 1
             return _NOTHING
-        if frame[12:14] == _TPID_8021Q and size >= 18:
-            vlan = int.from_bytes(frame[14:16], "big") & 0xFFF
+        etype = frame[12:14]
+        if etype == _TPID_8021Q and size >= 18:
             tail = frame[14:16]
+            vlan = int.from_bytes(tail, "big") & 0xFFF
+            etype = frame[16:18]
             l3 = 18
         else:
             vlan = 0
@@ -242,7 +245,6 @@ class Switch:
             e.port = p
             e.created = e.updated = now
 
-        etype = frame[l3 - 2:l3]
         if etype == _ETH_IPV4:
             # fast path: a non-UDP IPv4 frame from an address already bound here
             ie = self._ips.get(frame[l3 + 12:l3 + 16])
@@ -258,8 +260,6 @@ class Switch:
         if frame[0] & 1:
             p.rbb += size
             p.rbc += 1
-            p.fbb += size
-            p.fbc += 1
             self._fbb += size
             self._fbc += 1
             return p.others
