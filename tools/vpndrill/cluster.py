@@ -19,20 +19,19 @@ new id, so one extra call per rejoin, not per poll).
 
 from __future__ import annotations
 
-import http.client
-import json
+import asyncio
 import logging
 import os
 import secrets
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.cluster.member_discovery import DiscoveryFailed, discover
 from tools.vpnctl.client import AdminClient, AdminError
 
 log = logging.getLogger("vpndrill")
@@ -177,19 +176,13 @@ class Node:
 
 
 def discover_bus(port: int) -> bool:
-    """True once the controller's bus is up (GET /vpncluster/bus names its port)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the node's self-signed certificate
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+    """True once the controller's bus is up: the discovery a joining member
+    makes first (node/cluster/member_discovery.py) answers."""
     try:
-        conn.request("GET", "/vpncluster/bus")
-        resp = conn.getresponse()
-        return resp.status == 200 and bool(json.loads(resp.read()).get("bus_port"))
-    except (OSError, ValueError, http.client.HTTPException):
+        asyncio.run(discover("127.0.0.1", port))
+    except DiscoveryFailed:
         return False
-    finally:
-        conn.close()
+    return True
 
 
 class LocalCluster:
