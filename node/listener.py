@@ -135,7 +135,7 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
     h11.RemoteProtocolError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    head: h11.Request | None = None
+    head: HttpRequest | None = None
     body = bytearray()
     limit = OTHER_BODY_LIMIT
     while True:
@@ -152,20 +152,20 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
                 return None
             raise h11.RemoteProtocolError("connection closed inside a request")
         if isinstance(event, h11.Request):
-            head = event
-            limit = body_limit(HttpRequest(event.method.decode("ascii", "replace"),
-                                           event.target.decode("latin-1"), _headers(event), b""))
-            for name, value in event.headers:
-                if name == b"content-length" and int(value) > limit:
-                    raise RequestRefused(413, f"body of {int(value)} bytes over the {limit}-byte limit")
+            head = HttpRequest(event.method.decode("ascii", "replace"), event.target.decode("latin-1"),
+                               _headers(event), b"")
+            limit = body_limit(head)
+            length = head.headers.get("content-length")   # h11 checked it is digits
+            if length is not None and int(length) > limit:
+                raise RequestRefused(413, f"body of {int(length)} bytes over the {limit}-byte limit")
         elif isinstance(event, h11.Data):
             body += event.data
             if len(body) > limit:
                 raise RequestRefused(413, f"body over the {limit}-byte limit")
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
-            return HttpRequest(head.method.decode("ascii", "replace"),
-                               head.target.decode("latin-1"), _headers(head), bytes(body))
+            head.body = bytes(body)
+            return head
 
 
 async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
