@@ -204,7 +204,6 @@ class VpnSession:
         self.client_version = client_version
         self.client_build = client_build
         self.created_time = time.time()
-        self.last_comm_time = self.created_time
         self.tcp_connections = 1
         self.max_tcp_connections = 1
         self.use_encrypt = True
@@ -215,7 +214,8 @@ class VpnSession:
         self._reader = reader
         self._writer = writer
         self._loop = asyncio.get_running_loop()
-        self.channel = DataChannel(now=self._loop.time(), timeout_ms=timeout_ms,
+        self._created_mono = self._loop.time()
+        self.channel = DataChannel(now=self._created_mono, timeout_ms=timeout_ms,
                                    compress=use_compress, max_queued_frames=max_queued_frames)
         self._wakeup: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
@@ -236,6 +236,11 @@ class VpnSession:
     @property
     def dropped_frames(self) -> int:
         return self.channel.dropped_frames
+
+    @property
+    def last_comm_time(self) -> float:
+        """Wall time of the last bytes received (the channel's loop time, converted)."""
+        return self.created_time + (self.channel.last_recv - self._created_mono)
 
     # ---- Port ----------------------------------------------------------------------
 
@@ -307,7 +312,6 @@ class VpnSession:
             while True:
                 if data:
                     frames = self.channel.receive_data(data, self._loop.time())
-                    self.last_comm_time = time.time()
                     if frames:
                         self.hub.input(self, frames)
                 data = await self._reader.read(READ_CHUNK)

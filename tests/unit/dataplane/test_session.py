@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import time
 
 import pytest
 
@@ -224,6 +225,20 @@ def test_one_read_is_one_hub_batch_and_queued_frames_are_one_write():
         await session.close("test over")
         await task
         assert session.tcp_connections == 0 and "SID-ALICE-1" not in instance.sessions
+
+    asyncio.run(main())
+
+
+def test_last_comm_time_is_the_wall_time_of_the_last_bytes_received():
+    async def main():
+        instance, session, reader, writer, spy, task = await started()
+        assert session.last_comm_time == session.created_time
+        await asyncio.sleep(0.01)
+        reader.feed_data(encode_keepalive(b""))
+        await settle()
+        assert session.created_time < session.last_comm_time < time.time() + 1  # wall clock, not loop time
+        await session.close("test over")
+        await task
 
     asyncio.run(main())
 
