@@ -54,7 +54,6 @@ class Param:
     """Upper-case name as vpncmd spells it (WEIGHT, PASSWORD, ...)."""
     required: bool = False
     """A missing required parameter is a usage error (vpncmd would prompt)."""
-    help: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
