@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from node.dataplane.tap import DeviceError, open_tap
 from tools.vpnclient.client import EXIT_USAGE, ClientConfig, VpnClient
+from tools.vpnclient.connection import CONNECTING_TIMEOUT_S
 from tools.vpnclient.frames import Responder, random_mac
 from tools.vpnclient.login import PasswordLogin
 from tools.vpnclient.ports import TapPort, UserspacePort, add_address
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"first wait before a retry, seconds (default {DEFAULT_BASE_S})")
     c.add_argument("--retry-max", type=float, default=DEFAULT_CAP_S,
                    help=f"longest wait between retries, seconds (default {DEFAULT_CAP_S})")
-    c.add_argument("--connect-timeout", type=float, default=15.0, help="seconds per login (default 15)")
+    c.add_argument("--connect-timeout", type=float, default=CONNECTING_TIMEOUT_S,
+                   help=f"seconds per login (default {CONNECTING_TIMEOUT_S:g})")
     c.add_argument("--status-file", help="keep a JSON status record in this file")
     c.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
