@@ -21,7 +21,6 @@ from node.softether.errors import Err
 
 U32_MAX = 0xFFFFFFFF
 U64_MAX = 0xFFFFFFFFFFFFFFFF
-SUFFIXES = ("_u32", "_u64", "_bool", "_dt", "_str", "_utf", "_bin", "_ip")
 # SoftEther renders a zero time through its fixed 9-hour offset (§8.2).
 ZERO_TIME = "1970-01-01T09:00:00.000Z"
 
