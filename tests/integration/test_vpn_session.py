@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from node.softether.blocks import BlockDecoder, Frames, encode_frames, encode_keepalive
+from node.softether.blocks import BlockDecoder, encode_frames, encode_keepalive
 from node.softether.errors import Err
 from node.softether.handshake import (
     AdditionalConnectRequest, AuthRequest, AuthType, Hello, ServerError, Welcome, parse_login_reply,
@@ -21,6 +21,7 @@ from node.softether.httpmsg import HttpError, PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
 from tests.unit.dataplane.fakes import BCAST, mac
+from tools.vpnclient.connection import client_tls_context
 
 HUB, USER, PASSWORD = "Sales", "alice", "s3cret"
 IO_TIMEOUT_S = 10.0
@@ -29,13 +30,6 @@ IO_TIMEOUT_S = 10.0
 def frame(dst: bytes, src: bytes, payload: bytes = b"") -> bytes:
     """An Ethernet frame with an experimental ethertype (no IP learning)."""
     return dst + src + b"\x88\xb5" + payload.ljust(46, b"\0")
-
-
-def _tls() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class MiniClient:
@@ -52,7 +46,7 @@ class MiniClient:
         self.random = b""
 
     async def open(self, signature: bytes | None = None) -> Hello:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=_tls())
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=client_tls_context())
         self.writer.write(self.channel.signature_request() if signature is None
                           else self.channel.signature_request(signature))
         hello = Hello.from_pack(await self.next_pack())
@@ -85,7 +79,7 @@ class MiniClient:
         assert isinstance(reply, Welcome)
         self.welcome = reply
         self.decoder = BlockDecoder(reply.use_compress)
-        self.received += self._frames(self.decoder.feed(self.channel.trailing_data))
+        self.received += self.decoder.feed_frames(self.channel.trailing_data)
         return reply
 
     def send(self, frames: list[bytes]) -> None:
@@ -101,7 +95,7 @@ class MiniClient:
                 data = await self.reader.read(65536)
                 if not data:
                     raise ConnectionError("server closed the session")
-                self.received += self._frames(self.decoder.feed(data))
+                self.received += self.decoder.feed_frames(data)
         return self.received
 
     async def closed_by_server(self, timeout_s: float = IO_TIMEOUT_S) -> bool:
@@ -113,10 +107,6 @@ class MiniClient:
         except (ConnectionError, ssl.SSLError):
             pass
         return True
-
-    @staticmethod
-    def _frames(events) -> list[bytes]:
-        return [f for ev in events if isinstance(ev, Frames) for f in ev.frames]
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -347,7 +337,7 @@ def test_a_broken_client_loses_only_its_own_connection(node, breakage):
         bad = MiniClient(node.port)
         try:
             if breakage == "bad_signature":
-                bad.reader, bad.writer = await asyncio.open_connection("127.0.0.1", node.port, ssl=_tls())
+                bad.reader, bad.writer = await asyncio.open_connection("127.0.0.1", node.port, ssl=client_tls_context())
                 bad.writer.write(bad.channel.signature_request(b"x" * 5000))
                 assert await bad.closed_by_server()
             elif breakage == "garbage_after_signature":
