@@ -21,7 +21,9 @@ Numbers and invariants:
   carrying how many refusals were not logged in between; and at most
   `max_log_lines` (20) lines per `log_quiet_s` in all, because a stranger
   gets a fresh key for free;
-- failure records older than `log_quiet_s` are forgotten (bounded memory).
+- failure records older than `log_quiet_s` are forgotten (bounded memory);
+  they are kept in the order they were last touched, so expiry stops at the
+  first live one instead of scanning all 4096 on every hello.
 
 SoftEther checks the password in `ServerAccept` (farm_connect) and simply
 closes the connection on a mismatch, logging each attempt; its member
@@ -176,6 +178,7 @@ class JoinDesk:
         self._lines.append(now)
         skipped = failed.unlogged + self._over_budget
         failed.unlogged, failed.logged_at, self._over_budget = 0, now, 0
+        self._failures.move_to_end(key)
         return skipped
 
     def handle_timer(self, now: float) -> None:
@@ -184,9 +187,11 @@ class JoinDesk:
                 break  # insertion order is start order
             del self._pending[key]
             self.counters["expired"] += 1
-        for key, failed in list(self._failures.items()):
-            if now - max(failed.last_failed_at, failed.logged_at or 0.0) >= self.log_quiet_s:
-                del self._failures[key]
+        while self._failures:  # in last-touched order (see _failed, refusal)
+            key, failed = next(iter(self._failures.items()))
+            if now - max(failed.last_failed_at, failed.logged_at or 0.0) < self.log_quiet_s:
+                break
+            del self._failures[key]
 
     def _failed(self, key: bytes, now: float, *, count_refused: bool = True) -> None:
         if count_refused:

@@ -111,3 +111,18 @@ def test_hub_book_follows_the_config():
     assert refused and actions == []  # D1 deleted (never placed: no action); S1 keeps its type
     actions, _ = book.sync({})
     assert actions == [DeleteHubInstance(member_id=ME_ID, hub="S1", reason="hub deleted")]
+
+
+def test_failure_records_expire_in_last_touched_order():
+    # A's record is refreshed by its log line at 30 s, so it outlives B's
+    # (failed at 10 s): expiry must still drop B at 70 s, and A at 90 s.
+    desk = JoinDesk(log_quiet_s=60.0)
+    for key, at in ((b"A" * 32, 0.0), (b"B" * 32, 10.0)):
+        attempt(desk, at, key=key)
+        desk.abort(key, at)
+    assert desk.refusal(b"A" * 32, 30.0) == 0
+    desk.handle_timer(70.0)
+    assert list(desk._failures) == [b"A" * 32]
+    assert desk.refusal(b"A" * 32, 75.0) is None  # still within A's quiet time
+    desk.handle_timer(135.0)
+    assert not desk._failures
