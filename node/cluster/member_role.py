@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zmq.utils import z85
-
 from controller.errors import AuthFailed
 from controller.joinauth import MemberJoinAuth
 from controller.messages import (
@@ -45,7 +43,7 @@ from controller.messages import (
     StatusReport,
 )
 from controller.points import DEFAULT_MAX_SESSIONS, points
-from node.cluster.controller_bus import liveness_from_env
+from node.cluster.controller_bus import key_bytes, liveness_from_env
 from node.cluster.member_discovery import TIMEOUT_S as DISCOVERY_TIMEOUT_S
 from node.cluster.member_discovery import DiscoveryFailed, discover
 from node.cluster.member_link import (
@@ -281,8 +279,8 @@ class MemberRole:
             functools.partial(self._on_message, attempt),
             on_event=functools.partial(self._on_bus_event, attempt), config=self.bus_config)
         self._client_attempt = attempt
-        auth = MemberJoinAuth(farm.member_password_hash, z85.decode(self._keys.public),
-                              z85.decode(where.controller_key))
+        auth = MemberJoinAuth(farm.member_password_hash, key_bytes(self._keys.public),
+                              key_bytes(where.controller_key))
         hello = JoinHello(
             version=PROTOCOL_VERSION, nonce=auth.hello(), hostname=self.server.hostname,
             public_ip=farm.public_ip or where.local_ip, public_ports=list(farm.public_ports),
