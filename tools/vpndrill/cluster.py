@@ -122,18 +122,25 @@ class Node:
         raise DrillError(f"{self.name}: vpnd not answering within {timeout_s:g} s")
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Start and wait until it answers; if the port was taken meanwhile
-        (only on the first start: a restart keeps its port), try another."""
-        first_start = not self.pids
-        for _ in range(3):
-            self.spawn()
+        """Start and wait until it answers (spawn, then wait_started)."""
+        self.spawn()
+        self.wait_started(timeout_s)
+
+    def wait_started(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """After spawn(): wait until it answers; if the port was taken meanwhile
+        (only on the first start: a restart keeps its port), spawn again on
+        another one, three tries in all."""
+        first_start = len(self.pids) == 1
+        for attempt in range(3):
+            if attempt:
+                self.port = free_port()
+                self.spawn()
             try:
                 self.wait_ready(timeout_s)
                 return
             except DrillError:
                 if self.proc.poll() is None or "cannot listen" not in self.log_tail() or not first_start:
                     raise
-                self.port = free_port()
         raise DrillError(f"{self.name}: no free port found")
 
     def running(self) -> bool:
@@ -217,7 +224,7 @@ class LocalCluster:
         for n in self.nodes:
             n.spawn()
         for n in self.nodes:
-            n.wait_ready()
+            n.wait_started()
         self._ctl = self.controller.client()
         self._ctl.call("SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 100, "ControllerOnly_bool": False})
         wait_until(lambda: discover_bus(self.controller.port), "controller bus up", READY_TIMEOUT_S)

@@ -47,3 +47,13 @@ def test_restart_keeps_its_port(tmp_path: Path):
     with pytest.raises(DrillError, match="exited"):
         node.start()
     assert node.ports == [port]
+
+
+def test_a_cluster_node_spawned_first_also_moves_to_a_free_port(tmp_path: Path):
+    """LocalCluster spawns every node, then waits for each: the retry holds there too."""
+    node = _PortTaken("n", tmp_path / "n", "pw")
+    node.ports = []
+    node.spawn()
+    with pytest.raises(DrillError, match="no free port"):
+        node.wait_started()
+    assert len(set(node.ports)) == 3
