@@ -98,6 +98,7 @@ class Node:
     def spawn(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.pw_file.write_text(self.password + "\n")
+        self.pw_file.chmod(0o600)  # a password file, as an operator would keep it (the demo shows it)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
