@@ -1,17 +1,19 @@
-"""Helpers of the controller role's bus edge: key text ↔ bytes, the
-liveness setting, the PushConfig records, and binding the ROUTER."""
+"""Helpers of the cluster roles' bus edge: the node's keypair, key text ↔
+bytes, the liveness setting, the PushConfig records, and binding the ROUTER."""
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
+
 import zmq
 from zmq.utils import z85
 
 from controller import messages as msg
 from node.state import model
 from vpnbus.endpoint import BusConfig, EventCallback, Handler
-from vpnbus.keys import Keypair
+from vpnbus.keys import Keypair, load_or_create
 from vpnbus.server import BusServer
 from vpnbus.sockets import KeyPolicy, tcp_endpoint
 
@@ -20,6 +22,13 @@ log = logging.getLogger("vpnd.cluster")
 LIVENESS_ENV = "VPNCLUSTER_LIVENESS_S"
 DEFAULT_LIVENESS_S = 3.0
 CLUSTER_HUB_TYPES = (model.HUB_STATIC, model.HUB_DYNAMIC)
+BUS_DIR, NODE_KEY = "bus", "node"
+"""STATE_DIR/bus holds the node's CURVE keypair (node.*, one for both roles) and a member's controller pin."""
+
+
+def node_keys(state_dir: Path) -> Keypair:
+    """This node's bus keypair, made on first use. Raises vpnbus.keys.KeyFileError if it is damaged."""
+    return load_or_create(Path(state_dir) / BUS_DIR, NODE_KEY)
 
 
 def liveness_from_env(default: float = DEFAULT_LIVENESS_S) -> float:

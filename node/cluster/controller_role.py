@@ -34,7 +34,6 @@ import asyncio
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from controller import messages as msg
@@ -48,7 +47,9 @@ from controller.registry import (
     Registry,
 )
 from controller.points import DEFAULT_WEIGHT, points
-from node.cluster.controller_bus import bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env
+from node.cluster.controller_bus import (
+    bind_router, bus_host, cluster_hubs, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
+)
 from node.cluster.member_discovery import DISCOVERY_VERSION, PATH as DISCOVERY_PATH
 from node.softether.errors import Err
 from node.state import model
@@ -94,7 +95,7 @@ class ControllerRole:
 
     async def start(self) -> None:
         state = self.server.state
-        self.keys = bus_keys.load_or_create(Path(self.server.state_dir) / "bus", "node")
+        self.keys = node_keys(self.server.state_dir)
         self.bus = await self._bind(state.config)
         now = time.monotonic()
         self.registry = Registry(key_bytes(self.keys.public), self._my_info(state.config), now,

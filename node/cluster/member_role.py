@@ -43,7 +43,7 @@ from controller.messages import (
     StatusReport,
 )
 from controller.points import DEFAULT_MAX_SESSIONS, points
-from node.cluster.controller_bus import key_bytes, liveness_from_env
+from node.cluster.controller_bus import BUS_DIR, key_bytes, liveness_from_env, node_keys
 from node.cluster.member_discovery import TIMEOUT_S as DISCOVERY_TIMEOUT_S
 from node.cluster.member_discovery import DiscoveryFailed, discover
 from node.cluster.member_link import (
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpnd.cluster.member")
 
-BUS_DIR = "bus"
-NODE_KEY = "node"
 CONTROLLER_PIN = "controller"
 REQUEST_TIMEOUT_S = 5.0
 CLOSE_GRACE_S = 0.2
@@ -151,7 +149,7 @@ class MemberRole:
     async def start(self) -> None:
         """Begin trying to join. Raises keys.KeyFileError if the node key is damaged."""
         self._loop = asyncio.get_running_loop()
-        self._keys = keys.load_or_create(self.key_dir, NODE_KEY)
+        self._keys = node_keys(self.server.state_dir)
         farm = self._farm = self.server.state.config.farm
         log.info("member of the cluster controller %s:%d (bus key %s)",
                  farm.controller_host, farm.controller_port, self._keys.public)
