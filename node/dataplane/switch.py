@@ -28,7 +28,9 @@ IP entries after 60 s (300 s when DHCP-allocated); each table holds at most
 Not done here (SoftEther policies): CheckMac/CheckIP 13 s exclusivity,
 per-session MaxMac/MaxIP, IPv6 address learning.
 
-Cost: `forward` returns tuples cached per port (no allocation per frame).
+Cost: `forward` returns tuples cached per port (no allocation per frame);
+a port's flood tuple is made at its first flood after a join or leave, so a
+join costs O(ports), not O(ports^2).
 Flood send counters are derived, not incremented per receiving port: a
 port's flooded-to-it totals are the hub's flood totals since it joined minus
 the floods it originated itself, so a flood costs O(1) regardless of the
@@ -112,7 +114,7 @@ class _Port:
         self.id = port_id
         self.name = name
         self.alone = (port_id,)
-        self.others: tuple = ()
+        self.others: tuple | None = None  # flood targets; None = to be computed
         # received broadcast/unicast bytes/count; sent unicast bytes/count (direct)
         self.rbb = self.rbc = self.rub = self.ruc = 0
         self.sub = self.suc = 0
@@ -187,9 +189,16 @@ class Switch:
         self._rebuild_floods()
 
     def _rebuild_floods(self) -> None:
-        ids = tuple(self._ports)
+        # Flood tuples are made on a port's next flood, not here: building all
+        # of them on every join/leave was O(ports^2) (12 s for 1000 joins).
         for p in self._ports.values():
-            p.others = tuple(i for i in ids if i != p.id)
+            p.others = None
+
+    def _floods(self, p: _Port) -> tuple:
+        ids = tuple(self._ports)
+        i = ids.index(p.id)
+        others = p.others = ids[:i] + ids[i + 1:]
+        return others
 
     def traffic(self, port: Hashable) -> Traffic:
         """Counters of one port (raises UnknownPort)."""
@@ -262,7 +271,8 @@ class Switch:
             p.rbc += 1
             self._fbb += size
             self._fbc += 1
-            return p.others
+            others = p.others
+            return others if others is not None else self._floods(p)
         p.rub += size
         p.ruc += 1
         d = self._macs.get(frame[0:6] + tail if vlan else frame[0:6])
@@ -271,7 +281,8 @@ class Switch:
             p.fuc += 1
             self._fub += size
             self._fuc += 1
-            return p.others
+            others = p.others
+            return others if others is not None else self._floods(p)
         q = d.port
         if q is p:
             self.dropped_hairpin += 1

@@ -149,6 +149,18 @@ def test_remove_port_removes_its_entries_and_stops_flooding_to_it(sw):
     assert sw.forward("p2", eth(A, B), 1.0) == ("p3",)
 
 
+def test_flood_targets_follow_joins_and_leaves_after_being_used(sw):
+    assert sw.forward("p1", eth(BCAST, A), 0.0) == ("p2", "p3")
+    sw.add_port("p4", "P4")
+    assert sw.forward("p1", eth(BCAST, A), 0.0) == ("p2", "p3", "p4")
+    assert sw.forward("p4", eth(B, C), 0.0) == ("p1", "p2", "p3")  # unknown unicast floods too
+    sw.remove_port("p2")
+    sw.remove_port("p3")
+    assert sw.forward("p1", eth(BCAST, A), 0.0) == ("p4",)
+    sw.remove_port("p4")
+    assert sw.forward("p1", eth(BCAST, A), 0.0) == ()
+
+
 def test_ip_learning_from_arp_and_ipv4(sw):
     sw.forward("p1", arp(A, (10, 0, 0, 1), (10, 0, 0, 2)), 1.0)
     sw.forward("p2", ipv4(A, B, (10, 0, 0, 2), (10, 0, 0, 1)), 2.0)
