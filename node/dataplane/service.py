@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from node.dataplane.bridge import LocalBridge
 from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
-from node.dataplane.tap import DeviceError, open_packet, open_tap
+from node.dataplane.tap import IFNAMSIZ, open_packet, open_tap
 from node.state import model
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 RETRY_INTERVAL_S = 3.0
 TAP_PREFIX = "tap_"
-IFNAMSIZ = 16
 OFFLINE_REASON = "the Virtual Hub was stopped by the administrator"
 
 
