@@ -96,6 +96,9 @@ TRANSITIONS: dict[tuple[MemberState, MemberEvent], MemberState] = {
 TAKES_SESSIONS = frozenset({S.ONLINE})
 # States in which the member still hosts hub instances and sessions.
 HOSTS_HUBS = frozenset({S.ONLINE, S.SUSPECT, S.DRAINING})
+# States in the member list while not silent for the liveness timeout: a suspect
+# member is still listed until its time is up; a draining one (it said Leave) is not.
+LISTED = frozenset({S.ONLINE, S.SUSPECT})
 # States in which silence is watched (the liveness clock runs).
 WATCHED = frozenset({S.JOINING, S.ONLINE, S.SUSPECT, S.DRAINING, S.REJOINING})
 

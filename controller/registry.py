@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from controller.errors import InvalidReport, MemberUnknown
 from controller.member_life import (
-    HOSTS_HUBS, TAKES_SESSIONS, WATCHED, MemberDrained, MemberEvent, MemberEvicted, MemberJoined, MemberJoinFailed,
+    HOSTS_HUBS, LISTED, TAKES_SESSIONS, WATCHED, MemberDrained, MemberEvent, MemberEvicted, MemberJoined, MemberJoinFailed,
     MemberLeft, MemberRecovered, MemberRejoined, MemberState, MemberSuspected, MemberUndrained, RegistryEvent,
     transition,
 )
@@ -167,6 +167,13 @@ class Registry:
     def members(self) -> list[Member]:
         """All entries in selection order (Me first), evicted ones included."""
         return list(self._members.values())
+
+    def listed(self, now: float) -> list[Member]:
+        """What the member list shows: Me, then members online or suspect and
+        not yet silent for the liveness timeout (out of the list at once,
+        before the timer tick evicts them)."""
+        return [m for m in self._members.values()
+                if m.is_me or (m.state in LISTED and now - m.last_heard_at < self.liveness_timeout_s)]
 
     def hosting_members(self, hub: str) -> list[int]:
         """Ids of live servers whose hub list holds `hub`, in list order."""

@@ -69,8 +69,6 @@ REJOIN_GRACE_S = 1.5
 MAX_SERVER_CERT_BYTES = 16 * 1024
 """A hello is kept until its proof comes (256 at most): strangers must not park a 1 MiB frame each."""
 MAX_REJOIN_CHECKS = 1024
-# In load balancing: a suspect member is still listed until its time is up; a draining one (it said Leave) is not.
-LISTED = frozenset({MemberState.ONLINE, MemberState.SUSPECT})
 
 
 class ControllerRole:
@@ -453,9 +451,7 @@ class ControllerRole:
 
     def listed_members(self) -> list[Member]:
         """The controller, then members now in load balancing (not silent for the liveness timeout)."""
-        now = time.monotonic()
-        return [m for m in self.registry.members()
-                if m.is_me or (m.state in LISTED and now - m.last_heard_at < self.liveness_timeout_s)]
+        return self.registry.listed(time.monotonic())
 
     def wall_time(self, monotonic_at: float | None) -> float | None:
         return None if monotonic_at is None else time.time() - (time.monotonic() - monotonic_at)

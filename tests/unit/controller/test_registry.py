@@ -71,6 +71,18 @@ def test_silent_member_out_of_selection_before_timer_runs():
     assert reg.candidates(2.0)[1].unavailable == "silent (suspect)"
 
 
+def test_member_list_drops_a_silent_member_before_the_timer_and_hides_a_draining_one():
+    reg = make()
+    a = join(reg, b"a" * 32, "a", 0.0)
+    b = join(reg, b"b" * 32, "b", 0.0)
+    reg.drain(b)
+    assert [m.member_id for m in reg.listed(2.9)] == [ME_ID, a]
+    reg.handle_timer(2.9)
+    assert reg.get(a).state is MemberState.SUSPECT
+    assert [m.member_id for m in reg.listed(2.9)] == [ME_ID, a]
+    assert [m.member_id for m in reg.listed(3.0)] == [ME_ID]
+
+
 def test_suspect_recovers_when_heard():
     reg = make()
     a = join(reg, b"a" * 32, "a", 0.0)
