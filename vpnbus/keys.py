@@ -121,15 +121,24 @@ def save_pinned(key_dir: str | os.PathLike, name: str, public: str) -> None:
         raise ValueError("not a z85 CURVE key")
     directory = Path(key_dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write(directory / f"{name}.pinned", (public + "\n").encode("ascii"), 0o644)
+    atomic_write(_pin_path(directory, name), (public + "\n").encode("ascii"), 0o644)
+
+
+def _pin_path(key_dir: str | os.PathLike, name: str) -> Path:
+    return Path(key_dir) / f"{name}.pinned"
 
 
 def load_pinned(key_dir: str | os.PathLike, name: str) -> str | None:
     """The pinned key ``name``, or None if none is pinned. KeyFileError if invalid."""
-    path = Path(key_dir) / f"{name}.pinned"
+    path = _pin_path(key_dir, name)
     if not path.exists():
         return None
     return _read_key_text(path)
+
+
+def forget_pinned(key_dir: str | os.PathLike, name: str) -> None:
+    """Drop the pinned key ``name`` (nothing to do if none is pinned)."""
+    _pin_path(key_dir, name).unlink(missing_ok=True)
 
 
 def _read_key_text(path: Path) -> str:

@@ -94,7 +94,7 @@ class ConnectionStatus:
 def forget_controller_pin(state_dir: Path) -> None:
     """Drop the pinned controller key: the next join trusts whichever
     controller answers it (a new member setting)."""
-    (Path(state_dir) / BUS_DIR / f"{CONTROLLER_PIN}.pinned").unlink(missing_ok=True)
+    keys.forget_pinned(Path(state_dir) / BUS_DIR, CONTROLLER_PIN)
 
 
 def hub_from_push(hub: HubConfig) -> model.Hub:

@@ -56,6 +56,9 @@ def test_pinning(tmp_path):
     (tmp_path / "controller.pinned").write_text("garbage")
     with pytest.raises(keys.KeyFileError):
         keys.load_pinned(tmp_path, "controller")
+    keys.forget_pinned(tmp_path, "controller")
+    assert keys.load_pinned(tmp_path, "controller") is None
+    keys.forget_pinned(tmp_path, "controller")  # nothing pinned: nothing to do
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
