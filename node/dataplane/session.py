@@ -71,7 +71,7 @@ class DataChannel:
     `recv_frames`/`sent_frames`, `dropped_frames` (queue full, or a frame
     the protocol cannot carry)."""
 
-    __slots__ = ("timeout_s", "compress", "max_queued_frames", "_decoder", "_queue",
+    __slots__ = ("timeout_s", "_timeout_ms", "compress", "max_queued_frames", "_decoder", "_queue",
                  "_rand", "_rand_bytes", "last_recv", "_next_keepalive",
                  "recv_bytes", "sent_bytes", "recv_frames", "sent_frames",
                  "dropped_frames", "keepalives_sent")
@@ -83,6 +83,7 @@ class DataChannel:
         if timeout_ms <= 0:
             raise ValueError("timeout must be positive")
         self.timeout_s = timeout_ms / 1000.0
+        self._timeout_ms = timeout_ms
         self.compress = compress
         self.max_queued_frames = max_queued_frames
         self._decoder = BlockDecoder(compress)
@@ -172,7 +173,7 @@ class DataChannel:
         return min(self._next_keepalive, self.last_recv + self.timeout_s)
 
     def _keepalive_span(self) -> float:
-        return keepalive_span_s(int(self.timeout_s * 1000), self._rand.random())
+        return keepalive_span_s(self._timeout_ms, self._rand.random())
 
 
 class VpnSession:

@@ -16,6 +16,7 @@ import node.dataplane.session as session_module
 from node.dataplane.session import DataChannel, VpnSession
 from node.softether.blocks import (
     MAX_PACKET_SIZE, BlockDecoder, BlockError, Frames, KeepAlive, SessionTimeout, encode_frames, encode_keepalive,
+    keepalive_span_s,
 )
 from tests.unit.dataplane.fakes import BCAST, mac
 
@@ -127,6 +128,13 @@ def test_keepalives_come_every_fifth_to_half_of_the_timeout_and_data_rearms_them
     ch.queue_frames([frame(BCAST, mac(1))])
     ch.data_to_send(now)
     assert ch.next_deadline() >= now + T_MS / 5 / 1000
+
+
+
+def test_the_keepalive_span_uses_the_welcome_timeout_exactly():
+    # 1001 ms does not survive a ms -> s -> ms round trip (1000.9999... -> 1000)
+    ch = DataChannel(now=0.0, timeout_ms=1001, rand=random.Random(7))
+    assert ch.next_deadline() == keepalive_span_s(1001, random.Random(7).random())
 
 
 # ---- VpnSession (asyncio edge) ----------------------------------------------------------
