@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import http.client
 import json
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from node.state.tlscert import client_context
 from tools.vpndrill.cluster import DrillError, Node, free_port
 
 __all__ = ["Vpnd", "free_port", "rpc", "rpc_raw"]
 
 
-def _insecure_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def rpc_raw(port: int, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, bytes]:
     """POST /api/ and return (HTTP status, body)."""
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=_insecure_context())
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=client_context())
     try:
         conn.request("POST", "/api/", body=body, headers=headers)
         resp = conn.getresponse()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import h11
 
 from node.softether.errors import Err
+from node.state.tlscert import client_context
 from vpnbus.keys import is_key_text
 
 PATH = "/vpncluster/bus"
@@ -78,13 +79,6 @@ def parse_answer(status: int, body: bytes) -> tuple[int, str]:
     return port, key
 
 
-def _tls_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     host: str) -> tuple[int, bytes]:
     conn = h11.Connection(h11.CLIENT)
@@ -113,7 +107,7 @@ async def discover(host: str, port: int, timeout_s: float = TIMEOUT_S) -> BusLoc
     writer = None
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, port, ssl=_tls_context(),
+            reader, writer = await asyncio.open_connection(host, port, ssl=client_context(),
                                                            server_hostname=None)
             peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
             status, body = await _exchange(reader, writer, host)

@@ -51,6 +51,17 @@ def certificate_der(cert_path: Path) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def client_context() -> ssl.SSLContext:
+    """A TLS client that does not verify the server at the TLS layer, as
+    SoftEther's client and vpncmd do not (servers are self-signed). Where the
+    server's identity matters the caller pins it instead: the redirect's
+    `Cert`, vpnctl's --pin-sha256, the controller's CURVE key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import random
 import re
-import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from node.state.tlscert import client_context
 from tests.netns.lab import Lab, requires_root
 from tests.netns.nsvpnd import stop_pid
 from tests.softether_lab import (
@@ -219,20 +219,13 @@ DETECT_TAG = "9C37197CA7C2428388C2E6E59B829B30"
 
 def _detectable(node: NsVpnd) -> bool:
     def probe() -> bool:
-        conn = http.client.HTTPSConnection("127.0.0.1", PORT, timeout=10, context=_insecure())
+        conn = http.client.HTTPSConnection("127.0.0.1", PORT, timeout=10, context=client_context())
         try:
             conn.request("GET", "/", headers={"X-VPN": "1"})
             return DETECT_TAG in conn.getresponse().read().decode("latin-1")
         finally:
             conn.close()
     return in_netns(node.ns, probe)
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _client_logs(client: SoftEtherClient) -> str:

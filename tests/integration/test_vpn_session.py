@@ -20,8 +20,8 @@ from node.softether.handshake import (
 from node.softether.httpmsg import HttpError, PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
+from node.state.tlscert import client_context
 from tests.unit.dataplane.fakes import BCAST, mac
-from tools.vpnclient.connection import client_tls_context
 
 HUB, USER, PASSWORD = "Sales", "alice", "s3cret"
 IO_TIMEOUT_S = 10.0
@@ -46,7 +46,7 @@ class MiniClient:
         self.random = b""
 
     async def open(self, signature: bytes | None = None) -> Hello:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=client_tls_context())
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=client_context())
         self.writer.write(self.channel.signature_request() if signature is None
                           else self.channel.signature_request(signature))
         hello = Hello.from_pack(await self.next_pack())
@@ -337,7 +337,7 @@ def test_a_broken_client_loses_only_its_own_connection(node, breakage):
         bad = MiniClient(node.port)
         try:
             if breakage == "bad_signature":
-                bad.reader, bad.writer = await asyncio.open_connection("127.0.0.1", node.port, ssl=client_tls_context())
+                bad.reader, bad.writer = await asyncio.open_connection("127.0.0.1", node.port, ssl=client_context())
                 bad.writer.write(bad.channel.signature_request(b"x" * 5000))
                 assert await bad.closed_by_server()
             elif breakage == "garbage_after_signature":

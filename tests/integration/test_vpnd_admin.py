@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import threading
 import time
 
 from node.softether.errors import Err
+from node.state.tlscert import client_context
 from tests.vpnd_proc import rpc_raw
 
 
@@ -116,10 +116,8 @@ def test_garbage_json_rpc_answers_errors(vpnd):
 
 
 def _tls(port):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return ctx.wrap_socket(raw)
+    return client_context().wrap_socket(raw)
 
 
 def test_hostile_clients_do_not_block_others(vpnd):

@@ -5,12 +5,11 @@ in-process Listener on loopback with small caps; clients from several
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 import pytest
 
 from node.listener import ConnectionLimits, Listener
-from node.state.tlscert import ensure_certificate, server_context
+from node.state.tlscert import client_context, ensure_certificate, server_context
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,12 +29,6 @@ def test_limits_core_counts_per_ip_and_pending():
     assert limits.connections_from("10.0.0.1") == 0 and limits.pending() == 2
 
 
-def _client_ctx() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    return ctx
-
-
 async def _until(check, what: str) -> None:
     for _ in range(500):
         if check():
@@ -46,7 +39,7 @@ async def _until(check, what: str) -> None:
 
 async def _get_root(port: int, source: str) -> bytes:
     """GET / over TLS from `source`; the status line."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx(),
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
                                                    local_addr=(source, 0), ssl_handshake_timeout=10)
     try:
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -97,7 +90,7 @@ def test_unestablished_cap_spares_vpn_sessions(tmp_path):
             await release.wait()        # a long-lived VPN session
         listener.vpn_handler = vpn_handler
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ctx())
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context())
             writer.write(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
             await _until(lambda: limits.connections_from("127.0.0.1") == 1 and limits.pending() == 0,
                          "the VPN session no longer pending")

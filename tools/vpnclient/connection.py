@@ -27,6 +27,7 @@ from typing import Callable
 from node.softether.errors import Err
 from node.softether.handshake import Welcome
 from node.softether.protocol_error import ProtocolError
+from node.state.tlscert import client_context
 from tools.vpnclient.login import ClientLogin, Credentials, LoginEvent, Welcomed
 from tools.vpnclient.tunnel import Tunnel
 
@@ -57,14 +58,6 @@ class Disconnected(ProtocolError):
 
     def __init__(self, message: str, code: int = Err.DISCONNECTED) -> None:
         super().__init__(message, code)
-
-
-def client_tls_context() -> ssl.SSLContext:
-    """TLS 1.2+ client, no verification (SoftEther's client does not verify)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class _Protocol(asyncio.Protocol):
@@ -249,7 +242,7 @@ async def connect(host: str, port: int, *, hub: str, username: str, credentials:
     proto = _Protocol(login, loop)
     try:
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: proto, host, port, ssl=tls or client_tls_context(),
+            loop.create_connection(lambda: proto, host, port, ssl=tls or client_context(),
                                    server_hostname=host, ssl_handshake_timeout=timeout_s),
             timeout_s)
     except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:

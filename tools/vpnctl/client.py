@@ -32,6 +32,8 @@ import socket
 import ssl
 from typing import Any
 
+from node.state.tlscert import client_context
+
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
@@ -146,11 +148,8 @@ class AdminClient:
         return f"{self.host}:{self.port}: {text}"
 
     def _connect(self) -> http.client.HTTPSConnection:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # self-signed servers, as vpncmd; see pin_sha256
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, timeout=self._connect_timeout_s, context=ctx
+        conn = http.client.HTTPSConnection(  # self-signed servers, as vpncmd; see pin_sha256
+            self.host, self.port, timeout=self._connect_timeout_s, context=client_context()
         )
         try:
             conn.connect()
