@@ -36,6 +36,7 @@ import h11
 
 from node.admin.api import credentials_valid, handle_admin_post
 from node.server import VpnServer
+from node.softether.signature import SIGNATURE_TARGET
 
 log = logging.getLogger("vpnd.listener")
 
@@ -273,7 +274,7 @@ class Listener:
             if request is None:
                 return
             path = request.target.split("?", 1)[0].lower()
-            if request.method == "POST" and path == "/vpnsvc/connect.cgi" and self.vpn_handler:
+            if request.method == "POST" and path == SIGNATURE_TARGET and self.vpn_handler:
                 self.limits.established(writer)
                 await self.vpn_handler(conn, request, reader, writer, peer)
                 return
