@@ -8,32 +8,26 @@ and local bridges are both ports.
 
 `LocalBridge` joins a frame device (tap.py: a new TAP device or an existing
 interface through AF_PACKET) to a hub. On each wake-up of the event loop it
-drains every readable frame (until EAGAIN, at most `max_batch` so one busy
-device cannot starve the loop; the fd stays readable and the loop comes back)
-and hands them to the hub as one batch. Writes are immediate and never
-queue: a frame the device cannot take now (EAGAIN, ENOBUFS, too big) is
-dropped and counted, as a switch drops on a full port; TCP above recovers.
+drains every readable frame (`FrameDevice.read_frames`, at most `max_batch`;
+the fd stays readable and the loop comes back) and hands them to the hub as
+one batch. Writes are immediate and never queue (`write_frames`): what the
+device cannot take now is dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import time
 from typing import Callable, Hashable, Iterable, Protocol, runtime_checkable
 
 from node.dataplane.switch import IpTableItem, MacTableItem, Switch, Traffic
-from node.dataplane.tap import FrameDevice, open_packet, open_tap
+from node.dataplane.tap import TRANSIENT_ERRNOS, FrameDevice, open_packet, open_tap
 
 log = logging.getLogger(__name__)
 
 AGING_INTERVAL_S = 5.0
 MAX_BATCH = 256
-MAX_FRAME = 65536
-# errors after which a read round simply ends; anything else takes the bridge offline
-_TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.ENETDOWN, errno.ENOBUFS}
 
 
 @runtime_checkable
@@ -176,23 +170,15 @@ class LocalBridge:
         self.active = True
 
     def _on_readable(self) -> None:
-        fd = self.device.fd
-        frames: list[bytes] = []
-        append = frames.append
-        read = os.read
-        for _ in range(self.max_batch):
-            try:
-                frame = read(fd, MAX_FRAME)
-            except OSError as e:
-                if e.errno not in _TRANSIENT:
-                    self._fail(e)
-                elif e.errno != errno.EAGAIN:
-                    self.read_errors += 1
-                break
-            append(frame)
-            self.recv_bytes += len(frame)
+        frames, error = self.device.read_frames(self.max_batch)
+        if error is not None:
+            if error.errno in TRANSIENT_ERRNOS:
+                self.read_errors += 1
+            else:
+                self._fail(error)
         if frames:
             self.recv_frames += len(frames)
+            self.recv_bytes += sum(map(len, frames))
             self.hub.input(self, frames)
 
     def _fail(self, error: OSError) -> None:
@@ -209,16 +195,10 @@ class LocalBridge:
         if not self.active:
             self.send_dropped += len(frames)
             return
-        fd = self.device.fd
-        write = os.write
-        for frame in frames:
-            try:
-                write(fd, frame)
-            except OSError:
-                self.send_dropped += 1
-                continue
-            self.sent_frames += 1
-            self.sent_bytes += len(frame)
+        dropped, written = self.device.write_frames(frames)
+        self.send_dropped += dropped
+        self.sent_frames += len(frames) - dropped
+        self.sent_bytes += written
 
     def close(self) -> None:
         """Stop reading, leave the hub, close the device (a TAP device goes away)."""

@@ -16,7 +16,13 @@ run inside a running event loop), so the openers are coroutines. Devices and
 sockets belong to the network namespace of the calling thread.
 
 Both return a `FrameDevice` with a non-blocking fd: one `os.read` gives one
-frame, one `os.write` sends one frame. Errors are `DeviceError`.
+frame, one `os.write` sends one frame. Its `read_frames` drains what is
+ready (until EAGAIN, at most max_n per call so one busy device cannot
+starve the loop) and `write_frames` writes at once and never queues: a frame
+the device cannot take now (EAGAIN, ENOBUFS, too big, down) is dropped and
+counted, as a switch drops on a full port; TCP above recovers. Both local
+bridges (bridge.py) and vpnclient's TAP port use them. Opening errors are
+`DeviceError`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ PACKET_IGNORE_OUTGOING = getattr(socket, "PACKET_IGNORE_OUTGOING", 23)
 OFFLOAD_FEATURES = ("rx", "tx", "sg", "tso", "ufo", "gso", "gro", "lro",
                     "rxvlan", "txvlan", "ntuple", "rxhash")
 ETHTOOL_TIMEOUT_S = 5.0
+MAX_FRAME = 65536  # read size: above any MTU, so one read is one whole frame
+# errors after which a read round simply ends (the device is still there);
+# anything else means it broke or vanished
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ENETDOWN, errno.ENOBUFS})
 
 
 class DeviceError(OSError):
@@ -70,6 +80,37 @@ class FrameDevice:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             self._closer(fd)
+
+    def read_frames(self, max_n: int) -> tuple[list[bytes], OSError | None]:
+        """The frames ready now (at most `max_n`, one read each), and the
+        error that ended the round: None (nothing more ready, or max_n read),
+        one in TRANSIENT_ERRNOS (momentary: read again at the next wake-up),
+        or any other (the device is gone: stop reading it)."""
+        fd = self.fd
+        read = os.read
+        frames: list[bytes] = []
+        append = frames.append
+        try:
+            for _ in range(max_n):
+                append(read(fd, MAX_FRAME))
+        except BlockingIOError:  # EAGAIN: drained
+            pass
+        except OSError as e:
+            return frames, e
+        return frames, None
+
+    def write_frames(self, frames: list[bytes]) -> tuple[int, int]:
+        """Write each frame now; returns (frames dropped, bytes written).
+        A frame the device refuses (queue full, too big, down) is dropped."""
+        fd = self.fd
+        write = os.write
+        dropped = written = 0
+        for frame in frames:
+            try:
+                written += write(fd, frame)
+            except OSError:
+                dropped += 1
+        return dropped, written
 
     def __repr__(self) -> str:
         kind = "tap" if self.tap_mode else "packet"

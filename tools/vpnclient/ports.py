@@ -7,7 +7,9 @@ its addresses) survives a failover.
 TapPort, the packet path (STYLE §11): one reader callback per wake-up
 drains every readable frame (up to `MAX_BURST`) and sends them as ONE
 burst; received frames are written straight to the non-blocking fd (a
-full TAP queue drops the frame, as a NIC would). When the TLS transport's
+full TAP queue drops the frame, as a NIC would). Both go through the
+device's `read_frames`/`write_frames`, as local bridges do (a temporary
+error ends a read round; any other stops reading the device). When the TLS transport's
 buffer is full the reader is removed until it drains, so the kernel queues
 (and eventually drops) instead of us buffering without bound.
 
@@ -21,15 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
-import os
 
 from node.softether.blocks import MAX_PACKET_SIZE
-from node.dataplane.tap import FrameDevice
+from node.dataplane.tap import TRANSIENT_ERRNOS, FrameDevice
 from tools.vpnclient.connection import Connection
 from tools.vpnclient.frames import Responder
 
 MAX_BURST = 512  # frames per TAP wake-up; bounds one burst at ~800 KB
-READ_SIZE = 65536
 
 
 class NotConnected(Exception):
@@ -69,31 +69,16 @@ class TapPort:
             self._reading = False
 
     def _readable(self) -> None:
-        fd = self.device.fd
-        read = os.read
-        frames: list[bytes] = []
-        try:
-            for _ in range(MAX_BURST):
-                frame = read(fd, READ_SIZE)
-                if 0 < len(frame) <= MAX_PACKET_SIZE:
-                    frames.append(frame)
-                else:
-                    self.dropped_out += 1
-        except BlockingIOError:
-            pass
-        except OSError:
+        frames, error = self.device.read_frames(MAX_BURST)
+        if error is not None and error.errno not in TRANSIENT_ERRNOS:
             self._stop_reading()  # device gone; the session goes on without it
-        if frames and self._conn is not None:
-            self._conn.send_frames(frames)
+        sendable = [f for f in frames if 0 < len(f) <= MAX_PACKET_SIZE]
+        self.dropped_out += len(frames) - len(sendable)
+        if sendable and self._conn is not None:
+            self._conn.send_frames(sendable)
 
     def _write(self, frames: list[bytes]) -> None:
-        fd = self.device.fd
-        write = os.write
-        for frame in frames:
-            try:
-                write(fd, frame)
-            except OSError:  # EAGAIN (queue full), EIO (device down): drop
-                self.dropped_in += 1
+        self.dropped_in += self.device.write_frames(frames)[0]
 
 
 class UserspacePort:
