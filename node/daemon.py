@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> int:
     cert_der, context = _tls_identity(state_dir)
     server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der)
     listener = Listener(server, context)
-    dataplane = DataPlane(server, listener)
+    dataplane = DataPlane(server)
     listener.vpn_handler = VpnHandler(server)
     # The cluster role and SetFarmSetting reach these through the server.
     server.dataplane, server.listener = dataplane, listener

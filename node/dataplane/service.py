@@ -37,7 +37,6 @@ from node.dataplane.tap import IFNAMSIZ, open_packet, open_tap
 from node.state import model
 
 if TYPE_CHECKING:
-    from node.listener import Listener
     from node.server import VpnServer
 
 log = logging.getLogger(__name__)
@@ -86,10 +85,8 @@ class _BridgeSlot:
 class DataPlane:
     """Hub instances and local bridges of one vpnd, following its config."""
 
-    def __init__(self, server: "VpnServer", listener: "Listener", *,
-                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+    def __init__(self, server: "VpnServer", *, retry_interval_s: float = RETRY_INTERVAL_S) -> None:
         self.server = server
-        self.listener = listener
         self.retry_interval_s = retry_interval_s
         self._slots: dict[str, _BridgeSlot] = {}
         self._named: dict[str, int] = {}      # lower-case hub → session names given out

@@ -77,7 +77,7 @@ def make_server(tmp: Path, hubs: list[model.Hub] | None = None,
 
 
 def make_dataplane(server: VpnServer, retry_interval_s: float = 0.05) -> DataPlane:
-    return DataPlane(server, listener=None, retry_interval_s=retry_interval_s)  # type: ignore[arg-type]
+    return DataPlane(server, retry_interval_s=retry_interval_s)
 
 
 @contextlib.asynccontextmanager
