@@ -24,7 +24,6 @@ import asyncio
 import collections
 import ipaddress
 
-from node.softether.blocks import MAX_PACKET_SIZE
 from node.dataplane.tap import TRANSIENT_ERRNOS, FrameDevice
 from tools.vpnclient.connection import Connection
 from tools.vpnclient.frames import Responder
@@ -45,7 +44,6 @@ class TapPort:
         self._conn: Connection | None = None
         self._reading = False
         self.dropped_in = 0  # VPN -> TAP frames the kernel refused
-        self.dropped_out = 0  # TAP -> VPN frames too big to send
 
     def attach(self, conn: Connection) -> None:
         self._conn = conn
@@ -72,10 +70,9 @@ class TapPort:
         frames, error = self.device.read_frames(MAX_BURST)
         if error is not None and error.errno not in TRANSIENT_ERRNOS:
             self._stop_reading()  # device gone; the session goes on without it
-        sendable = [f for f in frames if 0 < len(f) <= MAX_PACKET_SIZE]
-        self.dropped_out += len(frames) - len(sendable)
-        if sendable and self._conn is not None:
-            self._conn.send_frames(sendable)
+        if frames and self._conn is not None:
+            # a frame too big for SE-VPN is dropped there (counted in tunnel.dropped_frames)
+            self._conn.send_frames(frames)
 
     def _write(self, frames: list[bytes]) -> None:
         self.dropped_in += self.device.write_frames(frames)[0]

@@ -198,13 +198,18 @@ def test_random_bytes_never_crash(raw):
 
 
 def test_feed_frames_batches_a_read_and_counts_keepalives():
-    from node.softether.blocks import keepalive_span_s
     d = BlockDecoder()
     data = encode_frames([b"a" * 14, b"b" * 14]) + encode_keepalive(b"x") + encode_frames([b"c" * 14])
     assert d.feed_frames(data) == [b"a" * 14, b"b" * 14, b"c" * 14]
     assert d.keepalives == 1
+
+
+def test_keepalive_span_is_between_a_fifth_and_half_of_t():
+    from node.softether.blocks import keepalive_span_s
     # SoftEther's GenNextKeepAliveSpan: max(r*T/2, T/5)
     assert keepalive_span_s(20_000, 0.0) == 4.0 and keepalive_span_s(20_000, 0.9) == 9.0
+    assert keepalive_span_s(20_000, 0.999) == pytest.approx(9.99)
+    assert keepalive_span_s(20_000, 0.2) == 4.0  # r*T/2 below T/5
 
 
 @pytest.mark.parametrize("wrap", [bytearray, memoryview])

@@ -2,20 +2,27 @@ import pytest
 
 from node.softether.blocks import BlockDecoder, BlockError, Frames, encode_frames, encode_keepalive
 from node.softether.errors import Err
-from node.softether.blocks import SessionTimeout, keepalive_span_s
+from node.softether.blocks import MAX_PACKET_SIZE, SessionTimeout, keepalive_span_s
 from tools.vpnclient.tunnel import Tunnel
 
 FRAME = bytes(range(60))
 
 
+class FixedRandom:
+    """Always draws `r` in [0, 1): spans and filler lengths are known."""
+
+    def __init__(self, r: float) -> None:
+        self.r = r
+
+    def random(self) -> float:
+        return self.r
+
+    def randrange(self, n: int) -> int:
+        return int(self.r * n)
+
+
 def tunnel(now=100.0, r=0.0, timeout_ms=20_000):
-    return Tunnel(timeout_ms=timeout_ms, now=now, rand=lambda: r, rand_bytes=lambda n: b"\xaa" * n)
-
-
-def test_keepalive_span_is_between_a_fifth_and_half_of_t():
-    assert keepalive_span_s(20_000, 0.0) == 4.0
-    assert keepalive_span_s(20_000, 0.999) == pytest.approx(9.99)
-    assert keepalive_span_s(20_000, 0.2) == 4.0  # r*T/2 below T/5
+    return Tunnel(timeout_ms=timeout_ms, now=now, rand=FixedRandom(r), rand_bytes=lambda n: b"\xaa" * n)
 
 
 def test_keepalive_is_sent_when_due_and_rearmed():
@@ -32,8 +39,25 @@ def test_sending_data_rearms_the_keepalive():
     out = t.send_frames([FRAME, FRAME], now=104.0)
     assert out == encode_frames([FRAME, FRAME])
     assert t.next_deadline() == 109.0 and t.handle_timer(105.0) == b""
-    assert (t.frames_out, t.bursts_out, t.bytes_out) == (2, 1, len(out))
+    assert (t.frames_out, t.bursts_out, t.sent_bytes) == (2, 1, len(out))
     assert t.send_frames([], now=104.5) == b"" and t.next_deadline() == 109.0
+
+
+def test_each_send_draws_a_new_keepalive_span():
+    # as SoftEther's Connection.c after each data burst (and DataChannel on the server)
+    t = tunnel(r=0.5)
+    t._rand.r = 0.9
+    t.send_frames([FRAME], now=104.0)
+    assert t.next_deadline() == 104.0 + keepalive_span_s(20_000, 0.9)
+
+
+def test_every_frame_of_a_call_is_sent_at_once_and_unsendable_ones_are_counted():
+    t = tunnel()
+    frames = [FRAME] * 3000  # more than the server's per-session queue: the client keeps no queue
+    out = t.send_frames(frames + [b"", b"x" * (MAX_PACKET_SIZE + 1)], now=101.0)
+    assert out == encode_frames(frames)
+    assert (t.frames_out, t.bursts_out, t.dropped_frames, t.queued) == (3000, 1, 2, 0)
+    assert t.send_frames([b""], now=101.0) == b"" and t.bursts_out == 1
 
 
 def test_silence_of_t_times_out_and_traffic_postpones_it():
@@ -53,7 +77,7 @@ def test_received_frames_and_keepalives_are_counted_in_any_split():
     for i in range(len(stream)):
         got += t.receive_data(stream[i:i + 1], now=101.0)
     assert got == [FRAME, FRAME[:20], FRAME]
-    assert (t.frames_in, t.keepalives_in, t.bytes_in) == (3, 1, len(stream))
+    assert (t.frames_in, t.keepalives_in, t.recv_bytes) == (3, 1, len(stream))
 
 
 def test_a_broken_stream_raises_block_error():
