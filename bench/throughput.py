@@ -41,11 +41,11 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.netns.lab import Lab, root_skip_reason  # noqa: E402
-from tests.netns.nsvpnd import stop_pid  # noqa: E402
 from tests.netns.test_vpnclient_tap import (  # noqa: E402
     HOST_B, HUB, SERVER_IP, TAP_A, TAP_B, USERS, VpnStar, wait_connected,
 )
 from tests.softether_lab import SoftEtherLab, skip_reason  # noqa: E402
+from tools.vpndrill.cluster import DrillError, stop_pid  # noqa: E402
 
 IPERF_PORT = 5201
 OURS = "(a) ours: our vpnclient -> our vpnd"
@@ -160,16 +160,17 @@ def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str,
     try:
         try:
             vpnd = star.start_vpnd(bridge=lan)
-        except (AssertionError, RuntimeError) as e:
+        except (AssertionError, DrillError) as e:
             raise Missing(f"vpnd could not be set up: {str(e)[:300]}") from None
         client = connect_client(star, tmp)
         rates = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)
-        prof = profiled_run(star, tmp, args, {"vpnd": vpnd.pid, "vpnclient": client.pid}) if args.profile else {}
+        prof = profiled_run(star, tmp, args, {"vpnd": vpnd.proc.pid, "vpnclient": client.pid}) if args.profile else {}
         return rates, prof
     finally:
         stop(client)
         note_bursts(tmp, "(a)")
-        stop(vpnd)
+        if vpnd is not None:
+            vpnd.stop()
 
 
 def measure_softether(star: VpnStar, tmp: Path, args, profiles: dict) -> dict[str, list[float] | str]:

@@ -44,7 +44,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -57,6 +56,7 @@ import pytest
 
 from node.softether.sha0 import hash_admin_password
 from tools.vpnctl.client import AdminClient, AdminError, AuthError
+from tools.vpndrill.cluster import free_port
 
 SOFTETHER_DIR = Path("/usr/libexec/softether")
 VPNSERVER = SOFTETHER_DIR / "vpnserver" / "vpnserver"
@@ -96,19 +96,6 @@ def require_softether(*, need_client: bool = False) -> None:
     reason = skip_reason(need_client=need_client)
     if reason:
         pytest.skip(reason)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently unused high TCP port on `host` (random start, then probe)."""
-    for _ in range(200):
-        port = random.randint(20000, 60000)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise LabError("no free TCP port found")
 
 
 def server_config(*, port: int, password: str, listen_ip: str = "127.0.0.1", extra_ports: tuple[int, ...] = ()) -> str:

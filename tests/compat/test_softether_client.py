@@ -18,74 +18,23 @@ from __future__ import annotations
 import http.client
 import random
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from node.state.tlscert import client_context
 from tests.netns.lab import Lab, requires_root
-from tests.netns.nsvpnd import stop_pid
+from tests.netns.nsvpnd import NsVpnd
 from tests.softether_lab import (
     SoftEtherClient, SoftEtherLab, account_status, in_netns, require_softether, wait_account,
 )
-from tests.vpnd_proc import rpc
 
 pytestmark = [pytest.mark.softether, *requires_root]
 
-ROOT = Path(__file__).resolve().parents[2]
 PORT = 5555                  # inside the test's own namespace: always free
 ADMIN_PW = "compat-admin-pw"
 HUB, USER, PASSWORD = "HUB", "alice", "alice-pw"
 WAIT_S = 40.0
-
-
-class NsVpnd:
-    """Our vpnd inside namespace `ns`; admin calls from that namespace."""
-
-    def __init__(self, lab: Lab, ns: str, tmp: Path, listen: list[str]) -> None:
-        self.lab, self.ns = lab, ns
-        self.log_path = tmp / "vpnd.log"
-        pw_file = tmp / "admin.pw"
-        pw_file.write_text(ADMIN_PW + "\n")
-        argv = [sys.executable, "-m", "node.daemon", "--state-dir", str(tmp / "state"),
-                "--admin-password-file", str(pw_file)]
-        for addr in listen:
-            argv += ["--listen", f"{addr}:{PORT}"]
-        with open(self.log_path, "ab") as log:
-            # `ip netns exec` execs vpnd itself: proc.pid is vpnd's PID (the lab kills it at teardown)
-            self.proc = lab.popen(ns, argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + WAIT_S
-        while "result" not in self._try("Test", {"IntValue_u32": 1}):
-            assert self.proc.poll() is None and time.monotonic() < deadline, f"vpnd not ready:\n{self.log()}"
-            time.sleep(0.1)
-
-    def _try(self, method: str, params: dict) -> dict:
-        try:
-            return self.call(method, params)
-        except OSError:
-            return {}
-
-    def call(self, method: str, params: dict | None = None) -> dict:
-        return in_netns(self.ns, lambda: rpc(PORT, ADMIN_PW, method, params or {}))
-
-    def ok(self, method: str, params: dict | None = None) -> dict:
-        doc = self.call(method, params)
-        assert "result" in doc, f"{method}: {doc}\n{self.log()}"
-        return doc["result"]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        """SIGTERM by PID (SIGKILL if it lingers); returns the exit status."""
-        stop_pid(self.proc)
-        return self.proc.returncode
 
 
 def _until(what: str, check, extra=lambda: ""):
@@ -170,7 +119,7 @@ def _real_client_session(lab: Lab, node: NsVpnd, client_ns: str, server_ip: str,
                lambda: re.search(r"\(code 9\)", _client_logs(client)), extra=lambda: _client_logs(client))
         assert "Established" not in account_status(client, "bad").get("Session Status", "")
         client.cmd("AccountDisconnect", "bad")
-        assert node.alive()
+        assert node.running()
         _ping(lab, client_ns, f"192.168.{n}.1", node, count=2)
         assert "Established" in account_status(client, "good").get("Session Status", "")
         client.cmd("AccountDisconnect", "good")
@@ -179,7 +128,8 @@ def _real_client_session(lab: Lab, node: NsVpnd, client_ns: str, server_ip: str,
 def test_real_client_beside_vpnd_pings_across_our_hub_and_a_wrong_password_is_refused(lab, tmp_path):
     """Client and vpnd share a namespace; the client connects to 127.0.0.1."""
     n, srv, b_end = _net(lab)
-    node = NsVpnd(lab, srv, tmp_path, ["127.0.0.1"])
+    node = NsVpnd(lab, srv, tmp_path, port=PORT, password=ADMIN_PW)
+    node.start()
     try:
         _hub_with_bridge(node, b_end)
         _real_client_session(lab, node, srv, "127.0.0.1", "127.0.0.1", n)
@@ -196,7 +146,8 @@ def test_real_client_in_another_namespace_reaches_vpnd_over_a_veth(lab, tmp_path
     c_end, s_end = lab.veth(cli, srv)
     lab.addr(cli, c_end, f"10.{n}.0.1/24")
     lab.addr(srv, s_end, f"10.{n}.0.2/24")
-    node = NsVpnd(lab, srv, tmp_path, ["127.0.0.1", f"10.{n}.0.2"])
+    node = NsVpnd(lab, srv, tmp_path, hosts=("127.0.0.1", f"10.{n}.0.2"), port=PORT, password=ADMIN_PW)
+    node.start()
     try:
         _remote_session(lab, node, cli, b_end, n)
     finally:

@@ -1,19 +1,25 @@
-"""A vpnd process inside a test's own network namespace, administered with
-`vpnctl` subprocesses run in the same namespace (as an operator would).
-Stopped by its PID: SIGTERM, then SIGKILL; the lab kills it too at teardown."""
+"""A vpnd process inside a test's own network namespace: vpndrill's `Node`
+(start, wait until it answers, stop by PID: SIGCONT, SIGTERM, then SIGKILL)
+started with `ip netns exec` through the lab, which also kills it at
+teardown. Administered with JSON-RPC calls and `vpnctl` subprocesses made in
+the same namespace (as an operator would)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.netns.lab import Lab
+from tests.softether_lab import in_netns
+from tests.vpnd_proc import rpc
+from tools.vpndrill.cluster import DrillError, Node, stop_pid
+
+__all__ = ["NsVpnd", "ROOT", "WAIT_S", "stop_pid", "vpnd_in", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "ns-admin-pw"
@@ -21,41 +27,41 @@ PORT = 5555          # inside the test's own namespace: always free
 WAIT_S = 20.0
 
 
-class NsVpnd:
-    """A vpnd process inside namespace `ns`, with vpnctl run in the same one."""
+class NsVpnd(Node):
+    """A vpnd process inside namespace `ns` listening on `hosts` (127.0.0.1
+    among them) at `port`; state dir, password file and log in `tmp`
+    (vpnd, vpnd.pw, vpnd.log)."""
 
-    def __init__(self, lab: Lab, ns: str, tmp: Path) -> None:
+    def __init__(self, lab: Lab, ns: str, tmp: Path, *, hosts: tuple[str, ...] = ("127.0.0.1",),
+                 port: int = PORT, password: str = PASSWORD) -> None:
+        super().__init__("vpnd", tmp / "vpnd", password, port=port, hosts=hosts)
         self.lab, self.ns, self.tmp = lab, ns, tmp
-        self.state_dir = tmp / "state"
-        self.pw_file = tmp / "admin.pw"
-        self.pw_file.write_text(PASSWORD + "\n")
-        self.log_path = tmp / "vpnd.log"
-        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            # `ip netns exec` execs vpnd itself, so proc.pid is vpnd's PID
-            self.proc = self.lab.popen(self.ns, [
-                sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
-                "--listen", f"127.0.0.1:{PORT}", "--admin-password-file", str(self.pw_file)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"vpnd exited:\n{self.log()}"
-            if self.vpnctl("ServerInfoGet", check=False).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"vpnd not ready:\n{self.log()}")
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        # `ip netns exec` execs vpnd itself, so the PID is vpnd's; the lab
+        # starts it in its own session and kills it at teardown
+        return self.lab.popen(self.ns, argv, **kwargs)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc)
+    def wait_ready(self, timeout_s: float = WAIT_S) -> None:
+        try:
+            in_netns(self.ns, lambda: Node.wait_ready(self, timeout_s), timeout_s + 10)
+        except DrillError as e:
+            raise DrillError(f"{e}\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One JSON-RPC call from inside the namespace: the document (result or error)."""
+        return in_netns(self.ns, lambda: rpc(self.port, self.password, method, params or {}))
+
+    def ok(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        doc = self.call(method, params)
+        assert "result" in doc, f"{method}: {doc}\n{self.log()}"
+        return doc["result"]
+
     def vpnctl(self, *words: str, hub: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{PORT}",
+        argv = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{self.port}",
                 "--password-file", str(self.pw_file), "--connect-timeout", "2", "--timeout", "10"]
         if hub:
             argv += ["--hub", hub]
@@ -100,15 +106,3 @@ def wait_for(probe, what: str, timeout_s: float = WAIT_S, log: str | None = None
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}\n{log or ''}"
         time.sleep(0.1)
-
-
-def stop_pid(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    """SIGTERM the process we started (by its PID), SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)

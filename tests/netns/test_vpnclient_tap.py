@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.netns.lab import Lab, requires_root
-from tests.softether_lab import SoftEtherLab, SoftEtherServer, in_netns, skip_reason
-from tests.vpnd_proc import rpc
+from tests.netns.nsvpnd import NsVpnd
+from tests.softether_lab import SoftEtherLab, SoftEtherServer, skip_reason
 
 pytestmark = [*requires_root, pytest.mark.timeout(180)]
 
@@ -66,39 +66,24 @@ class VpnStar:
         self.lab.disable_offloads(self.ns_srv, srv_end)
         return srv_end
 
-    def start_vpnd(self, port: int = 4433, bridge: str | None = None, provision: bool = True) -> subprocess.Popen:
+    def start_vpnd(self, port: int = 4433, bridge: str | None = None, provision: bool = True) -> NsVpnd:
         """Our vpnd in ns S with hub `lab`, USERS and (optionally) a local
         bridge of the hub onto device `bridge` (provision=False: restart
         with the saved state)."""
-        state = self.tmp / "vpnd"
-        pw = self.tmp / "vpnd.pw"
-        pw.write_text(ADMIN_PW + "\n")
         self.port = port
-        log = open(self.tmp / "vpnd.log", "ab")
-        proc = self.lab.popen(self.ns_srv, [sys.executable, "-m", "node.daemon", "--state-dir", str(state),
-                                            "--listen", f"{SERVER_IP}:{port}", "--listen", f"127.0.0.1:{port}",
-                                            "--admin-password-file", str(pw)], cwd=REPO, stdout=log, stderr=log)
-        log.close()
-
-        def call(method: str, params: dict) -> dict:
-            return in_netns(self.ns_srv, lambda: rpc(port, ADMIN_PW, method, params))
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                if "result" in call("Test", {"IntValue_u32": 1}):
-                    break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("vpnd did not start: " + (self.tmp / "vpnd.log").read_text()[-1500:])
+        node = NsVpnd(self.lab, self.ns_srv, self.tmp, hosts=(SERVER_IP, "127.0.0.1"), port=port,
+                      password=ADMIN_PW)
+        node.start()
         if not provision:
-            return proc
-        assert "result" in call("CreateHub", {"HubName_str": HUB, "Online_bool": True})
+            return node
+        assert "result" in node.call("CreateHub", {"HubName_str": HUB, "Online_bool": True})
         for user, password in USERS.items():
-            assert "result" in call("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
-                                                   "Auth_Password_str": password})
+            assert "result" in node.call("CreateUser", {"HubName_str": HUB, "Name_str": user, "AuthType_u32": 1,
+                                                        "Auth_Password_str": password})
         if bridge:
-            doc = call("AddLocalBridge", {"DeviceName_str": bridge, "HubNameLB_str": HUB, "TapMode_bool": False})
+            doc = node.call("AddLocalBridge", {"DeviceName_str": bridge, "HubNameLB_str": HUB, "TapMode_bool": False})
             assert "result" in doc, doc
-        return proc
+        return node
 
     def start_softether(self, selab: SoftEtherLab, bridge: str | None = None) -> SoftEtherServer:
         """A real SoftEther VPN Server in ns S with hub `lab`, USERS and
@@ -179,8 +164,7 @@ def test_tap_clients_come_back_after_vpnd_restarts(lab, tmp_path):
     vpnd = star.start_vpnd()
     star.start_clients()
     ping_ok(lab, star.ns_a, TAP_B, count=1)
-    vpnd.terminate()
-    vpnd.wait(15)
+    vpnd.stop()
     star.start_vpnd(provision=False)
     for user in USERS:
         doc = wait_connected(tmp_path / f"{user}.status.json", tmp_path, attempts=600, reconnects=1)

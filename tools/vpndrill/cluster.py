@@ -6,9 +6,9 @@ SetFarmSetting type 2) through tools/vpnctl/client.py `AdminClient`.
 
 Processes: every vpnd is started in its own session (a Ctrl-C at the
 terminal reaches vpndrill only, which then stops them in order) and stopped
-by its PID: SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM,
-SIGKILL after STOP_WAIT_S. Every PID ever started is kept in `pids` so a
-caller can check afterwards that none is left. `LocalCluster.close()` is
+by its PID (`stop_pid`): SIGCONT (a stopped process cannot act on SIGTERM),
+SIGTERM, SIGKILL after STOP_WAIT_S. Every PID ever started is kept in `pids`
+so a caller can check afterwards that none is left. `LocalCluster.close()` is
 idempotent and runs from `with`, also on KeyboardInterrupt.
 
 Members are told apart by their public port (all run on one host, so the
@@ -48,11 +48,27 @@ class DrillError(Exception):
     the message is the one line the operator sees."""
 
 
-def free_port() -> int:
-    """A loopback port free right now (a hint: `Node.start` retries if it got taken)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (a hint: `Node.start` retries if it got taken)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def stop_pid(proc: subprocess.Popen, name: str = "process", wait_s: float = STOP_WAIT_S) -> int:
+    """Stop a process we started, by its PID: SIGCONT, SIGTERM, and SIGKILL if
+    it has not exited within `wait_s`. Returns its exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    os.kill(proc.pid, signal.SIGCONT)
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s: pid %d ignored SIGTERM for %g s, SIGKILL", name, proc.pid, wait_s)
+        proc.kill()
+        proc.wait(wait_s)
+    return proc.returncode
 
 
 def wait_until(cond, what: str, timeout_s: float, step_s: float = POLL_S):
@@ -82,6 +98,8 @@ class Node:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     pids: list[int] = field(default_factory=list)
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    """The addresses vpnd listens on, all on `port`; 127.0.0.1 among them (admin calls go there)."""
 
     @property
     def log_path(self) -> Path:
@@ -99,14 +117,19 @@ class Node:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.pw_file.write_text(self.password + "\n")
         self.pw_file.chmod(0o600)  # a password file, as an operator would keep it (the demo shows it)
+        listen = [word for host in self.hosts for word in ("--listen", f"{host}:{self.port}")]
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir),
-                 "--listen", f"127.0.0.1:{self.port}", "--admin-password-file", str(self.pw_file)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                env=self.env, start_new_session=True)
+            self.proc = self.popen(
+                [sys.executable, "-m", "node.daemon", "--state-dir", str(self.state_dir), *listen,
+                 "--admin-password-file", str(self.pw_file)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=self.env)
         self.pids.append(self.proc.pid)
-        log.info("%s: started pid %d on 127.0.0.1:%d", self.name, self.proc.pid, self.port)
+        log.info("%s: started pid %d on %s", self.name, self.proc.pid, " ".join(listen[1::2]))
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        """Start vpnd here, in its own session. A subclass starts it elsewhere
+        (tests/netns/nsvpnd.py: in a network namespace); its PID must be vpnd's."""
+        return subprocess.Popen(argv, start_new_session=True, **kwargs)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -160,17 +183,7 @@ class Node:
     def stop(self) -> int | None:
         """SIGCONT, SIGTERM, and SIGKILL if it has not exited within STOP_WAIT_S.
         Returns the exit status (None if it was never started)."""
-        if not self.running():
-            return None if self.proc is None else self.proc.returncode
-        os.kill(self.proc.pid, signal.SIGCONT)
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            log.warning("%s: pid %d ignored SIGTERM for %g s, SIGKILL", self.name, self.proc.pid, STOP_WAIT_S)
-            self.proc.kill()
-            self.proc.wait(STOP_WAIT_S)
-        return self.proc.returncode
+        return None if self.proc is None else stop_pid(self.proc, self.name)
 
     def log_tail(self, size: int = 4000) -> str:
         try:

@@ -1,12 +1,16 @@
-"""tools/vpndrill/cluster.py `Node.start`: the port retry, without processes."""
+"""tools/vpndrill/cluster.py `Node`: the port retry and the command line,
+without processes; `stop_pid` on a stopped process."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tools.vpndrill.cluster import DrillError, Node
+from tools.vpndrill.cluster import DrillError, Node, stop_pid
 
 
 class _Exited:
@@ -57,3 +61,32 @@ def test_a_cluster_node_spawned_first_also_moves_to_a_free_port(tmp_path: Path):
     with pytest.raises(DrillError, match="no free port"):
         node.wait_started()
     assert len(set(node.ports)) == 3
+
+
+class _Recorded(Node):
+    """spawn() goes through popen(): record the command instead of running it."""
+
+    def popen(self, argv: list[str], **kwargs) -> _Exited:
+        self.argv, self.kwargs = argv, kwargs
+        return _Exited()
+
+
+def test_spawn_listens_on_every_host_at_the_port_through_popen(tmp_path: Path):
+    node = _Recorded("n", tmp_path / "n", "pw", port=4433, hosts=("10.75.0.1", "127.0.0.1"))
+    node.spawn()
+    listen = [node.argv[i + 1] for i, word in enumerate(node.argv) if word == "--listen"]
+    assert listen == ["10.75.0.1:4433", "127.0.0.1:4433"]
+    assert node.pw_file.read_text() == "pw\n"
+    assert node.kwargs["stdin"] == subprocess.DEVNULL
+
+
+def test_stop_pid_wakes_a_stopped_process_so_it_can_act_on_sigterm():
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+        assert stop_pid(proc, wait_s=5) == -signal.SIGTERM
+        assert stop_pid(proc) == -signal.SIGTERM   # already reaped: just the status
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
