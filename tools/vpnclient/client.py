@@ -181,8 +181,8 @@ class VpnClient:
     def _drop_connection(self) -> None:
         conn, self.connection = self.connection, None
         if conn is not None:
-            self.status.frames_in += conn.tunnel.frames_in
-            self.status.frames_out += conn.tunnel.frames_out
+            self.status.frames_in += conn.tunnel.recv_frames
+            self.status.frames_out += conn.tunnel.sent_frames
             self.status.bursts_out += conn.tunnel.bursts_out
             self.port.detach()
             conn.close()
@@ -199,8 +199,8 @@ class VpnClient:
         d = self.status.to_dict()
         conn = self.connection
         if conn is not None:
-            d["frames_in"] += conn.tunnel.frames_in
-            d["frames_out"] += conn.tunnel.frames_out
+            d["frames_in"] += conn.tunnel.recv_frames
+            d["frames_out"] += conn.tunnel.sent_frames
             d["bursts_out"] += conn.tunnel.bursts_out
         tmp = f"{self.status_path}.{os.getpid()}.tmp"
         try:

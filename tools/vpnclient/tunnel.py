@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-from operator import attrgetter
 
 from node.dataplane.session import DataChannel
 from node.softether.pack import RandBytes
@@ -54,9 +53,3 @@ class Tunnel(DataChannel):
         """A keep-alive if one is due (else b""); SessionTimeout after T of silence."""
         self.check_timeout(now)
         return self.data_to_send(now)
-
-    # the names the client's status reports use (client.py, retry.Status)
-    frames_in = property(attrgetter("recv_frames"))
-    frames_out = property(attrgetter("sent_frames"))
-    keepalives_in = property(attrgetter("keepalives_received"))
-    keepalives_out = property(attrgetter("keepalives_sent"))

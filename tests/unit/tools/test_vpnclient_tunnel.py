@@ -31,7 +31,7 @@ def test_keepalive_is_sent_when_due_and_rearmed():
     assert t.handle_timer(104.9) == b""
     data = t.handle_timer(105.0)
     assert data == encode_keepalive(b"\xaa" * 256)
-    assert t.keepalives_out == 1 and t.next_deadline() == 110.0
+    assert t.keepalives_sent == 1 and t.next_deadline() == 110.0
 
 
 def test_sending_data_rearms_the_keepalive():
@@ -39,7 +39,7 @@ def test_sending_data_rearms_the_keepalive():
     out = t.send_frames([FRAME, FRAME], now=104.0)
     assert out == encode_frames([FRAME, FRAME])
     assert t.next_deadline() == 109.0 and t.handle_timer(105.0) == b""
-    assert (t.frames_out, t.bursts_out, t.sent_bytes) == (2, 1, len(out))
+    assert (t.sent_frames, t.bursts_out, t.sent_bytes) == (2, 1, len(out))
     assert t.send_frames([], now=104.5) == b"" and t.next_deadline() == 109.0
 
 
@@ -56,7 +56,7 @@ def test_every_frame_of_a_call_is_sent_at_once_and_unsendable_ones_are_counted()
     frames = [FRAME] * 3000  # more than the server's per-session queue: the client keeps no queue
     out = t.send_frames(frames + [b"", b"x" * (MAX_PACKET_SIZE + 1)], now=101.0)
     assert out == encode_frames(frames)
-    assert (t.frames_out, t.bursts_out, t.dropped_frames, t.queued) == (3000, 1, 2, 0)
+    assert (t.sent_frames, t.bursts_out, t.dropped_frames, t.queued) == (3000, 1, 2, 0)
     assert t.send_frames([b""], now=101.0) == b"" and t.bursts_out == 1
 
 
@@ -77,7 +77,7 @@ def test_received_frames_and_keepalives_are_counted_in_any_split():
     for i in range(len(stream)):
         got += t.receive_data(stream[i:i + 1], now=101.0)
     assert got == [FRAME, FRAME[:20], FRAME]
-    assert (t.frames_in, t.keepalives_in, t.recv_bytes) == (3, 1, len(stream))
+    assert (t.recv_frames, t.keepalives_received, t.recv_bytes) == (3, 1, len(stream))
 
 
 def test_a_broken_stream_raises_block_error():
