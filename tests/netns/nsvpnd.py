@@ -17,9 +17,9 @@ from typing import Any
 from tests.netns.lab import Lab
 from tests.softether_lab import in_netns
 from tests.vpnd_proc import rpc
-from tools.vpndrill.cluster import DrillError, Node, stop_pid
+from tools.vpndrill.cluster import DrillError, Node
 
-__all__ = ["NsVpnd", "ROOT", "WAIT_S", "stop_pid", "vpnd_in", "wait_for"]
+__all__ = ["NsVpnd", "ROOT", "WAIT_S", "vpnd_in", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "ns-admin-pw"

@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 from tests.netns.lab import Lab, requires_root
-from tests.netns.nsvpnd import ROOT, NsVpnd, stop_pid, vpnd_in, wait_for
+from tests.netns.nsvpnd import ROOT, NsVpnd, vpnd_in, wait_for
+from tools.vpndrill.cluster import stop_pid
 
 pytestmark = requires_root
 
