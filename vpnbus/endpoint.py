@@ -123,6 +123,7 @@ class Endpoint:
         self._on_event = on_event
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
         self._loop = asyncio.get_running_loop()
         self._tracker = RequestTracker(config.request_timeout_s)
         self._liveness = Liveness(config.heartbeat_interval_s, config.silence_timeout_s)
@@ -144,9 +145,9 @@ class Endpoint:
 
     def _start_loops(self) -> None:
         assert self._sock is not None
-        monitor = self._sock.get_monitor_socket(sum(_MONITORED))
+        self._monitor = self._sock.get_monitor_socket(sum(_MONITORED))
         self._run(self._recv_loop(self._sock))
-        self._run(self._monitor_loop(monitor))
+        self._run(self._monitor_loop(self._monitor))
         self._transmit()
 
     async def close(self) -> None:
@@ -160,15 +161,29 @@ class Endpoint:
             self._tracker.cancel(pending.id)
             if not pending.waiter.done():
                 pending.waiter.set_exception(BusClosed("endpoint closed"))
+        self._stop_monitor()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sockets()
         self._ctx.destroy(linger=0)
 
+    def _stop_monitor(self) -> None:
+        """Stop libzmq's monitor while its reader is still open, and only then
+        close the reader. libzmq emits events from its I/O thread with a
+        blocking send under the monitor lock: with the reader closed first, an
+        event (a peer disconnecting) blocks that thread forever, and
+        disable_monitor then waits on the lock for ever (libzmq#3575,
+        pyzmq#1020; seen as a hung test)."""
+        if self._monitor is None:
+            return
+        assert self._sock is not None
+        self._sock.disable_monitor()
+        self._monitor.close(linger=0)
+        self._monitor = None
+
     def _close_sockets(self) -> None:
         if self._sock is not None:
-            self._sock.disable_monitor()
             self._sock.close(linger=0)
 
     async def __aenter__(self):
@@ -332,18 +347,18 @@ class Endpoint:
         self._transmit()
 
     async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:
-        try:
-            while True:
-                try:
-                    event = parse_monitor_message(await monitor.recv_multipart())
-                except zmq.ZMQError:
-                    return  # monitoring is best effort; the bus keeps working
-                name = _MONITORED.get(event["event"])
-                if name:
-                    self.counters[name] += 1
-                    self._on_monitor(name)
-        finally:
-            monitor.close(linger=0)
+        while True:
+            try:
+                event = parse_monitor_message(await monitor.recv_multipart())
+            except zmq.ZMQError:
+                # Monitoring is best effort; the bus keeps working. Stopped
+                # (not just left unread), so libzmq never blocks on it.
+                self._stop_monitor()
+                return
+            name = _MONITORED.get(event["event"])
+            if name:
+                self.counters[name] += 1
+                self._on_monitor(name)
 
     def _on_monitor(self, name: str) -> None:
         """Hook for an edge to react to a libzmq connection event."""
