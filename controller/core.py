@@ -1,239 +1,467 @@
-"""Small controller cores for the node's controller role: the join desk
-(join attempts in flight, failed-join limits, which refusals get a log
-line) and the hub book (placement kept equal to the configured hubs).
+"""ControllerCore: the whole controller of a cluster, without I/O.
 
-A member joins in two round trips (controller/joinauth.py): JoinHello opens
-an attempt (the desk keeps its ControllerJoinAuth and the JoinInfo it
-announced) and is answered with our nonce only, JoinProof closes it (our
-proof goes back in JoinAccepted, to a member that proved the password
-first), JoinAbort ends it as a failure. The registry only hears of a member
-once its proof verified, so a stranger that sends hellos never gets a
-registry entry, and never gets anything to grind the password against.
+Theory of operation. The core is fed what happens -- a bus message from a
+peer (`receive`), a peer seen on the bus (`peer_seen`), the outcome of a
+request it asked for (`reply_received`, `request_failed`), the controller's
+own load (`local_status`), a configuration change (`configure`), a VPN
+login to place (`place_session`) and the passing of time (`handle_timer`)
+-- with the caller's monotonic `now`. It answers requests directly, queues
+actions (`take_actions`: messages to send, requests to make, routes to
+forget, dynamic hub instances to start or stop on this node, log lines)
+and says when it next needs the timer (`next_deadline`). The daemon's
+ControllerRole and the in-memory simulation drive this one class, so the
+simulation tests the daemon's own logic.
 
-Numbers and invariants:
-- at most one failed join per key every `fail_interval_s` (2 s): a hello
-  from a key that failed more recently is refused without a handshake
-  (JoinThrottled), so one key cannot guess the password faster than that;
-- at most `max_pending` (256) open attempts; the oldest is dropped first,
-  and an attempt expires `pending_ttl_s` (10 s) after its hello;
-- one log line per refusal burst per key: `refusal()` says "log now"
-  for the first refusal and then at most once per `log_quiet_s` (60 s),
-  carrying how many refusals were not logged in between; and at most
-  `max_log_lines` (20) lines per `log_quiet_s` in all, because a stranger
-  gets a fresh key for free;
-- failure records older than `log_quiet_s` are forgotten (bounded memory);
-  they are kept in the order they were last touched, so expiry stops at the
-  first live one instead of scanning all 4096 on every hello.
+It owns, and is the only thing that wires together:
+- the join (JoinDesk + joinauth): JoinHello -> JoinChallenge, JoinProof ->
+  JoinAccepted with the current admin password hash, refusals logged one
+  line per burst; the registry hears of a member only once its proof
+  verified;
+- the registry (liveness, load, member life) and placement (hubs, dynamic
+  hub life), turning their events into messages: a (re)joined member gets
+  the whole configuration (PushConfig) and a StatusPoll (its first report
+  makes it selectable) right after its JoinAccepted; an
+  evicted member gets Rejoin and its route is forgotten; a member that
+  talks as if joined but is not (controller restarted, it was evicted) is
+  told to Rejoin `rejoin_grace_s` after it was seen, unless it is joining;
+- status polls: every `poll_interval_s` (0.5 s) a StatusPoll to each member
+  hosting hubs that has none in flight, and the controller's own status
+  (PollLocal), so a figure in the member list is at most ~1 s old;
+- configuration sync: every change of the cluster hubs goes to placement
+  (static hubs run on every server from the pushed config, so placement
+  only lists them; dynamic instances are placed by sessions) and is pushed
+  whole to every member.
 
-SoftEther checks the password in `ServerAccept` (farm_connect) and simply
-closes the connection on a mismatch, logging each attempt; its member
-retries every second, so its log grows by one line a second. Here the log
-stays at one line per burst.
+Replies and the actions a `receive` queued are ordered: the caller sends
+the reply first, then carries out the actions (a JoinAccepted must reach
+the member before the PushConfig that follows it; a Leave's Ack before its
+route is forgotten).
 
-Sans-IO: `now` is a parameter (monotonic seconds); no clock reads, no I/O.
+Peers are raw 32-byte CURVE keys (the bus's ZAP User-Id). Failed requests
+raise ControllerError subclasses; the node maps each to SoftEther's error
+number in one table (node/cluster/errors_map.py).
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+import logging
 from dataclasses import dataclass
+from typing import Final
 
-from controller.errors import AuthFailed, ControllerError, HubTypeImmutable
+from controller import messages as msg
+from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown
+from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
-from controller.placement import Action, Placement
-from controller.registry import JoinInfo, hub_key
+from controller.member_life import HOSTS_HUBS, MemberState
+from controller.placement import Action as PlacementAction
+from controller.placement import CreateHubInstance, Placement, PlacementDecision
+from controller.registry import (
+    ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
+    Registry, RegistryEvent,
+)
 
-FAIL_INTERVAL_S = 2.0
-PENDING_TTL_S = 10.0
-MAX_PENDING = 256
-LOG_QUIET_S = 60.0
-MAX_LOG_LINES = 20
-MAX_FAILURE_RECORDS = 4096
-
-
-class JoinThrottled(ControllerError):
-    """A key that failed a join less than `fail_interval_s` ago tried again.
-
-    Raised by `JoinDesk.hello`. The caller refuses with ACCESS_DENIED and does
-    not log (the failure that caused it was logged).
-    """
-
-
-class NoJoinInProgress(AuthFailed):
-    """A JoinProof or JoinAbort came from a key with no open attempt (never
-    said hello, or its attempt expired). Raised by `JoinDesk.proof`."""
+POLL_INTERVAL_S: Final = 0.5
+POLL_TIMEOUT_S: Final = 1.0
+PUSH_TIMEOUT_S: Final = 5.0
+REJOIN_GRACE_S: Final = 1.5
+MAX_SERVER_CERT_BYTES: Final = 16 * 1024
+"""A hello is kept until its proof comes (256 at most): strangers must not park a 1 MiB frame each."""
+MAX_REJOIN_CHECKS: Final = 1024
+DYNAMIC_HUB_TYPE: Final = 2
+"""SoftEther's HUB_TYPE_FARM_DYNAMIC (1 is static): the hub_type of HubConfig."""
 
 
-@dataclass(slots=True)
-class PendingJoin:
-    auth: ControllerJoinAuth
-    info: JoinInfo
-    started_at: float
+class NotJoined(ControllerError):
+    """A peer that has not joined (or was evicted) sent a member request.
+    The caller refuses it (ACCESS_DENIED); the core also tells it to Rejoin."""
 
 
-@dataclass(slots=True)
-class _Failures:
-    last_failed_at: float
-    logged_at: float | None = None
-    unlogged: int = 0
+class JoinRefused(AuthFailed):
+    """A join was refused; the text says why (already logged by the core)."""
 
 
-class JoinDesk:
-    """Join attempts of one controller. Keys are raw 32-byte CURVE keys."""
+# -- what the caller must do (pulled with take_actions) -------------------------
 
-    def __init__(self, *, fail_interval_s: float = FAIL_INTERVAL_S, pending_ttl_s: float = PENDING_TTL_S,
-                 max_pending: int = MAX_PENDING, log_quiet_s: float = LOG_QUIET_S,
-                 max_log_lines: int = MAX_LOG_LINES) -> None:
-        self.fail_interval_s = fail_interval_s
-        self.pending_ttl_s = pending_ttl_s
-        self.max_pending = max_pending
-        self.log_quiet_s = log_quiet_s
-        self.max_log_lines = max_log_lines
-        self._lines: deque[float] = deque()  # when the recent refusal lines were logged
-        self._over_budget = 0  # refusals not logged because of max_log_lines
-        self._pending: OrderedDict[bytes, PendingJoin] = OrderedDict()
-        self._failures: OrderedDict[bytes, _Failures] = OrderedDict()
-        self.counters: Counter[str] = Counter()
-        """attempts, accepted, refused, aborted, throttled, expired."""
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send a one-way message to `peer` (best effort: a lost one is harmless)."""
 
-    def hello(self, key: bytes, auth: ControllerJoinAuth, info: JoinInfo, nonce_m: bytes,
-              now: float) -> bytes:
-        """Open an attempt; return nonce_c for JoinChallenge.
+    peer: bytes
+    message: object
 
-        Raises JoinThrottled (failed too recently) or AuthFailed (malformed
-        hello; counted as a failure). A new hello replaces an open attempt of
-        the same key (the member restarted its join).
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Send request `message` to `peer` and report its outcome with `token`:
+    reply_received, or request_failed (timeout, refusal, unreachable)."""
+
+    token: int
+    peer: bytes
+    message: object
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Stop watching `peer` on the bus (after replies already queued are sent)."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetLocalInstance:
+    """Start (`running`) or stop this node's instance of dynamic hub `hub`."""
+
+    hub: str
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollLocal:
+    """Report this node's own load now with `local_status`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """A member's life changed (joined, evicted, ...): for observers; nothing to do."""
+
+    event: RegistryEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One line for the operator; `level` is a logging level."""
+
+    level: int
+    text: str
+
+
+Action = Send | Request | Forget | SetLocalInstance | PollLocal | ClusterEvent | Log
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """What the core needs of the controller's configuration."""
+
+    serial: int
+    """The config serial, sent with every push (members ignore older ones)."""
+    password_hash: bytes
+    """SHA-0 of the admin password: what members prove they know."""
+    controller_only: bool
+    """"Controller functions only": the controller takes no sessions."""
+    hubs: tuple[msg.HubConfig, ...]
+    """Every cluster hub (static or dynamic), whole, as pushed to members."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Push:
+    serial: int
+
+
+def printable(text: str) -> str:
+    """A peer-chosen name safe for one log line (no forged lines)."""
+    return text if text.isprintable() else repr(text)
+
+
+class ControllerCore:
+    """One cluster's controller. `now` is monotonic seconds, always passed in."""
+
+    def __init__(self, *, key: bytes, info: JoinInfo, config: ClusterConfig, now: float,
+                 liveness_timeout_s: float = 3.0, poll_interval_s: float = POLL_INTERVAL_S,
+                 poll_timeout_s: float = POLL_TIMEOUT_S, push_timeout_s: float = PUSH_TIMEOUT_S,
+                 rejoin_grace_s: float = REJOIN_GRACE_S) -> None:
+        self.key = key
+        self.hostname = info.hostname
+        self.poll_interval_s = poll_interval_s
+        self.poll_timeout_s = poll_timeout_s
+        self.push_timeout_s = push_timeout_s
+        self.rejoin_grace_s = rejoin_grace_s
+        self.registry = Registry(key, info, now, liveness_timeout_s=liveness_timeout_s,
+                                 suspect_after_s=liveness_timeout_s * 2 / 3)
+        self.placement = Placement(self.registry, controller_only=config.controller_only)
+        self.desk = JoinDesk()
+        self._config = config
+        self._actions: list[Action] = []
+        self._pending: dict[int, _Poll | _Push] = {}
+        self._polling: set[int] = set()
+        self._next_token = 1
+        self._next_poll_at = now
+        self._rejoin_checks: dict[bytes, float] = {}
+        self._sync_hubs()
+
+    # ----- inputs: configuration ------------------------------------------------
+
+    def configure(self, config: ClusterConfig, now: float) -> None:
+        """The configuration changed: re-sync placement, push it to every member."""
+        self._config = config
+        self.placement.controller_only = config.controller_only
+        self._sync_hubs()
+        for m in self.registry.members():
+            if not m.is_me and m.state in HOSTS_HUBS:
+                self._push(m.public_key)
+
+    # ----- inputs: the bus ----------------------------------------------------------
+
+    def receive(self, peer: bytes, address: str, message: object, now: float) -> object | None:
+        """A message from `peer` (its CURVE key), whose link comes from
+        `address`. Returns the reply (None: nothing to reply).
+
+        Raises JoinThrottled, AuthFailed, InvalidReport (refused joins) or
+        NotJoined (a member request from a peer that is not joined).
         """
-        self.handle_timer(now)
-        self.counters["attempts"] += 1
-        failed = self._failures.get(key)
-        if failed is not None and now - failed.last_failed_at < self.fail_interval_s:
-            self.counters["throttled"] += 1
-            raise JoinThrottled(f"a join from this key failed {now - failed.last_failed_at:.1f} s ago")
-        try:
-            answer = auth.receive_hello(nonce_m)
-        except AuthFailed:
-            self._failed(key, now)
-            raise
-        self._pending.pop(key, None)
-        self._pending[key] = PendingJoin(auth=auth, info=info, started_at=now)
-        while len(self._pending) > self.max_pending:
-            self._pending.popitem(last=False)
-            self.counters["expired"] += 1
-        return answer
+        if isinstance(message, msg.JoinHello):
+            return self._join_hello(peer, address, message, now)
+        if isinstance(message, msg.JoinProof):
+            return self._join_proof(peer, address, message, now)
+        member = self._joined(peer)
+        if isinstance(message, msg.JoinAbort):
+            info = self.desk.abort(peer, now)
+            host = info.hostname if info else "?"
+            if member is not None:  # it found the proof in our JoinAccepted wrong: it trusts nothing from us
+                host = member.hostname
+                self._leave(member, "it refused our proof")
+            self._refusal(peer, address, host, "password proofs do not match (the member refused ours: "
+                          f"{message.reason[:200]!r})", now)
+            return msg.Ack()
+        if member is None:
+            self._actions.append(Send(peer, msg.Rejoin(reason="not joined")))
+            raise NotJoined("not joined: join first")
+        self.registry.heard(member.member_id, now)
+        if isinstance(message, msg.Leave):
+            self._leave(member, repr(message.reason[:200]))
+            return msg.Ack()
+        return None  # nothing else is a member-to-controller request yet
 
-    def proof(self, key: bytes, proof: bytes, now: float) -> tuple[JoinInfo, bytes]:
-        """Close the attempt with the member's proof; return its JoinInfo and
-        proof_c (our proof, for JoinAccepted).
+    def peer_seen(self, peer: bytes, now: float) -> None:
+        """The bus saw `peer` (newly, or again after silence)."""
+        if self._joined(peer) is None and peer not in self._rejoin_checks \
+                and len(self._rejoin_checks) < MAX_REJOIN_CHECKS:
+            # A member that thinks it is joined (controller restarted, it was
+            # evicted) only heartbeats; tell it to rejoin unless it is joining.
+            self._rejoin_checks[peer] = now + self.rejoin_grace_s
 
-        Raises AuthFailed (wrong proof: counted as a failure) or
-        NoJoinInProgress.
-        """
-        self.handle_timer(now)
-        pending = self._pending.pop(key, None)
-        if pending is None:
-            raise NoJoinInProgress("no join in progress for this key")
-        try:
-            proof_c = pending.auth.receive_proof(proof)
-        except AuthFailed:
-            self._failed(key, now)
-            raise
-        self.counters["accepted"] += 1
-        self._failures.pop(key, None)
-        return pending.info, proof_c
+    def reply_received(self, token: int, reply: object, now: float) -> None:
+        """The reply to Request `token` arrived."""
+        pending = self._pending.pop(token, None)
+        if isinstance(pending, _Poll):
+            self._polling.discard(pending.member_id)
+            if isinstance(reply, msg.StatusReport):
+                self._status_reported(pending.member_id, reply, now)
 
-    def abort(self, key: bytes, now: float) -> JoinInfo | None:
-        """The member gave up its attempt. Returns the attempt's JoinInfo (None if none was open)."""
-        pending = self._pending.pop(key, None)
-        if pending is None:
-            return None
-        self.counters["aborted"] += 1
-        self._failed(key, now, count_refused=False)
-        return pending.info
+    def request_failed(self, token: int, reason: str, now: float) -> None:
+        """Request `token` failed (timeout, refusal, unreachable, unsendable)."""
+        pending = self._pending.pop(token, None)
+        if isinstance(pending, _Poll):
+            self._polling.discard(pending.member_id)  # liveness decides; one lost poll is no verdict
+        elif isinstance(pending, _Push):
+            self._log(logging.INFO, f"config push (serial {pending.serial}) not acknowledged: {reason}")
 
-    def pending_info(self, key: bytes) -> JoinInfo | None:
-        """What the open attempt of `key` announced (for log lines), if any."""
-        pending = self._pending.get(key)
-        return None if pending is None else pending.info
+    # ----- inputs: this node -----------------------------------------------------------
 
-    def in_progress(self, key: bytes, now: float) -> bool:
-        self.handle_timer(now)
-        return key in self._pending
+    def local_status(self, status: MemberStatus, now: float) -> None:
+        """The controller's own figures (answer to PollLocal)."""
+        self.registry.update_me(status, now)
+        self._perform(self.placement.status_reported(ME_ID, now))
+        self._events()
 
-    def refusal(self, key: bytes, now: float) -> int | None:
-        """A refusal of `key` happened: None = do not log it; else log it now,
-        mentioning the returned number of refusals not logged before it (of
-        this key since its last line, and of any key over the line budget)."""
-        failed = self._failures.get(key)
-        if failed is None:
-            failed = self._record(key, now)
-        if failed.logged_at is not None and now - failed.logged_at < self.log_quiet_s:
-            failed.unlogged += 1
-            return None
-        while self._lines and now - self._lines[0] >= self.log_quiet_s:
-            self._lines.popleft()
-        if len(self._lines) >= self.max_log_lines:
-            self._over_budget += 1
-            return None
-        self._lines.append(now)
-        skipped = failed.unlogged + self._over_budget
-        failed.unlogged, failed.logged_at, self._over_budget = 0, now, 0
-        self._failures.move_to_end(key)
-        return skipped
+    def place_session(self, hub: str, now: float, *, admin: bool = False) -> PlacementDecision:
+        """Choose the server for a new session to `hub`, start a dynamic hub
+        where needed, and count the session as load on the chosen server.
+        Raises HubUnknown or NoEligibleServer."""
+        decision = self.placement.place_session(hub, now, admin=admin)
+        self._perform(list(decision.actions))
+        self.registry.note_redirect(decision.member_id, now)
+        return decision
+
+    # ----- time -----------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
-        for key, pending in list(self._pending.items()):
-            if now - pending.started_at < self.pending_ttl_s:
-                break  # insertion order is start order
-            del self._pending[key]
-            self.counters["expired"] += 1
-        while self._failures:  # in last-touched order (see _failed, refusal)
-            key, failed = next(iter(self._failures.items()))
-            if now - max(failed.last_failed_at, failed.logged_at or 0.0) < self.log_quiet_s:
-                break
-            del self._failures[key]
+        self.registry.handle_timer(now)
+        self.placement.handle_timer(now)
+        self.desk.handle_timer(now)
+        self._events()
+        for peer, due in list(self._rejoin_checks.items()):
+            if now >= due:
+                del self._rejoin_checks[peer]
+                if self._joined(peer) is None and not self.desk.in_progress(peer, now):
+                    self._actions.append(Send(peer, msg.Rejoin(
+                        reason="not joined (evicted or unknown to this controller)")))
+        if now >= self._next_poll_at:
+            self._next_poll_at = max(self._next_poll_at + self.poll_interval_s, now)
+            self._poll_round()
 
-    def _failed(self, key: bytes, now: float, *, count_refused: bool = True) -> None:
-        if count_refused:
-            self.counters["refused"] += 1
-        failed = self._failures.get(key)
-        if failed is None:
-            self._record(key, now)
-        else:
-            failed.last_failed_at = now
-            self._failures.move_to_end(key)
+    def next_deadline(self) -> float:
+        times = [self._next_poll_at, *self._rejoin_checks.values()]
+        for core in (self.registry, self.placement):
+            deadline = core.next_deadline()
+            if deadline is not None:
+                times.append(deadline)
+        return min(times)
 
-    def _record(self, key: bytes, now: float) -> _Failures:
-        failed = self._failures[key] = _Failures(last_failed_at=now)
-        while len(self._failures) > MAX_FAILURE_RECORDS:
-            self._failures.popitem(last=False)
-        return failed
+    # ----- outputs and views ---------------------------------------------------------------
 
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
 
-class HubBook:
-    """The cluster hubs placement knows, kept equal to the configuration.
+    def listed_members(self, now: float) -> list[Member]:
+        """The controller, then members now in load balancing (not silent for the liveness timeout)."""
+        return self.registry.listed(now)
 
-    `sync(wanted)` takes every cluster hub of the current config (name →
-    dynamic) and tells placement of the hubs created and deleted since the
-    last call, returning placement's actions. A hub whose type changed is
-    reported in `refused` (placement keeps the old type; HubTypeImmutable).
-    """
+    def member_key(self, member_id: int) -> bytes:
+        """The bus key of `member_id`; raises MemberUnknown."""
+        return self.registry.get(member_id).public_key
 
-    def __init__(self, placement: Placement) -> None:
-        self.placement = placement
+    # ----- join --------------------------------------------------------------------------------
 
-    def sync(self, wanted: dict[str, bool]) -> tuple[list[Action], list[str]]:
-        actions: list[Action] = []
-        refused: list[str] = []
-        wanted_keys = {hub_key(name) for name in wanted}
-        # Placement's own hub list is what the last sync left (it holds a
-        # refused hub with its old type), so nothing is kept twice here.
-        for name in self.placement.hub_names():
-            if hub_key(name) not in wanted_keys:
-                actions += self.placement.hub_deleted(name)
-        for name, dynamic in wanted.items():
+    def _joined(self, peer: bytes) -> Member | None:
+        m = self.registry.by_key(peer)
+        return m if m is not None and not m.is_me and m.state in HOSTS_HUBS else None
+
+    def _join_hello(self, peer: bytes, address: str, m: msg.JoinHello, now: float) -> msg.JoinChallenge:
+        info = JoinInfo(hostname=m.hostname[:255], public_ip=m.public_ip or address,
+                        public_ports=tuple(m.public_ports[:129]), weight=m.weight,
+                        max_sessions=m.max_sessions, server_cert=m.server_cert)
+        auth = ControllerJoinAuth(self._config.password_hash, self.key, peer)
+        try:
+            if m.version != msg.PROTOCOL_VERSION:
+                raise AuthFailed(f"protocol version {m.version}, this controller speaks {msg.PROTOCOL_VERSION}")
+            if len(m.server_cert) > MAX_SERVER_CERT_BYTES:
+                raise AuthFailed(f"server certificate of {len(m.server_cert)} bytes (at most {MAX_SERVER_CERT_BYTES})")
+            nonce_c = self.desk.hello(peer, auth, info, m.nonce, now)
+        except AuthFailed as exc:
+            self._refusal(peer, address, info.hostname, str(exc), now)
+            raise
+        return msg.JoinChallenge(nonce=nonce_c)
+
+    def _join_proof(self, peer: bytes, address: str, m: msg.JoinProof, now: float) -> msg.JoinAccepted:
+        announced = self.desk.pending_info(peer)
+        try:
+            info, proof_c = self.desk.proof(peer, m.proof, now)
+        except AuthFailed as exc:
+            self._refusal(peer, address, announced.hostname if announced else "?",
+                          f"password proofs do not match ({exc})", now)
+            raise JoinRefused("wrong password") from None
+        try:
+            member_id = self.registry.link_opened(peer, now)
+            self.registry.joined(member_id, info, now)
+        except (InvalidReport, MemberUnknown) as exc:
+            self._refusal(peer, address, info.hostname, f"invalid join information: {exc}", now)
+            self._events()
+            raise InvalidReport(str(exc)) from None
+        self._rejoin_checks.pop(peer, None)
+        self._log(logging.INFO, f"member {printable(info.hostname)} ({_short(peer)}) from {address} joined as id "
+                  f"{member_id} (weight {info.weight}, ports {','.join(map(str, info.public_ports))})")
+        self._events()
+        self._push(peer)  # after the reply (see the module docstring)
+        self._poll(self.registry.get(member_id))  # its first status makes it selectable: ask now
+        return msg.JoinAccepted(member_id=member_id, controller_hostname=self.hostname, proof=proof_c)
+
+    def _refusal(self, peer: bytes, address: str, host: str, why: str, now: float) -> None:
+        skipped = self.desk.refusal(peer, now)
+        if skipped is None:
+            return
+        more = f" ({skipped} more refusals not logged)" if skipped else ""
+        self._log(logging.WARNING, f"member {printable(host)} ({_short(peer)}) from {address}: "
+                  f"join refused: {why}{more}")
+
+    def _leave(self, member: Member, why: str) -> None:
+        self._log(logging.INFO, f"member {printable(member.hostname)} (id {member.member_id}) leaves the "
+                  f"cluster: {why}")
+        if member.state is not MemberState.DRAINING:  # a second Leave/JoinAbort: already out
+            self.registry.drain(member.member_id)
+        self._actions.append(Forget(member.public_key))
+        self._events()
+
+    # ----- registry events, placement actions, polls, pushes -------------------------------------
+
+    def _events(self) -> None:
+        for ev in self.registry.events():
+            self._actions.append(ClusterEvent(ev))
+            if isinstance(ev, (MemberJoined, MemberRejoined)):
+                self.placement.member_joined(ev.member_id)
+            elif isinstance(ev, (MemberEvicted, MemberLeft)):
+                self.placement.member_gone(ev.member_id)
+                if isinstance(ev, MemberEvicted):
+                    self._evicted(ev)
+
+    def _evicted(self, ev: MemberEvicted) -> None:
+        try:
+            m = self.registry.get(ev.member_id)
+        except MemberUnknown:
+            return
+        self._polling.discard(m.member_id)
+        self._log(logging.WARNING, f"member {printable(m.hostname)} (id {ev.member_id}) silent for "
+                  f"{ev.silent_for_s:.1f} s: out of load balancing (hubs: {', '.join(ev.hubs) or 'none'})")
+        self._actions.append(Send(m.public_key, msg.Rejoin(reason="evicted: silent too long")))
+        self._actions.append(Forget(m.public_key))
+
+    def _perform(self, actions: list[PlacementAction]) -> None:
+        """Placement's actions (dynamic hub instances) as messages or local changes."""
+        for a in actions:
+            create = isinstance(a, CreateHubInstance)
+            if a.member_id == ME_ID:
+                self._actions.append(SetLocalInstance(a.hub, running=create))
+                continue
             try:
-                actions += self.placement.hub_created(name, dynamic=dynamic)
-            except HubTypeImmutable as exc:
-                refused.append(f"{name}: {exc}")
-        return actions, refused
+                peer = self.registry.get(a.member_id).public_key
+            except MemberUnknown:
+                continue
+            message = msg.CreateHubInstance(hub=a.hub) if isinstance(a, CreateHubInstance) \
+                else msg.DeleteHubInstance(hub=a.hub, reason=a.reason)
+            self._actions.append(Send(peer, message))
+
+    def _sync_hubs(self) -> None:
+        wanted = {h.name: h.hub_type == DYNAMIC_HUB_TYPE for h in self._config.hubs}
+        actions, refused = self.placement.sync_hubs(wanted)
+        for text in refused:
+            self._log(logging.WARNING, f"hub {text}")
+        self._perform(actions)
+
+    def _poll_round(self) -> None:
+        self._actions.append(PollLocal())
+        for m in self.registry.members():
+            if not m.is_me and m.state in HOSTS_HUBS:
+                self._poll(m)
+
+    def _poll(self, m: Member) -> None:
+        if m.member_id not in self._polling:
+            self._polling.add(m.member_id)
+            self._request(m.public_key, msg.StatusPoll(), self.poll_timeout_s, _Poll(m.member_id))
+
+    def _status_reported(self, member_id: int, report: msg.StatusReport, now: float) -> None:
+        status = MemberStatus(points=report.points, sessions=report.sessions, tcp_connections=report.tcp_connections,
+                              hubs=tuple(HubInstance(name=h.name, dynamic=h.dynamic, sessions=h.sessions)
+                                         for h in report.hubs),
+                              tickets_outstanding=report.tickets_outstanding)
+        try:
+            self.registry.status_reported(member_id, status, now)
+            self._perform(self.placement.status_reported(member_id, now))
+        except (InvalidReport, MemberUnknown) as exc:
+            self._log(logging.INFO, f"status report of member {member_id} ignored: {exc}")
+        except ControllerError as exc:
+            self._log(logging.WARNING, f"status report of member {member_id}: {exc}")
+        self._events()
+
+    def _push(self, peer: bytes) -> None:
+        config = self._config
+        self._request(peer, msg.PushConfig(serial=config.serial, hubs=list(config.hubs)), self.push_timeout_s,
+                      _Push(config.serial))
+
+    def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Poll | _Push) -> None:
+        token, self._next_token = self._next_token, self._next_token + 1
+        self._pending[token] = pending
+        self._actions.append(Request(token, peer, message, timeout_s))
+
+    def _log(self, level: int, text: str) -> None:
+        self._actions.append(Log(level, text))
+
+
+def _short(peer: bytes) -> str:
+    """The first characters of a key as the bus shows it (z85 of 4 bytes = 5 characters)."""
+    return peer[:4].hex()

@@ -1,8 +1,10 @@
 """Hub placement: where hub instances run and which server takes a session.
 
-Static hub (manual 3.9.7): an instance on every server. Creating the hub
-creates it on every live server; a server that (re)joins gets every static
-hub. A session goes to the server that `selection` chooses (highest
+Static hub (manual 3.9.7): an instance on every server. Every server runs
+its static hubs from the configuration the controller pushes to it (the
+member's data plane follows its config), so placement sends nothing for
+them: it only lists the instance on every live server (creation, and a
+(re)join) so selection and the admin views see it at once. A session goes to the server that `selection` chooses (highest
 points), except that an `administrator` login stays on the controller
 (SoftEther `SiGetHubHostingMember`, admin mode).
 
@@ -155,8 +157,10 @@ class Placement:
     def hub_created(self, name: str, *, dynamic: bool) -> list[Action]:
         """A hub was created (or re-announced) on the controller.
 
-        Static: create it on every live server. Dynamic: nothing runs yet.
-        Raises HubTypeImmutable if the hub exists with the other type.
+        Static: listed on every live server (each runs it from its pushed
+        config). Dynamic: nothing runs yet. Returns no actions today; the
+        list is the contract for callers. Raises HubTypeImmutable if the hub
+        exists with the other type.
         """
         key = hub_key(name)
         known = self._hubs.get(key)
@@ -165,16 +169,14 @@ class Placement:
                 raise HubTypeImmutable(f"hub {name!r} is {'dynamic' if known.dynamic else 'static'}")
             return []
         self._hubs[key] = _Hub(name=name, dynamic=dynamic)
-        if dynamic:
-            return []
-        actions: list[Action] = []
-        for member_id in self.registry.live_ids():
-            self.registry.record_hub_instance(member_id, name, dynamic=False)
-            actions.append(CreateHubInstance(member_id=member_id, hub=name, dynamic=False))
-        return actions
+        if not dynamic:
+            for member_id in self.registry.live_ids():
+                self.registry.record_hub_instance(member_id, name, dynamic=False)
+        return []
 
     def hub_deleted(self, name: str) -> list[Action]:
-        """A hub was deleted on the controller: stop every instance of it."""
+        """A hub was deleted on the controller: stop every dynamic instance
+        of it (static instances end with the pushed config)."""
         key = hub_key(name)
         hub = self._hubs.pop(key, None)
         if hub is None:
@@ -186,8 +188,28 @@ class Placement:
         actions: list[Action] = []
         for member_id in sorted(hosts):
             self.registry.drop_hub_instance(member_id, name)
-            actions.append(DeleteHubInstance(member_id=member_id, hub=hub.name, reason="hub deleted"))
+            if hub.dynamic:
+                actions.append(DeleteHubInstance(member_id=member_id, hub=hub.name, reason="hub deleted"))
         return actions
+
+    def sync_hubs(self, wanted: dict[str, bool]) -> tuple[list[Action], list[str]]:
+        """Make the known hubs equal to `wanted` (every cluster hub of the
+        config: name -> dynamic): hubs created and deleted since the last
+        call go through hub_created / hub_deleted. Returns their actions and
+        the hubs whose type changed (refused with HubTypeImmutable: they keep
+        their old type here), as "name: reason" lines."""
+        actions: list[Action] = []
+        refused: list[str] = []
+        wanted_keys = {hub_key(name) for name in wanted}
+        for name in self.hub_names():
+            if hub_key(name) not in wanted_keys:
+                actions += self.hub_deleted(name)
+        for name, dynamic in wanted.items():
+            try:
+                actions += self.hub_created(name, dynamic=dynamic)
+            except HubTypeImmutable as exc:
+                refused.append(f"{name}: {exc}")
+        return actions, refused
 
     def hub_names(self) -> list[str]:
         """Every hub placement knows, in creation order."""
@@ -242,14 +264,11 @@ class Placement:
 
     # ----- members -----------------------------------------------------------
 
-    def member_joined(self, member_id: int) -> list[Action]:
-        """A server (re)joined: give it every static hub."""
-        actions: list[Action] = []
+    def member_joined(self, member_id: int) -> None:
+        """A server (re)joined: list every static hub on it (its pushed config runs them)."""
         for hub in self._hubs.values():
             if not hub.dynamic:
                 self.registry.record_hub_instance(member_id, hub.name, dynamic=False)
-                actions.append(CreateHubInstance(member_id=member_id, hub=hub.name, dynamic=False))
-        return actions
 
     def member_gone(self, member_id: int) -> None:
         """A server was evicted or left: dynamic hubs it hosted are absent."""

@@ -22,7 +22,6 @@ import ssl
 import sys
 from pathlib import Path
 
-from node.cluster.roles import stop_role, switch_role
 from node.dataplane.service import DataPlane
 from node.dataplane.vpn_handler import VpnHandler
 from node.listener import Listener
@@ -104,7 +103,7 @@ async def _shutdown(server: VpnServer, dataplane: DataPlane, listener: Listener)
     """Stop the role, the data plane and the listeners, each even if an earlier
     step failed; 1 if any failed (logged), else 0."""
     status = 0
-    for what, step in (("cluster role", lambda: stop_role(server)), ("data plane", dataplane.stop),
+    for what, step in (("cluster role", server.cluster.stop), ("data plane", dataplane.stop),
                        ("listeners", listener.close)):
         try:
             await step()
@@ -135,8 +134,7 @@ async def run(args: argparse.Namespace) -> int:
     listener = Listener(server, context)
     dataplane = DataPlane(server)
     listener.vpn_handler = VpnHandler(server)
-    # The cluster role and SetFarmSetting reach these through the server.
-    server.dataplane, server.listener = dataplane, listener
+    server.dynamic_instances.watch(dataplane.refresh)
     await dataplane.start()
     for text in state.config.listeners:
         host, port = model.listener_address(text)   # checked when the config was loaded
@@ -146,7 +144,7 @@ async def run(args: argparse.Namespace) -> int:
             await dataplane.stop()
             await listener.close()
             raise StartupError(f"cannot listen on {text}: {exc.strerror}") from None
-    await switch_role(server, listener)   # the saved cluster mode (standalone: nothing)
+    await server.cluster.switch()   # the saved cluster mode (standalone: nothing)
     log.info("vpnd ready (pid %d, state %s, config serial %d)", os.getpid(), state_dir, state.config.serial)
     await stop.wait()
     log.info("shutting down")

@@ -192,9 +192,9 @@ class Listener:
         self._refused = 0
         self._refusal_logged_at: float | None = None
         self.vpn_handler: VpnHandler | None = None
-        # Extra plain-HTTP routes, (METHOD, lower-case path) → handler; e.g. the
-        # cluster controller's bus discovery.
-        self.routes: dict[tuple[str, str], RouteHandler] = {}
+        # Extra plain-HTTP routes, e.g. the cluster controller's bus discovery
+        # (the server's table: the cluster role adds to it).
+        self.routes = server.routes
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
 

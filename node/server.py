@@ -1,9 +1,11 @@
 """The running node: its durable state plus what exists only while it runs.
 
-`VpnServer` is what the admin API and the listener see. Configuration lives
-in `state` (NodeState: change() is durable before it returns); run-time
-objects (hub instances, sessions, bridges) register here as the data plane
-and the cluster link add them.
+`VpnServer` is what the admin API, the listener, the data plane and the
+cluster roles see. Configuration lives in `state` (NodeState: change() is
+durable before it returns); run-time objects (hub instances, sessions,
+bridges) register here as the data plane adds them; the cluster role places
+dynamic hubs through `dynamic_instances`, which the data plane watches, and
+adds HTTP routes (discovery) through `routes`, which the listener serves.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from node.cluster.roles import ClusterRoles
 from node.state.node_state import NodeState
+
+if TYPE_CHECKING:
+    from node.listener import RouteHandler
 
 PRODUCT_NAME = "vpncluster VPN Server"
 # The SoftEther version we are compatible with; clients and tools read these.
@@ -35,7 +42,55 @@ class HubRuntime(Protocol):
     def traffic(self) -> dict[str, int]: ...
 
 
-@dataclass
+class DynamicInstances:
+    """The dynamic hubs the controller placed on this node (lower-case
+    names). The data plane runs a dynamic hub only while it is here, and is
+    told of every change through `watch`."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        self._watchers.append(callback)
+
+    def set(self, hub: str, running: bool) -> None:
+        """Place (`running`) or remove `hub` here; watchers hear of a change."""
+        key = hub.lower()
+        if (key in self._names) == running:
+            return
+        if running:
+            self._names.add(key)
+        else:
+            self._names.discard(key)
+        self._changed()
+
+    def clear(self) -> None:
+        """Remove every placement (the role that made them ended)."""
+        if self._names:
+            self._names.clear()
+            self._changed()
+
+    def __contains__(self, hub: object) -> bool:
+        return isinstance(hub, str) and hub.lower() in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (set, frozenset)):
+            return self._names == other
+        return NotImplemented
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            callback()
+
+
+@dataclass(eq=False)
 class VpnServer:
     state: NodeState
     state_dir: Path
@@ -43,23 +98,17 @@ class VpnServer:
     started_at: float = field(default_factory=time.time)
     hostname: str = field(default_factory=socket.gethostname)
     hubs: dict[str, HubRuntime] = field(default_factory=dict)   # lower-case hub name → instance
-    # Cluster modes: the running role (node/cluster/roles.py; None = standalone)
-    # and the dynamic hubs the controller placed on this node (lower-case names).
-    cluster: Any = None
-    dynamic_instances: set[str] = field(default_factory=set)
-    # The running DataPlane and Listener (set by the daemon once they exist;
-    # None in unit tests that build a server without them).
-    dataplane: Any = None
-    listener: Any = None
+    dynamic_instances: DynamicInstances = field(default_factory=DynamicInstances)
+    routes: dict[tuple[str, str], RouteHandler] = field(default_factory=dict)
+    """Extra plain-HTTP routes of the listener, (METHOD, lower-case path) → handler."""
+    cluster: ClusterRoles = field(init=False)
+    """The running cluster role (node/cluster/roles.py)."""
+
+    def __post_init__(self) -> None:
+        self.cluster = ClusterRoles(self)
 
     def hub_runtime(self, name: str) -> HubRuntime | None:
         return self.hubs.get(name.lower())
-
-    def refresh_dataplane(self) -> None:
-        """Re-run hub placement after `dynamic_instances` changed (the config
-        the data plane follows by itself); nothing before it exists."""
-        if self.dataplane is not None:
-            self.dataplane.refresh()
 
     def session_count(self) -> int:
         return sum(h.session_count() for h in self.hubs.values())
@@ -67,7 +116,7 @@ class VpnServer:
     def tcp_connection_count(self) -> int:
         return sum(h.tcp_connection_count() for h in self.hubs.values())
 
-    def os_info(self) -> dict[str, Any]:
+    def os_info(self) -> dict[str, str | int]:
         uname = platform.uname()
         return {"system": uname.system, "release": uname.release, "version": uname.version,
                 "machine": uname.machine, "pid": os.getpid()}

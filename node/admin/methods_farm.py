@@ -15,17 +15,17 @@ GetFarmSetting never reveals the member password (zeros / empty).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from typing import Any
 
 from controller.points import DEFAULT_WEIGHT
+from controller.registry import Member
 from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
+from node.cluster.controller_role import ControllerRole
 from node.cluster.member_role import forget_controller_pin
-from node.cluster.roles import switch_role
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
 from node.state import model
@@ -33,8 +33,6 @@ from node.state import model
 log = logging.getLogger("vpnd.cluster")
 
 MAX_PUBLIC_PORTS = 128
-_SWITCHES: set[asyncio.Task] = set()
-"""Role switches under way: the event loop keeps only weak references to tasks."""
 MODE_NAMES = {model.SERVER_STANDALONE: "standalone", model.SERVER_CONTROLLER: "cluster controller",
               model.SERVER_MEMBER: "cluster member"}
 
@@ -138,11 +136,7 @@ def set_farm_setting(ctx: AdminContext, p: Params) -> dict[str, Any]:
     if farm.server_type == model.SERVER_MEMBER:
         # A new member setting means a new join: trust whichever controller answers it.
         forget_controller_pin(server.state_dir)
-    listener = getattr(server, "listener", None)
-    if listener is not None:
-        task = asyncio.get_running_loop().create_task(switch_role(server, listener))
-        _SWITCHES.add(task)  # two quick calls: the first switch must not be collected mid-way
-        task.add_done_callback(_SWITCHES.discard)
+    server.cluster.request_switch()
     return farm_setting(farm)
 
 
@@ -151,16 +145,16 @@ def get_farm_setting(ctx: AdminContext, p: Params) -> dict[str, Any]:
     return farm_setting(ctx.server.state.config.farm)
 
 
-def _controller_role(ctx: AdminContext) -> Any:
+def _controller_role(ctx: AdminContext) -> ControllerRole:
     if ctx.server.state.config.farm.server_type != model.SERVER_CONTROLLER:
         raise RpcError(Err.NOT_FARM_CONTROLLER, f"this server is {MODE_NAMES[ctx.server.state.config.farm.server_type]}")
-    role = ctx.server.cluster
-    if role is None or not hasattr(role, "listed_members"):
+    role = ctx.server.cluster.controller
+    if role is None:
         raise RpcError(Err.NOT_FARM_CONTROLLER, "the cluster controller role is not running (starting or failed)")
     return role
 
 
-def _member_row(role: Any, m: Any) -> dict[str, Any]:
+def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
     return {
         "Id_u32": m.member_id,
         "Controller_bool": m.is_me,

@@ -11,7 +11,6 @@ from typing import Any
 from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, dt, ip
-from node.cluster.member_role import MemberRole
 from node.softether.errors import Err
 from node.state import model
 
@@ -21,8 +20,8 @@ def get_farm_connection_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     server = ctx.server
     if server.state.config.farm.server_type != model.SERVER_MEMBER:
         raise RpcError(Err.NOT_FARM_MEMBER)
-    role = server.cluster
-    if not isinstance(role, MemberRole):
+    role = server.cluster.member
+    if role is None:
         # Member mode saved but its role not (yet) running: a mode switch is
         # under way. Nothing was tried yet.
         return _render("0.0.0.0", 0, False, Err.TRYING_TO_CONNECT, 0.0, 0.0, 0.0, 0, 0, 0)

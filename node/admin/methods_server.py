@@ -10,7 +10,8 @@ from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt
-from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME, VERSION_TEXT
+from controller.registry import Member
+from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME, VERSION_TEXT, VpnServer
 from node.softether.errors import Err
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password
 from node.state import model
@@ -64,17 +65,17 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def remote_members(server: Any) -> list[Any]:
+def remote_members(server: VpnServer) -> list[Member]:
     """On a running controller, the listed members but itself, whose figures
     SoftEther's controller adds to its own in GetServerStatus and EnumHub;
     [] elsewhere."""
-    role = server.cluster
-    if server.state.config.farm.server_type != model.SERVER_CONTROLLER or not hasattr(role, "listed_members"):
+    role = server.cluster.controller
+    if server.state.config.farm.server_type != model.SERVER_CONTROLLER or role is None:
         return []
     return [m for m in role.listed_members() if not m.is_me]
 
 
-def _remote_load(server: Any) -> tuple[int, int]:
+def _remote_load(server: VpnServer) -> tuple[int, int]:
     members = remote_members(server)
     return sum(m.sessions for m in members), sum(m.tcp_connections for m in members)
 

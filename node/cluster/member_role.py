@@ -16,7 +16,7 @@ One attempt (node/cluster/member_link.py numbers them) runs in one task:
 Once online, the controller's messages are served here: PushConfig replaces
 config.hubs (older serials of the same link ignored, an identical push
 writes nothing), StatusPoll → StatusReport, Create/DeleteHubInstance change
-`server.dynamic_instances` and refresh the data plane, Rejoin → join again.
+`server.dynamic_instances` (the data plane follows), Rejoin → join again.
 Controller silence (vpnbus PeerSilent, 3 s) → offline and retry; the hub
 instances and their sessions keep running (CLUSTER.md decision 10).
 
@@ -405,10 +405,5 @@ class MemberRole:
         log.info("applied the controller's configuration (serial %d, %d hubs)", push.serial, len(hubs))
 
     def _set_instance(self, hub: str, wanted: bool) -> None:
-        key = hub.lower()
-        if wanted:
-            self.server.dynamic_instances.add(key)
-        else:
-            self.server.dynamic_instances.discard(key)
-        self.server.refresh_dataplane()
+        self.server.dynamic_instances.set(hub, wanted)
         log.info("dynamic hub %s: instance %s by the controller", hub, "started" if wanted else "stopped")

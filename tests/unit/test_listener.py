@@ -10,6 +10,7 @@ import pytest
 
 from node.listener import ConnectionLimits, Listener
 from node.state.tlscert import client_context, ensure_certificate, server_context
+from tests.unit.dataplane.fakes import make_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,7 +56,7 @@ async def _raw(port: int, source: str):
 
 async def _started(tmp_path, limits: ConnectionLimits) -> tuple[Listener, int]:
     cert, key = ensure_certificate(tmp_path)
-    listener = Listener(None, server_context(cert, key), limits)  # type: ignore[arg-type]
+    listener = Listener(make_server(tmp_path), server_context(cert, key), limits)
     await listener.listen("127.0.0.1", 0)
     return listener, listener._servers[0].sockets[0].getsockname()[1]
 

@@ -5,6 +5,7 @@ StEnumHub), only their own elsewhere."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from node.state import model
 from tests.unit.admin.admin_call import call
@@ -38,7 +39,7 @@ def _counts(res):
 
 def test_server_status_adds_members_on_a_controller_only(tmp_path):
     server = make_server(tmp_path, hubs=[model.Hub("A", hub_type=model.HUB_STATIC)])
-    server.cluster = _ControllerRole()
+    server.cluster = SimpleNamespace(controller=_ControllerRole())  # the holder with a running controller
     # still standalone in the config: the role object alone counts nothing
     assert call(server, "EnumHub", {})["HubList"][0]["NumSessions_u32"] == 0
     assert _counts(call(server, "GetServerStatus", {})) == {

@@ -1,24 +1,22 @@
 """ControllerRole in-process (bus on 127.0.0.1, no listener sockets): the
 discovery route, bus port saved once, dynamic hub actions on the controller
-itself, config sync into placement, clean stop; roles.switch_role."""
+itself, config sync into placement, clean stop; ClusterRoles.switch."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 from zmq.utils import z85
 
 from controller import messages as msg
 from controller.errors import MemberUnknown
-from controller.placement import CreateHubInstance, DeleteHubInstance
+from controller.core import SetLocalInstance
 from controller.registry import ME_ID
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
 from node.cluster.controller_role import DISCOVERY_PATH, MAX_SERVER_CERT_BYTES, ControllerRole
-from node.cluster.roles import switch_role
 from node.admin.methods_farm import convert_hubs
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
@@ -46,43 +44,42 @@ def controller_server(tmp_path):
         config.listeners = ["127.0.0.1:5555"]
         config.farm.server_type = model.SERVER_CONTROLLER
     server.state.change(setup)
-    server.dataplane = Refreshes()
+    server.refreshes = Refreshes()  # what the data plane is told
+    server.dynamic_instances.watch(server.refreshes.refresh)
     return server
 
 
 def test_role_life(tmp_path):
     async def main():
         server = controller_server(tmp_path)
-        listener = SimpleNamespace(routes={})
-        role = ControllerRole(server, listener)
+        role = ControllerRole(server)
         await role.start()
         try:
-            status, headers, body = listener.routes[("GET", DISCOVERY_PATH)](None, "peer")
+            status, headers, body = server.routes[("GET", DISCOVERY_PATH)](None, "peer")
             doc = json.loads(body)
             assert status == 200 and doc == {"bus_port": role.bus_port, "controller_key": role.keys.public,
                                              "version": 1}
             assert server.state.config.farm.bus_port == role.bus_port > 0
-            assert role.placement.is_dynamic("dyn") and not role.placement.is_dynamic("st")
-            role.perform([CreateHubInstance(member_id=ME_ID, hub="DYN", dynamic=True)])
-            assert server.dynamic_instances == {"dyn"} and server.dataplane.count == 1
-            role.perform([DeleteHubInstance(member_id=ME_ID, hub="DYN", reason="empty")])
-            assert server.dynamic_instances == set() and server.dataplane.count == 2
+            assert role.core.placement.is_dynamic("dyn") and not role.core.placement.is_dynamic("st")
+            role._carry_out(SetLocalInstance("DYN", running=True))
+            assert server.dynamic_instances == {"dyn"} and server.refreshes.count == 1
+            role._carry_out(SetLocalInstance("DYN", running=False))
+            assert server.dynamic_instances == set() and server.refreshes.count == 2
             # A hub deleted from the config leaves placement.
             server.state.change(lambda c: c.hubs.pop())
-            assert role.hub_book.sync({"DYN": True}) == ([], [])
+            assert role.core.placement.hub_names() == ["DYN"]
             assert [m.member_id for m in role.listed_members()] == [ME_ID]
             with pytest.raises(MemberUnknown):
                 await role.request(99, object())
         finally:
             await role.stop()
-        assert ("GET", DISCOVERY_PATH) not in listener.routes
-
-        async def late() -> None:  # e.g. a join handled while stop() waits for the tasks
-            raise AssertionError("a task started after stop() ran")
-        role._spawn(late())
-        assert not role._tasks
+        assert ("GET", DISCOVERY_PATH) not in server.routes
+        # e.g. a join handled while stop() waits for the requests: nothing new starts
+        role._on_config(server.state.config)
+        role._pump()
+        assert role._timer is None and not role._requests
         # The saved port is used again by the next controller role.
-        again = ControllerRole(server, listener)
+        again = ControllerRole(server)
         await again.start()
         try:
             assert again.bus_port == role.bus_port
@@ -94,17 +91,16 @@ def test_role_life(tmp_path):
 def test_switch_role_follows_the_saved_mode(tmp_path):
     async def main():
         server = controller_server(tmp_path)
-        listener = SimpleNamespace(routes={})
-        role = await switch_role(server, listener)
-        assert isinstance(role, ControllerRole) and server.cluster is role
+        role = await server.cluster.switch()
+        assert isinstance(role, ControllerRole) and server.cluster.controller is role
         # Nothing was placed here: the data plane already runs what the config says.
-        assert server.dataplane.count == 0
-        role.perform([CreateHubInstance(member_id=ME_ID, hub="DYN", dynamic=True)])
+        assert server.refreshes.count == 0
+        role._carry_out(SetLocalInstance("DYN", running=True))
         server.state.change(lambda c: setattr(c.farm, "server_type", model.SERVER_STANDALONE))
-        assert await switch_role(server, listener) is None
-        assert server.cluster is None and listener.routes == {}
+        assert await server.cluster.switch() is None
+        assert server.cluster.role is None and server.routes == {}
         # The old role's placement is undone, and the data plane told so.
-        assert server.dynamic_instances == set() and server.dataplane.count == 2
+        assert server.dynamic_instances == set() and server.refreshes.count == 2
     asyncio.run(main())
 
 
@@ -125,7 +121,7 @@ def test_saved_bus_port_taken_picks_and_saves_another(tmp_path):
             busy.listen()
             taken = busy.getsockname()[1]
             server.state.change(lambda c: setattr(c.farm, "bus_port", taken))
-            role = ControllerRole(server, SimpleNamespace(routes={}))
+            role = ControllerRole(server)
             await role.start()
             try:
                 assert role.bus_port != taken and server.state.config.farm.bus_port == role.bus_port
@@ -139,7 +135,7 @@ def with_joined_member(tmp_path, body) -> None:
     async def main():
         server = controller_server(tmp_path)
         server.state.change(lambda c: setattr(c, "admin_password_hash", hash_admin_password("pw")))
-        role = ControllerRole(server, SimpleNamespace(routes={}))
+        role = ControllerRole(server)
         await role.start()
         member = FakeMember(0, "pw", hostname="m1")
         try:
@@ -182,19 +178,19 @@ def test_a_member_that_leaves_twice_is_answered_twice(tmp_path):
 def test_a_failing_round_does_not_stop_the_loops(tmp_path, caplog):
     async def main():
         server = controller_server(tmp_path)
-        role = ControllerRole(server, SimpleNamespace(routes={}))
+        role = ControllerRole(server)
         await role.start()
         ticks, polls = [], []
 
         def flaky(calls, real):
-            def step(now):
+            def step(*now):
                 calls.append(now)
                 if len(calls) == 1:
                     raise RuntimeError("a bug in one round")
-                real(now)
+                return real(*now)
             return step
-        role.registry.handle_timer = flaky(ticks, role.registry.handle_timer)
-        role._update_me = flaky(polls, role._update_me)
+        role.core.registry.handle_timer = flaky(ticks, role.core.registry.handle_timer)
+        role._local_status = flaky(polls, role._local_status)
         try:
             await until(lambda: len(ticks) >= 3 and len(polls) >= 3)
         finally:
@@ -207,7 +203,7 @@ def test_hellos_of_strangers_are_refused_cheaply(tmp_path, caplog):
     # Any CURVE key may send hellos; the controller keeps each until its proof comes.
     async def main():
         server = controller_server(tmp_path)
-        role = ControllerRole(server, SimpleNamespace(routes={}))
+        role = ControllerRole(server)
         await role.start()
         stranger = FakeMember(0, "pw", hostname="stranger\nforged log line")
         try:
@@ -220,7 +216,7 @@ def test_hellos_of_strangers_are_refused_cheaply(tmp_path, caplog):
                     await stranger.client.request(msg.JoinHello(version=version, server_cert=cert, **hello),
                                                   timeout_s=10)
                 assert err.value.code == Err.ACCESS_DENIED
-            assert not role.desk.in_progress(z85.decode(stranger.keys.public), time.monotonic())
+            assert not role.core.desk.in_progress(z85.decode(stranger.keys.public), time.monotonic())
         finally:
             await stranger.close()
             await role.stop()

@@ -52,6 +52,7 @@ def make_server(state_dir: Path, controller_port: int, password_hash: bytes = PA
     config = model.Server(admin_password_hash=hash_admin_password("member-pw"), listeners=[], farm=farm)
     server = VpnServer(state=NodeState.create(state_dir, config), state_dir=state_dir, cert_der=b"DER")
     server.dataplane = FakeDataPlane()  # type: ignore[attr-defined]
+    server.dynamic_instances.watch(server.dataplane.refresh)
     return server
 
 
@@ -61,7 +62,7 @@ def run(tmp_path: Path, body: Callable[[FakeController, VpnServer, MemberRole], 
         ctl = await FakeController(tmp_path / "ctl", PASSWORD_HASH, silence_timeout_s=1.0).start()
         server = make_server(tmp_path / "member", ctl.http_port, member_hash, public_ip)
         role = MemberRole(server, **{**FAST, **role_kwargs})
-        server.cluster = role
+        server.cluster._role = role  # as ClusterRoles.switch installs a started role
         try:
             await body(ctl, server, role)
         finally:

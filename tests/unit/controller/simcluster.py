@@ -1,38 +1,49 @@
-"""In-memory cluster: one controller core and N fake members (STYLE.md §6).
+"""In-memory cluster: the daemon's ControllerCore and N members (STYLE.md §6).
 
-The controller side wires the real cores the way the daemon will: Registry
-(liveness, load), Placement (hubs), ControllerJoinAuth (join), new_ticket;
-each member is a small fake holding a real TicketBook and a hub table, that
-joins with MemberJoinAuth, sends a heartbeat and a status report every
-second, and rejoins when it loses the controller. Messages travel through
-one in-memory wire (a deque) and are lost when the link is down (`drop`,
-`partition`), as on the real bus.
+The controller is controller/core.ControllerCore, driven exactly as
+node/cluster/controller_role.py drives it (receive, peer outcomes, timer,
+actions pulled after each input). Each member runs the member link core
+(node/cluster/member_link.MemberLink) and does what MemberRole does with
+the real message records of controller/messages.py: the join handshake
+(JoinHello, JoinProof, MemberJoinAuth checking the controller's proof),
+PushConfig into its hub configuration, StatusPoll answered from its hubs,
+sessions and tickets, Create/DeleteHubInstance, Rejoin, CreateTicket. Each
+node runs the hubs the daemon's data plane would: its static hubs, and the
+dynamic ones placed on it.
 
-Time is virtual: `advance(seconds)` jumps from deadline to deadline (every
-core's `next_deadline()` and the fakes' timers), so a test covering minutes
-runs in milliseconds and every deadline is hit exactly.
+Messages travel through one in-memory wire (a deque) and are lost when the
+link is down (`drop`, `partition`), as on the real bus; a request whose
+reply never comes fails after its timeout, as vpnbus reports it. A member
+notices a silent controller after the liveness timeout (vpnbus PeerSilent).
+
+Time is virtual: `advance(seconds)` jumps from deadline to deadline (the
+cores' `next_deadline()`, request timeouts, controller silence), so a test
+covering minutes runs in milliseconds and every deadline is hit exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from controller.errors import AuthFailed, IllegalTransition, InvalidReport
-from controller.joinauth import ControllerJoinAuth, MemberJoinAuth
-from controller.placement import CreateHubInstance, DeleteHubInstance, Placement
+from controller import core as cc
+from controller import messages as msg
+from controller.errors import ControllerError
+from controller.joinauth import MemberJoinAuth
+from controller.placement import CreateHubInstance, DeleteHubInstance
 from controller.points import points
-from controller.registry import (
-    ME_ID, HubInstance, JoinInfo, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus, Registry,
-    hub_key,
-)
+from controller.registry import ME_ID, HubInstance, JoinInfo, MemberStatus, hub_key
 from controller.tickets import TicketBook, TicketGrant, new_ticket
+from node.cluster.member_link import Connect, Disconnect, LinkState, MemberLink
+from node.softether.errors import Err
 
 CONTROLLER = "controller"
 PASSWORD_HASH = hashlib.sha1(b"admin password").digest()  # stands for SHA0(pw): any 20 bytes
 MAX_STEPS = 1_000_000
+RETRY_INTERVAL_S = 1.0  # SoftEther's member retries every second
 
 
 class LinkDown(Exception):
@@ -47,23 +58,55 @@ class Session:
     name: str
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A request's error reply (what vpnbus delivers as RemoteError)."""
+
+    code: int
+    text: str
+
+
 @dataclass
-class FakeServer:
-    """What a vpnd keeps that the controller cares about: hubs, sessions, tickets."""
+class SimNode:
+    """What a vpnd keeps that the cluster cares about: hub configs, placed
+    dynamic hubs, sessions, tickets."""
 
     name: str
     key: bytes
     weight: int = 100
     password_hash: bytes = PASSWORD_HASH
     up: bool = True
-    joined: bool = False
+    configs: dict[str, msg.HubConfig] = field(default_factory=dict)
+    dynamic: set[str] = field(default_factory=set)
+    sessions_of: dict[str, set[str]] = field(default_factory=dict)
     tickets: TicketBook = field(default_factory=TicketBook)
-    hubs: dict[str, tuple[str, bool, set[str]]] = field(default_factory=dict)
-    next_try_at: float = 0.0
-    next_beat_at: float = 0.0
+    link: MemberLink = field(default_factory=lambda: MemberLink(retry_interval_s=RETRY_INTERVAL_S, jitter_s=0.0,
+                                                                rng=random.Random(0)))
+    auth: MemberJoinAuth | None = None
+    push_serial: int = -1
     last_ctl_heard_at: float = 0.0
-    joins_ok: int = 0
-    joins_failed: int = 0
+
+    @property
+    def hubs(self) -> dict[str, tuple[str, bool, set[str]]]:
+        """The hubs this node runs (as its data plane would): lower-case name → (name, dynamic, sessions)."""
+        out = {}
+        for key, hub in self.configs.items():
+            dynamic = hub.hub_type == cc.DYNAMIC_HUB_TYPE
+            if not dynamic or key in self.dynamic:
+                out[key] = (hub.name, dynamic, self.sessions_of.setdefault(key, set()))
+        return out
+
+    @property
+    def joined(self) -> bool:
+        return self.link.state is LinkState.ONLINE
+
+    @property
+    def joins_ok(self) -> int:
+        return self.link.num_connected
+
+    @property
+    def joins_failed(self) -> int:
+        return self.link.num_failed
 
     def sessions(self) -> int:
         return sum(len(s) for _, _, s in self.hubs.values())
@@ -74,36 +117,95 @@ class FakeServer:
         return MemberStatus(points=points(load, self.weight), sessions=load, tcp_connections=load, hubs=hubs,
                             tickets_outstanding=self.tickets.outstanding(now))
 
+    def report(self, now: float) -> msg.StatusReport:
+        status = self.status(now)
+        return msg.StatusReport(points=status.points, sessions=status.sessions,
+                                tcp_connections=status.tcp_connections, max_sessions=0,
+                                hubs=[msg.HubReport(name=h.name, dynamic=h.dynamic, sessions=h.sessions)
+                                      for h in status.hubs],
+                                tickets_outstanding=status.tickets_outstanding)
+
     def info(self) -> JoinInfo:
         return JoinInfo(hostname=self.name, public_ip="127.0.0.1", public_ports=(5555,), weight=self.weight)
 
+    def hello(self) -> msg.JoinHello:
+        info = self.info()
+        return msg.JoinHello(version=msg.PROTOCOL_VERSION, nonce=self.auth.hello() if self.auth else b"",
+                             hostname=info.hostname, public_ip=info.public_ip,
+                             public_ports=list(info.public_ports), weight=info.weight, max_sessions=0,
+                             server_cert=b"")
+
+    def set_instance(self, hub: str, running: bool) -> None:
+        (self.dynamic.add if running else self.dynamic.discard)(hub_key(hub))
+        self._end_orphans()
+
+    def apply_push(self, push: msg.PushConfig) -> None:
+        if push.serial < self.push_serial:
+            return
+        self.push_serial = push.serial
+        self.configs = {hub_key(h.name): h for h in push.hubs}
+        self._end_orphans()
+
     def lose_state(self) -> None:
-        self.hubs.clear()
+        """The process died: hubs, placements, sessions and tickets are gone."""
+        self.configs.clear()
+        self.dynamic.clear()
+        self.sessions_of.clear()
         self.tickets = TicketBook()
-        self.joined = False
+        self.push_serial = -1
+
+    def _end_orphans(self) -> None:
+        running = self.hubs
+        for key in list(self.sessions_of):
+            if key not in running:
+                del self.sessions_of[key]  # its instance stopped: its sessions end
+
+
+@dataclass
+class _Pending:
+    """A request on the wire, as vpnbus tracks it: answered, or failed at its deadline."""
+
+    src: str
+    dst: str
+    deadline: float
+    token: int | None = None
+    """The controller core's token (requests the controller made)."""
+    reply: object | None = None
+
+
+def hub_config(name: str, dynamic: bool) -> msg.HubConfig:
+    return msg.HubConfig(name=name, hub_type=cc.DYNAMIC_HUB_TYPE if dynamic else 1, online=True, max_session=0,
+                         no_enum=False, hashed_password=b"", secure_password=b"", created_time=0.0, users=[])
 
 
 class SimCluster:
-    def __init__(self, weights: list[int], *, controller_only: bool = True, beat_interval_s: float = 1.0,
+    def __init__(self, weights: list[int], *, controller_only: bool = True,
                  liveness_timeout_s: float = 3.0, password_hashes: dict[str, bytes] | None = None) -> None:
         self.now = 0.0
-        self.beat_s = beat_interval_s
-        self.me = FakeServer(name=CONTROLLER, key=b"C" * 32, joined=True)
-        self.registry = Registry(self.me.key, self.me.info(), self.now, liveness_timeout_s=liveness_timeout_s,
-                                 suspect_after_s=liveness_timeout_s * 2 / 3)
-        self.placement = Placement(self.registry, controller_only=controller_only)
-        self.members = {f"m{i}": FakeServer(name=f"m{i}", key=bytes([i + 1]) * 32, weight=w)
+        self.liveness_timeout_s = liveness_timeout_s
+        self.me = SimNode(name=CONTROLLER, key=b"C" * 32)
+        self.controller_only = controller_only
+        self.serial = 1
+        self.core = cc.ControllerCore(key=self.me.key, info=self.me.info(), config=self._config(), now=self.now,
+                                      liveness_timeout_s=liveness_timeout_s)
+        self.registry = self.core.registry
+        self.placement = self.core.placement
+        self.members = {f"m{i}": SimNode(name=f"m{i}", key=bytes([i + 1]) * 32, weight=w)
                         for i, w in enumerate(weights)}
         for name, pw in (password_hashes or {}).items():
             self.members[name].password_hash = pw
-        self.ids: dict[str, int] = {}
+        self._names = {m.key: name for name, m in self.members.items()}
         self.log: list[tuple[float, object]] = []
         self.actions: list[object] = []
+        """Every hub instance order the controller gave, as placement actions."""
         self._cut: set[frozenset[str]] = set()
-        self._wire: deque[tuple[str, str, tuple]] = deque()
+        self._wire: deque[tuple[str, str, object, int | None]] = deque()
+        self._pending: dict[int, _Pending] = {}
+        self._request_ids = itertools.count(1)
         self._random = itertools.count(1)
-        self._sessions = itertools.count(1)
-        self._next_ctl_beat_at = 0.0
+        self._session_ids = itertools.count(1)
+        for m in self.members.values():
+            m.link.start(self.now)
         self.advance(0.0)
 
     # ----- faults ----------------------------------------------------------
@@ -113,10 +215,13 @@ class SimCluster:
         m = self.members[name]
         m.up = False
         m.lose_state()
+        m.link = MemberLink(retry_interval_s=RETRY_INTERVAL_S, jitter_s=0.0, rng=random.Random(0))
 
     def restart(self, name: str) -> None:
         m = self.members[name]
-        m.up, m.next_try_at = True, self.now
+        m.up = True
+        m.link.start(self.now)
+        self._pump_member(m)
 
     def partition(self, a: str, b: str) -> None:
         self._cut.add(frozenset((a, b)))
@@ -127,36 +232,60 @@ class SimCluster:
     def link_up(self, name: str) -> bool:
         return self.members[name].up and frozenset((CONTROLLER, name)) not in self._cut
 
-    # ----- clients -----------------------------------------------------------
+    @property
+    def ids(self) -> dict[str, int]:
+        """Member name → its id at the controller (for those it knows)."""
+        out = {}
+        for name, m in self.members.items():
+            entry = self.registry.by_key(m.key)
+            if entry is not None:
+                out[name] = entry.member_id
+        return out
 
-    def server(self, member_id: int) -> FakeServer:
+    # ----- configuration and clients ---------------------------------------------
+
+    def create_hub(self, name: str, dynamic: bool) -> None:
+        self.me.configs[hub_key(name)] = hub_config(name, dynamic)
+        self.serial += 1
+        self.core.configure(self._config(), self.now)
+        self._pump()
+
+    def server(self, member_id: int) -> SimNode:
         if member_id == ME_ID:
             return self.me
-        return next(self.members[n] for n, i in self.ids.items() if i == member_id)
+        key = self.registry.get(member_id).public_key
+        return self.members[self._names[key]]
 
-    def issue(self, hub: str, user: str = "alice") -> tuple[FakeServer, bytes, int]:
-        """Controller side of a login: place, start hub if needed, store a ticket."""
-        decision = self.placement.place_session(hub, self.now)
+    def issue(self, hub: str, user: str = "alice") -> tuple[SimNode, bytes, int]:
+        """Controller side of a login: place (starting a dynamic hub if
+        needed), have the chosen server store a ticket, acknowledged."""
+        decision = self.core.place_session(hub, self.now)
         self.log.append((self.now, decision))
-        self._perform(list(decision.actions))
+        self._pump()
         ticket = new_ticket(lambda n: next(self._random).to_bytes(n, "big"))
         grant = TicketGrant(hub=decision.hub, user_name=user, real_user_name=user,
-                            session_name=f"SID-{user.upper()}-{next(self._sessions)}")
+                            session_name=f"SID-{user.upper()}-{next(self._session_ids)}")
         target = self.server(decision.member_id)
-        if target is not self.me and not self.link_up(target.name):
-            raise LinkDown(target.name)
+        if target is self.me:
+            target.tickets.store(ticket, grant, self.now)
+            return target, ticket, decision.member_id
+        request = msg.CreateTicket(hub=grant.hub, ticket=ticket, user_name=grant.user_name,
+                                   real_user_name=grant.real_user_name, group=grant.group,
+                                   session_name=grant.session_name, policy={})
+        pending = self._request(CONTROLLER, target.name, request, cc.PUSH_TIMEOUT_S)
+        self._deliver()
         # The store is acknowledged before the redirect is sent (DESIGN.md).
-        target.tickets.store(ticket, grant, self.now)
-        self.registry.note_redirect(decision.member_id, self.now)
+        if not isinstance(pending.reply, msg.TicketCreated):
+            raise LinkDown(target.name)
         return target, ticket, decision.member_id
 
-    def redeem(self, target: FakeServer, ticket: bytes, hub: str) -> Session:
+    def redeem(self, target: SimNode, ticket: bytes, hub: str) -> Session:
         """Member side of a ticket login."""
         grant = target.tickets.redeem(ticket, hub, self.now)
         _, _, sessions = target.hubs[hub_key(grant.hub)]
         sessions.add(grant.session_name)
-        return Session(server=target.name, member_id=self.registry.by_key(target.key).member_id,
-                       hub=grant.hub, name=grant.session_name)
+        member_id = ME_ID if target is self.me else self.ids[target.name]
+        return Session(server=target.name, member_id=member_id, hub=grant.hub, name=grant.session_name)
 
     def connect(self, hub: str, user: str = "alice") -> Session:
         target, ticket, _ = self.issue(hub, user)
@@ -164,12 +293,7 @@ class SimCluster:
 
     def disconnect(self, session: Session) -> None:
         server = self.me if session.server == CONTROLLER else self.members[session.server]
-        entry = server.hubs.get(hub_key(session.hub))
-        if entry is not None:
-            entry[2].discard(session.name)
-
-    def create_hub(self, name: str, dynamic: bool) -> None:
-        self._perform(self.placement.hub_created(name, dynamic=dynamic))
+        server.sessions_of.get(hub_key(session.hub), set()).discard(session.name)
 
     # ----- time ----------------------------------------------------------------
 
@@ -188,130 +312,203 @@ class SimCluster:
         self._tick()
 
     def _deadlines(self) -> list[float]:
-        times = [self._next_ctl_beat_at]
-        for core in (self.registry, self.placement):
-            d = core.next_deadline()
+        times = [self.core.next_deadline(), *(p.deadline for p in self._pending.values())]
+        for m in (self.me, *self.members.values()):
+            d = m.tickets.next_deadline()
             if d is not None:
                 times.append(d)
         for m in self.members.values():
             if m.up:
-                times.append(m.next_beat_at if m.joined else m.next_try_at)
+                d = m.link.next_deadline()
+                if d is not None:
+                    times.append(d)
                 if m.joined:
-                    times.append(m.last_ctl_heard_at + self.registry.liveness_timeout_s)
-            d = m.tickets.next_deadline()
-            if d is not None:
-                times.append(d)
+                    times.append(m.last_ctl_heard_at + self.liveness_timeout_s)
         return times
 
     def _tick(self) -> None:
         now = self.now
-        for m in self.members.values():
+        for request_id, p in list(self._pending.items()):
+            if now >= p.deadline:
+                del self._pending[request_id]
+                self._request_failed(p, "request timed out")
+        for m in (self.me, *self.members.values()):
             m.tickets.handle_timer(now)
+        for m in self.members.values():
             if not m.up:
                 continue
-            if m.joined and now >= m.last_ctl_heard_at + self.registry.liveness_timeout_s:
-                # The controller went silent: this member rejoins (and keeps its sessions).
-                m.joined, m.next_try_at = False, now
-            if not m.joined and now >= m.next_try_at:
-                m.next_try_at = now + 1.0  # SoftEther retries every 1 s
-                self._join(m)
-            if m.joined and now >= m.next_beat_at:
-                m.next_beat_at = now + self.beat_s
-                self._send(m.name, CONTROLLER, ("status", m.status(now)))
-        if now >= self._next_ctl_beat_at:
-            self._next_ctl_beat_at = now + self.beat_s
-            self.registry.update_me(self.me.status(now), now)
-            self._perform(self.placement.status_reported(ME_ID, now))
-            for name, m in self.members.items():
-                if m.joined:
-                    self._send(CONTROLLER, name, ("beat",))
-        self._deliver()
-        self.registry.handle_timer(now)
-        self.placement.handle_timer(now)
-        self._events()
+            if m.joined and now >= m.last_ctl_heard_at + self.liveness_timeout_s:
+                # vpnbus PeerSilent: the member rejoins (and keeps its sessions).
+                m.link.lost(now, Err.DISCONNECTED, "the controller was silent")
+            m.link.handle_timer(now)
+            self._pump_member(m)
+        self.core.handle_timer(now)
+        self._pump()
 
-    # ----- wiring ------------------------------------------------------------------
+    # ----- the controller's edge (what ControllerRole does) ----------------------------
 
-    def _send(self, src: str, dst: str, msg: tuple) -> None:
+    def _config(self) -> cc.ClusterConfig:
+        return cc.ClusterConfig(serial=self.serial, password_hash=PASSWORD_HASH,
+                                controller_only=self.controller_only, hubs=tuple(self.me.configs.values()))
+
+    def _pump(self) -> None:
+        """Carry out the core's actions and deliver what they sent, until it has no more."""
+        for _ in range(MAX_STEPS):
+            actions = self.core.take_actions()
+            for action in actions:
+                self._carry_out(action)
+            self._deliver()
+            if not actions:
+                return
+        raise RuntimeError("controller did not settle")
+
+    def _carry_out(self, action: cc.Action) -> None:
+        if isinstance(action, cc.Send):
+            self._send(CONTROLLER, self._names[action.peer], action.message)
+            self._trace(action.peer, action.message)
+        elif isinstance(action, cc.Request):
+            self._request(CONTROLLER, self._names[action.peer], action.message, action.timeout_s,
+                          token=action.token)
+        elif isinstance(action, cc.SetLocalInstance):
+            self.me.set_instance(action.hub, action.running)
+            order = CreateHubInstance(member_id=ME_ID, hub=action.hub, dynamic=True) if action.running \
+                else DeleteHubInstance(member_id=ME_ID, hub=action.hub, reason="")
+            self.actions.append(order)
+        elif isinstance(action, cc.PollLocal):
+            self.core.local_status(self.me.status(self.now), self.now)
+        elif isinstance(action, cc.ClusterEvent):
+            self.log.append((self.now, action.event))
+        # Forget and Log change nothing in memory.
+
+    def _trace(self, peer: bytes, message: object) -> None:
+        entry = self.registry.by_key(peer)
+        member_id = entry.member_id if entry else 0
+        if isinstance(message, msg.CreateHubInstance):
+            self.actions.append(CreateHubInstance(member_id=member_id, hub=message.hub, dynamic=True))
+        elif isinstance(message, msg.DeleteHubInstance):
+            self.actions.append(DeleteHubInstance(member_id=member_id, hub=message.hub, reason=message.reason))
+
+    def _at_controller(self, src: str, message: object) -> object:
+        m = self.members[src]
+        try:
+            return self.core.receive(m.key, "127.0.0.1", message, self.now)
+        except ControllerError as exc:
+            self.log.append((self.now, exc))
+            return _Refused(int(Err.ACCESS_DENIED), str(exc))
+
+    def _request_failed(self, p: _Pending, reason: str) -> None:
+        if p.token is not None:
+            self.core.request_failed(p.token, reason, self.now)
+        elif p.dst == CONTROLLER:
+            self._join_failed(self.members[p.src], reason)
+
+    # ----- a member's edge (what MemberRole does) ------------------------------------
+
+    def _pump_member(self, m: SimNode) -> None:
+        for action in m.link.take_actions():
+            if isinstance(action, Connect):
+                self._join(m, action.attempt)
+            elif isinstance(action, Disconnect):
+                m.auth = None
+
+    def _join(self, m: SimNode, attempt: int) -> None:
+        if not self.link_up(m.name):
+            m.link.failed(attempt, self.now, Err.CONNECT_TO_FARM_CONTROLLER, "cannot reach the controller")
+            return
+        m.link.discovered(attempt, self.now, "controller", None)
+        m.auth = MemberJoinAuth(m.password_hash, m.key, self.me.key)
+        self._request(m.name, CONTROLLER, m.hello(), cc.PUSH_TIMEOUT_S)
+
+    def _join_failed(self, m: SimNode, reason: str) -> None:
+        m.link.failed(m.link.attempt, self.now, Err.ACCESS_DENIED, reason)
+        self._pump_member(m)
+
+    def _at_member_reply(self, m: SimNode, reply: object) -> None:
+        """A reply to one of the member's join requests."""
+        if m.auth is None:
+            return
+        if isinstance(reply, _Refused):
+            self._join_failed(m, reply.text)
+        elif isinstance(reply, msg.JoinChallenge):
+            self._request(m.name, CONTROLLER, msg.JoinProof(proof=m.auth.receive_challenge(reply.nonce)),
+                          cc.PUSH_TIMEOUT_S)
+        elif isinstance(reply, msg.JoinAccepted):
+            m.auth.receive_accept(reply.proof)
+            m.push_serial = -1
+            m.last_ctl_heard_at = self.now
+            m.link.joined(m.link.attempt, self.now, reply.member_id)
+            self._pump_member(m)
+
+    def _at_member(self, m: SimNode, message: object) -> object | None:
+        m.last_ctl_heard_at = self.now
+        if not m.joined:
+            return _Refused(int(Err.ACCESS_DENIED), "not joined")
+        if isinstance(message, msg.StatusPoll):
+            return m.report(self.now)
+        if isinstance(message, msg.PushConfig):
+            m.apply_push(message)
+        elif isinstance(message, msg.CreateHubInstance):
+            m.set_instance(message.hub, True)
+        elif isinstance(message, msg.DeleteHubInstance):
+            m.set_instance(message.hub, False)
+        elif isinstance(message, msg.Rejoin):
+            m.link.lost(self.now, Err.DISCONNECTED, message.reason)
+            self._pump_member(m)
+        elif isinstance(message, msg.CreateTicket):
+            grant = TicketGrant(hub=message.hub, user_name=message.user_name,
+                                real_user_name=message.real_user_name, group=message.group,
+                                session_name=message.session_name, policy=message.policy)
+            m.tickets.store(message.ticket, grant, self.now)
+            return msg.TicketCreated(points=m.status(self.now).points)
+        return msg.Ack()
+
+    # ----- the wire --------------------------------------------------------------------
+
+    def _send(self, src: str, dst: str, message: object, request_id: int | None = None) -> None:
         member = dst if src == CONTROLLER else src
         if self.link_up(member):
-            self._wire.append((src, dst, msg))
+            self._wire.append((src, dst, message, request_id))
+
+    def _request(self, src: str, dst: str, message: object, timeout_s: float, *,
+                 token: int | None = None) -> _Pending:
+        request_id = next(self._request_ids)
+        pending = self._pending[request_id] = _Pending(src=src, dst=dst, deadline=self.now + timeout_s, token=token)
+        self._send(src, dst, message, request_id)
+        return pending
 
     def _deliver(self) -> None:
         for _ in range(MAX_STEPS):
             if not self._wire:
                 return
-            src, dst, msg = self._wire.popleft()
+            src, dst, message, request_id = self._wire.popleft()
+            if isinstance(message, _Reply):
+                self._reply_arrived(message)
+                continue
             if dst == CONTROLLER:
-                self._at_controller(src, msg)
+                answer = self._at_controller(src, message)
             else:
-                self._at_member(self.members[dst], msg)
+                answer = self._at_member(self.members[dst], message)
+            if request_id is not None and answer is not None:
+                self._send(dst, src, _Reply(request_id, answer))
+            if dst == CONTROLLER:
+                self._pump()  # after the reply: the core's contract (see ControllerCore)
         raise RuntimeError("wire did not drain")
 
-    def _at_controller(self, src: str, msg: tuple) -> None:
-        member_id = self.ids[src]
-        try:
-            self.registry.status_reported(member_id, msg[1], self.now)
-        except (IllegalTransition, InvalidReport) as exc:
-            # Evicted meanwhile: it must rejoin and send its whole state.
-            self.log.append((self.now, exc))
-            self._send(CONTROLLER, src, ("rejoin",))
-            return
-        self._perform(self.placement.status_reported(member_id, self.now))
-        self._events()
-
-    def _at_member(self, m: FakeServer, msg: tuple) -> None:
-        m.last_ctl_heard_at = self.now
-        kind = msg[0]
-        if kind == "rejoin":
-            m.joined, m.next_try_at = False, self.now
-        elif kind == "create":
-            m.hubs.setdefault(hub_key(msg[1]), (msg[1], msg[2], set()))
-        elif kind == "delete":
-            m.hubs.pop(hub_key(msg[1]), None)
-
-    def _join(self, m: FakeServer) -> None:
-        if not self.link_up(m.name):
-            m.joins_failed += 1
-            return
-        member_id = self.registry.link_opened(m.key, self.now)
-        self.ids[m.name] = member_id
-        side_m = MemberJoinAuth(m.password_hash, m.key, self.me.key)
-        side_c = ControllerJoinAuth(PASSWORD_HASH, self.me.key, m.key)
-        try:
-            nonce_c = side_c.receive_hello(side_m.hello())
-            side_m.receive_accept(side_c.receive_proof(side_m.receive_challenge(nonce_c)))
-        except AuthFailed as exc:
-            self.registry.join_failed(member_id, self.now)
-            m.joins_failed += 1
-            self.log.append((self.now, exc))
-            self._events()
-            return
-        self.registry.joined(member_id, m.info(), self.now)
-        m.joined, m.joins_ok = True, m.joins_ok + 1
-        m.last_ctl_heard_at, m.next_beat_at = self.now, self.now
-        self._events()
-
-    def _events(self) -> None:
-        for ev in self.registry.events():
-            self.log.append((self.now, ev))
-            if isinstance(ev, (MemberJoined, MemberRejoined)):
-                self._perform(self.placement.member_joined(ev.member_id))
-            elif isinstance(ev, (MemberEvicted, MemberLeft)):
-                self.placement.member_gone(ev.member_id)
-
-    def _perform(self, actions: list) -> None:
-        for a in actions:
-            self.actions.append(a)
-            server = self.server(a.member_id)
-            if isinstance(a, CreateHubInstance):
-                msg: tuple = ("create", a.hub, a.dynamic)
-            elif isinstance(a, DeleteHubInstance):
-                msg = ("delete", a.hub)
+    def _reply_arrived(self, reply: _Reply) -> None:
+        p = self._pending.pop(reply.request_id, None)
+        if p is None:
+            return  # timed out already
+        p.reply = reply.message
+        if p.token is not None:
+            if isinstance(reply.message, _Refused):
+                self.core.request_failed(p.token, reply.message.text, self.now)
             else:
-                raise TypeError(a)
-            if server is self.me:
-                self._at_member(self.me, msg)
-            else:
-                self._send(CONTROLLER, server.name, msg)
-        self._deliver()
+                self.core.reply_received(p.token, reply.message, self.now)
+        elif p.dst == CONTROLLER:
+            self._at_member_reply(self.members[p.src], reply.message)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    request_id: int
+    message: object

@@ -38,16 +38,18 @@ def report(reg, place, mid, now, sessions=0, hubs=()):
     return place.status_reported(mid, now)
 
 
-def test_static_hub_created_on_every_server(cluster):
+def test_static_hub_listed_on_every_server_without_actions(cluster):
+    # Every server runs its static hubs from the pushed config: placement only lists them.
     reg, place, (a, b) = cluster
-    actions = place.hub_created("VPN", dynamic=False)
-    assert actions == [CreateHubInstance(member_id=m, hub="VPN", dynamic=False) for m in (ME_ID, a, b)]
+    assert place.hub_created("VPN", dynamic=False) == []
+    assert reg.hosting_members("vpn") == [ME_ID, a, b]
     assert place.hub_created("vpn", dynamic=False) == []
     with pytest.raises(HubTypeImmutable):
         place.hub_created("VPN", dynamic=True)
     c = reg.link_opened(b"c" * 32, 1.0)
     reg.joined(c, info("c"), 1.0)
-    assert place.member_joined(c) == [CreateHubInstance(member_id=c, hub="VPN", dynamic=False)]
+    place.member_joined(c)
+    assert reg.hosting_members("VPN") == [ME_ID, a, b, c]
 
 
 def test_static_session_goes_to_highest_points_admin_stays(cluster):
@@ -160,10 +162,12 @@ def test_unknown_reported_hub_deleted(cluster):
 
 def test_hub_deleted_stops_all_instances(cluster):
     reg, place, (a, b) = cluster
+    place.hub_created("D", dynamic=True)
+    report(reg, place, a, 1.0, sessions=1, hubs=[("D", True, 1)])
+    assert place.hub_deleted("d") == [DeleteHubInstance(member_id=a, hub="D", reason="hub deleted")]
     place.hub_created("VPN", dynamic=False)
-    assert place.hub_deleted("vpn") == [
-        DeleteHubInstance(member_id=m, hub="VPN", reason="hub deleted") for m in (ME_ID, a, b)
-    ]
+    assert place.hub_deleted("vpn") == []  # static: the pushed config ends them
+    assert reg.hosting_members("VPN") == []
     with pytest.raises(HubUnknown):
         place.place_session("VPN", 1.0)
     with pytest.raises(HubUnknown):
@@ -186,3 +190,20 @@ def test_hub_life_table():
             if (state, event) not in HUB_TRANSITIONS:
                 with pytest.raises(IllegalTransition, match=event.name):
                     hub_transition(state, event)
+
+
+def test_sync_hubs_follows_the_config(cluster):
+    reg, place, (a, b) = cluster
+    assert place.sync_hubs({"S1": False, "D1": True}) == ([], [])
+    assert reg.hosting_members("s1") == [ME_ID, a, b]
+    assert place.sync_hubs({"s1": False, "D1": True}) == ([], [])  # names compare case-insensitively
+    actions, refused = place.sync_hubs({"S1": True})
+    assert refused and actions == []  # D1 deleted (never placed: no action); S1 keeps its type
+    assert place.hub_names() == ["S1"]
+    d = place.place_session("S1", 1.0)
+    assert d.member_id in (a, b)
+    place.hub_created("D2", dynamic=True)
+    d = place.place_session("D2", 1.0)
+    actions, _ = place.sync_hubs({})
+    assert actions == [DeleteHubInstance(member_id=d.member_id, hub="D2", reason="hub deleted")]
+    assert place.hub_names() == []

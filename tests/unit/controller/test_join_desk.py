@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from controller.core import JoinDesk, JoinThrottled, NoJoinInProgress
+from controller.join_desk import JoinDesk, JoinThrottled, NoJoinInProgress
 from controller.errors import AuthFailed
 from controller.joinauth import ControllerJoinAuth, MemberJoinAuth
 from controller.registry import JoinInfo
@@ -96,21 +96,6 @@ def test_log_lines_are_bounded_across_keys():
     assert desk.refusal(b"Y" * 32, 59.0) is None
     assert desk.refusal(b"Z" * 32, 60.0) == 11  # budget back; the line says what it missed
     assert desk.refusal(b"Z" * 32, 60.5) is None
-
-
-def test_hub_book_follows_the_config():
-    from controller.core import HubBook
-    from controller.placement import CreateHubInstance, DeleteHubInstance, Placement
-    from controller.registry import ME_ID, Registry
-    registry = Registry(CTL, INFO, 0.0)
-    book = HubBook(Placement(registry))
-    actions, refused = book.sync({"S1": False, "D1": True})
-    assert actions == [CreateHubInstance(member_id=ME_ID, hub="S1", dynamic=False)] and refused == []
-    assert book.sync({"s1": False, "D1": True}) == ([], [])  # names compare case-insensitively
-    actions, refused = book.sync({"S1": True})
-    assert refused and actions == []  # D1 deleted (never placed: no action); S1 keeps its type
-    actions, _ = book.sync({})
-    assert actions == [DeleteHubInstance(member_id=ME_ID, hub="S1", reason="hub deleted")]
 
 
 def test_failure_records_expire_in_last_touched_order():
