@@ -1,0 +1,164 @@
+"""ControllerCore fed by hand: join, polls on one deadline, eviction, rejoin
+checks, configuration pushes, and dynamic hubs placed on the controller."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from controller import core as cc
+from controller import messages as msg
+from controller.errors import AuthFailed
+from controller.join_desk import JoinThrottled
+from controller.joinauth import MemberJoinAuth
+from controller.registry import ME_ID, HubInstance, JoinInfo, MemberEvicted, MemberJoined, MemberStatus
+from tests.unit.controller.simcluster import hub_config
+
+KEY = b"C" * 32
+MEMBER = b"M" * 32
+PASSWORD = b"p" * 20
+
+
+def make_core(*hubs: msg.HubConfig, controller_only: bool = True) -> cc.ControllerCore:
+    config = cc.ClusterConfig(serial=1, password_hash=PASSWORD, controller_only=controller_only, hubs=hubs)
+    info = JoinInfo(hostname="ctl", public_ip="127.0.0.1", public_ports=(443,))
+    return cc.ControllerCore(key=KEY, info=info, config=config, now=0.0)
+
+
+def hello(auth: MemberJoinAuth, **changes: object) -> msg.JoinHello:
+    fields = dict(version=msg.PROTOCOL_VERSION, nonce=auth.hello(), hostname="m1", public_ip="",
+                  public_ports=[443], weight=100, max_sessions=0, server_cert=b"")
+    fields.update(changes)
+    return msg.JoinHello(**fields)  # type: ignore[arg-type]
+
+
+def join(core: cc.ControllerCore, now: float, key: bytes = MEMBER, password: bytes = PASSWORD) -> msg.JoinAccepted:
+    auth = MemberJoinAuth(password, key, KEY)
+    challenge = core.receive(key, "10.0.0.9", hello(auth), now)
+    assert isinstance(challenge, msg.JoinChallenge)
+    accepted = core.receive(key, "10.0.0.9", msg.JoinProof(proof=auth.receive_challenge(challenge.nonce)), now)
+    assert isinstance(accepted, msg.JoinAccepted)
+    auth.receive_accept(accepted.proof)
+    return accepted
+
+
+def of(actions: list[cc.Action], kind: type) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_join_pushes_the_config_then_polls_after_the_reply():
+    core = make_core(hub_config("VPN", False))
+    core.take_actions()
+    accepted = join(core, 1.0)
+    actions = core.take_actions()
+    requests = of(actions, cc.Request)
+    assert [type(r.message) for r in requests] == [msg.PushConfig, msg.StatusPoll]
+    assert requests[0].message.hubs == [hub_config("VPN", False)] and requests[0].peer == MEMBER
+    assert [type(e.event) for e in of(actions, cc.ClusterEvent)] == [MemberJoined]
+    member = core.registry.get(accepted.member_id)
+    assert member.public_ip == "10.0.0.9"  # "" in the hello: the address its link comes from
+    # Its first report makes it selectable.
+    core.reply_received(requests[1].token, msg.StatusReport(points=100_000, sessions=0, tcp_connections=0,
+                                                             max_sessions=0, hubs=[]), 1.1)
+    assert core.place_session("VPN", 1.2).member_id == accepted.member_id
+
+
+def test_wrong_password_is_refused_logged_once_and_throttled():
+    core = make_core()
+    with pytest.raises(AuthFailed):
+        join(core, 0.0, password=b"x" * 20)
+    logs = of(core.take_actions(), cc.Log)
+    assert len(logs) == 1 and logs[0].level == logging.WARNING and "join refused" in logs[0].text
+    with pytest.raises(JoinThrottled):
+        join(core, 1.0)
+    assert core.registry.by_key(MEMBER) is None
+    join(core, 2.5)  # the right password, after the throttle
+    assert core.registry.by_key(MEMBER) is not None
+
+
+def test_hello_with_another_protocol_or_a_huge_certificate_is_refused():
+    core = make_core()
+    for at, bad in ((0.0, dict(version=1)), (10.0, dict(server_cert=b"c" * (cc.MAX_SERVER_CERT_BYTES + 1)))):
+        with pytest.raises(AuthFailed):
+            core.receive(MEMBER, "", hello(MemberJoinAuth(PASSWORD, MEMBER, KEY), **bad), at)
+
+
+def test_polls_run_on_the_core_deadline_and_one_per_member_in_flight():
+    core = make_core()
+    join(core, 0.0)
+    join_poll = of(core.take_actions(), cc.Request)[1]
+    assert core.next_deadline() == 0.0  # the first round is due at start
+    core.handle_timer(0.0)
+    first = core.take_actions()
+    assert of(first, cc.PollLocal) and not of(first, cc.Request)  # the join's poll is still in flight
+    assert core.next_deadline() == pytest.approx(cc.POLL_INTERVAL_S)
+    core.request_failed(join_poll.token, "timed out", 0.4)
+    core.handle_timer(0.5)
+    assert [type(r.message) for r in of(core.take_actions(), cc.Request)] == [msg.StatusPoll]
+
+
+def test_silent_member_is_evicted_told_to_rejoin_and_forgotten():
+    core = make_core()
+    member_id = join(core, 0.0).member_id
+    core.take_actions()
+    core.handle_timer(3.0)
+    actions = core.take_actions()
+    assert [type(e.event) for e in of(actions, cc.ClusterEvent)][-1] is MemberEvicted
+    sends = of(actions, cc.Send)
+    assert sends and isinstance(sends[0].message, msg.Rejoin) and sends[0].peer == MEMBER
+    assert of(actions, cc.Forget) == [cc.Forget(MEMBER)]
+    assert [m.member_id for m in core.listed_members(3.0)] == [ME_ID]
+    assert join(core, 4.0).member_id == member_id  # same key, same id
+
+
+def test_a_stranger_that_talks_as_if_joined_is_told_to_rejoin():
+    core = make_core()
+    with pytest.raises(cc.NotJoined):
+        core.receive(MEMBER, "", msg.Leave(reason="x"), 0.0)
+    assert isinstance(of(core.take_actions(), cc.Send)[0].message, msg.Rejoin)
+    core.peer_seen(MEMBER, 1.0)  # heartbeats only (it thinks it is joined)
+    assert core.next_deadline() <= 1.0 + cc.REJOIN_GRACE_S
+    core.handle_timer(1.0 + cc.REJOIN_GRACE_S)
+    assert [s.message.reason for s in of(core.take_actions(), cc.Send)] == [
+        "not joined (evicted or unknown to this controller)"]
+    # A peer that is joining by then is left alone.
+    core.peer_seen(MEMBER, 5.0)
+    auth = MemberJoinAuth(PASSWORD, MEMBER, KEY)
+    core.receive(MEMBER, "", hello(auth), 5.5)
+    core.handle_timer(5.0 + cc.REJOIN_GRACE_S)
+    assert not of(core.take_actions(), cc.Send)
+
+
+def test_configuration_changes_are_pushed_to_every_member():
+    core = make_core()
+    join(core, 0.0)
+    core.take_actions()
+    config = cc.ClusterConfig(serial=7, password_hash=PASSWORD, controller_only=True,
+                              hubs=(hub_config("D", True),))
+    core.configure(config, 1.0)
+    (push,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.PushConfig)]
+    assert push.message.serial == 7 and core.placement.is_dynamic("D")
+    core.request_failed(push.token, "over the frame limit", 1.5)
+    (line,) = of(core.take_actions(), cc.Log)
+    assert "serial 7" in line.text and "over the frame limit" in line.text
+
+
+def test_dynamic_hub_placed_on_the_controller_is_a_local_instance():
+    core = make_core(hub_config("D", True), controller_only=False)
+    core.take_actions()
+    assert core.place_session("D", 0.1).member_id == ME_ID
+    assert of(core.take_actions(), cc.SetLocalInstance) == [cc.SetLocalInstance("D", running=True)]
+    empty = MemberStatus(points=100_000, sessions=0, hubs=(HubInstance(name="D", dynamic=True, sessions=0),))
+    core.local_status(empty, 61.0)  # still empty after the create history
+    assert of(core.take_actions(), cc.SetLocalInstance) == [cc.SetLocalInstance("D", running=False)]
+
+
+def test_leave_drains_then_forgets_the_route():
+    core = make_core()
+    join(core, 0.0)
+    core.take_actions()
+    assert core.receive(MEMBER, "", msg.Leave(reason="mode change"), 1.0) == msg.Ack()
+    actions = core.take_actions()
+    assert of(actions, cc.Forget) == [cc.Forget(MEMBER)]
+    assert [m.member_id for m in core.listed_members(1.0)] == [ME_ID]
