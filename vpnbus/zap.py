@@ -77,9 +77,20 @@ class ZapAuthenticator(Authenticator):
                 request = sock.recv_multipart(zmq.NOBLOCK)
                 try:
                     await self.handle_zap_message(request)
-                except Exception:  # that handshake fails; ZAP must keep serving the others
-                    self.log.exception("ZAP request not answered")
+                except Exception:  # a bug in a callback fails that handshake, never ZAP itself
+                    self.log.exception("ZAP request failed; answering 500")
+                    self._answer_failure(request)
             await self._readable.wait()
+
+    def _answer_failure(self, request: list[bytes]) -> None:
+        # REP must send before it may receive again; if the failure came after
+        # the reply was sent, libzmq refuses this one (EFSM) and all is well.
+        request_id = request[1] if len(request) > 1 else b""
+        try:
+            self.zap_socket.send_multipart([b"1.0", request_id, b"500", b"Internal error", b"", b""],
+                                           zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def stop(self) -> None:
         if self._fd is not None and self._loop is not None and not self._loop.is_closed():

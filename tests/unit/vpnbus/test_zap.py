@@ -75,3 +75,29 @@ def test_a_second_authenticator_on_one_context_is_refused_and_leaves_the_first_s
             ctx.destroy(linger=0)
 
     asyncio.run(main())
+
+
+class FailsOnce(KeyPolicy):
+    def __init__(self) -> None:
+        super().__init__(allow_any=True)
+        self.failed = False
+
+    def callback(self, domain: str, z85_key: bytes) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("policy bug")
+        return super().callback(domain, z85_key)
+
+
+def test_a_failing_policy_fails_one_handshake_and_zap_keeps_serving():
+    async def main():
+        ctx = zmq.asyncio.Context()
+        auth = start_authenticator(ctx, FailsOnce())
+        try:
+            assert (await ask(ctx, ALLOWED, b"1"))[0] == b"500"
+            assert (await ask(ctx, ALLOWED, b"2"))[0] == b"200"
+        finally:
+            auth.stop()
+            ctx.destroy(linger=0)
+
+    asyncio.run(main())
