@@ -5,7 +5,7 @@ connected. Every option is set here so the two sides cannot drift:
 
 - CURVE on both; the member pins the controller's public key
   (``curve_serverkey``), so a wrong controller fails the handshake.
-- ZAP (pyzmq's ``AsyncioAuthenticator`` with a credentials callback) decides
+- ZAP (zap.py: pyzmq's ``Authenticator`` with a credentials callback) decides
   which client keys may finish the handshake: a run-time changeable allow-list
   of member keys, or "any CURVE key" while the application authenticates new
   members itself (the join handshake). The authenticated key, z85 text, is the
@@ -47,10 +47,10 @@ from collections.abc import Iterable
 
 import zmq
 import zmq.asyncio
-from zmq.auth.asyncio import AsyncioAuthenticator
 
 from .envelope import MAX_FRAME_BYTES
 from .keys import Keypair, is_key_text
+from .zap import ZapAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +256,14 @@ class KeyPolicy:
         return False
 
 
-def start_authenticator(ctx: zmq.asyncio.Context, policy: KeyPolicy) -> AsyncioAuthenticator:
+def start_authenticator(ctx: zmq.asyncio.Context, policy: KeyPolicy) -> ZapAuthenticator:
     """Start ZAP on ``ctx`` (one per context) answering from ``policy``.
 
     Must run inside the event loop, before the ROUTER binds. Stop it with
-    ``.stop()`` before terminating the context.
+    ``.stop()`` before terminating the context; a new one may start at once
+    after (zap.py says why that needs care).
     """
-    auth = AsyncioAuthenticator(ctx, log=log.getChild("zap"))
+    auth = ZapAuthenticator(ctx, log=log.getChild("zap"))
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=policy)
     auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=policy)
