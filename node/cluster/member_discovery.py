@@ -74,7 +74,7 @@ def parse_answer(status: int, body: bytes) -> tuple[int, str]:
     port, key = doc.get("bus_port"), doc.get("controller_key")
     if type(port) is not int or not 0 < port < 65536:
         raise DiscoveryFailed(Err.PROTOCOL_ERROR, "discovery answer has no valid bus_port")
-    if not is_key_text(key):
+    if not isinstance(key, str) or not is_key_text(key):
         raise DiscoveryFailed(Err.PROTOCOL_ERROR, "discovery answer has no valid controller_key")
     return port, key
 

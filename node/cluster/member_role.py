@@ -211,6 +211,7 @@ class MemberRole:
             self._timer = None
         deadline = self.link.next_deadline()
         if deadline is not None and not self._stopped:
+            assert self._loop is not None  # start() ran
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
