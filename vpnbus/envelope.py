@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -148,8 +149,12 @@ REGISTRY = Registry()
 """The process-wide registry used by default by :func:`message` and the codec."""
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def message(tag: str, *, registry: Registry = REGISTRY) -> Callable[[type[T]], type[T]]:
     """Class decorator: make a frozen, slotted, kw-only dataclass and register it.
+
+    Declared with ``dataclass_transform`` so type checkers see the generated
+    keyword-only ``__init__`` (and flag a missing or misspelt field).
 
     The class must not already be a dataclass. Raises ValueError on a
     duplicate tag. Returns the new (slotted) class.
