@@ -182,7 +182,7 @@ def encode(envelope: Envelope, *, registry: Registry = REGISTRY,
     for name, ident in (("id", envelope.id), ("reply_to", envelope.reply_to)):
         if ident is not None and not (type(ident) is int and 0 <= ident <= _MAX_ID):
             raise ValueError(f"envelope {name} {ident!r} out of range")
-    frame = msgpack.packb({
+    frame: bytes = msgpack.packb({
         "v": ENVELOPE_VERSION, "type": tag, "id": envelope.id,
         "reply_to": envelope.reply_to, "body": NATIVE.encode(envelope.message),
     }, use_bin_type=True)

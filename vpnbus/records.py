@@ -217,7 +217,9 @@ class Codec:
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return _enum_plain
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            return lambda v: self._record_encoder(tp)(v)
+            # By the value's own class: a subclass's extra fields are carried
+            # (and refused by a decoder that lacks them), never cut off.
+            return lambda v: self._record_encoder(type(v))(v)
         if origin is typing.Union or origin is types.UnionType:
             for a in args:
                 self._encoder(a)        # refuse unsupported alternatives now

@@ -150,3 +150,14 @@ class Node:
 def test_a_record_may_contain_itself():
     tree = Node(1, [Node(2, [Node(3)])])
     assert NATIVE.decode(Node, NATIVE.encode(tree)) == tree
+
+
+def test_a_nested_record_is_encoded_by_its_own_class():
+    @dataclasses.dataclass
+    class BigLeaf(Leaf):
+        extra: int = 0
+
+    plain = NATIVE.encode(Tree("t", leaves=[BigLeaf(b"", 1, 2)]))
+    assert plain["leaves"] == [{"key": b"", "n": 1, "extra": 2}]
+    with pytest.raises(RecordError, match=r"^Tree\.leaves\[0\]: undeclared field\(s\) \['extra'\]$"):
+        NATIVE.decode(Tree, plain)    # extra data is refused, never cut off silently
