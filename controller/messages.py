@@ -34,8 +34,9 @@ from __future__ import annotations
 from controller.tickets import PolicyValue
 from vpnbus.envelope import message
 
-PROTOCOL_VERSION = 2
-"""2: the member proves the password first (1 had the controller prove first)."""
+PROTOCOL_VERSION = 3
+"""3: UserConfig carries created_time/updated_time (a version-2 member refuses those fields).
+2: the member proves the password first (1 had the controller prove first)."""
 
 
 @message("cluster.ack")
@@ -114,6 +115,9 @@ class Rejoin:
 
 
 # -- configuration ----------------------------------------------------------
+# HubConfig and UserConfig have the fields of node/state/model.py's Hub and
+# User, by name and type (a unit test holds them together); the member and the
+# controller convert between them generically (vpnbus.records.convert).
 
 @message("cluster.user")
 class UserConfig:
@@ -125,6 +129,8 @@ class UserConfig:
     group: str = ""
     realname: str = ""
     note: str = ""
+    created_time: float = 0.0
+    updated_time: float = 0.0
     expire_time: float = 0.0
 
 

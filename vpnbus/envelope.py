@@ -28,13 +28,11 @@ Tags are dotted names; the ``bus.`` prefix belongs to vpnbus itself. Import
 the declaring module before the first frame arrives (decode only knows
 registered tags).
 
-Supported field types, checked on decode from the annotations: ``int``,
-``str``, ``bytes``, ``bool``, ``float`` (an int on the wire is accepted and
-widened), ``None``, ``list[T]``, ``tuple[T, ...]``, ``dict[str, T]``,
-``Optional[T]`` / ``T | None`` and other unions (first match wins), ``Enum``
-subclasses (sent as their value) and nested dataclasses (sent as maps). A
-field with a default may be absent; a field not declared is refused, so two
-sides that disagree on a record fail loudly instead of silently losing data.
+Bodies are encoded and checked by the record codec, vpnbus/records.py
+(``records.NATIVE``: bytes as msgpack bin), from the annotations; it lists the
+supported field types. A field with a default may be absent; a field not
+declared is refused, so two sides that disagree on a record fail loudly
+instead of silently losing data.
 
 Decoding untrusted bytes raises exactly one error type, :class:`BadMessage`,
 carrying a :class:`Reason`; the edge counts it and drops that frame. Nothing
@@ -48,12 +46,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import types
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgpack
+
+from .records import NATIVE, RecordError
 
 ENVELOPE_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
@@ -104,21 +103,12 @@ class Envelope:
     """For a reply: the id of the request it answers."""
 
 
-Checker = Callable[[Any, str], Any]
-
-
 class Registry:
-    """Type tag <-> message class, plus each class's compiled field checks.
-
-    Field checks are compiled lazily (first encode/decode), so records may use
-    ``from __future__ import annotations`` and refer to classes declared later
-    in their module.
-    """
+    """Type tag <-> message class (the field checks are vpnbus/records.py's)."""
 
     def __init__(self) -> None:
         self._by_tag: dict[str, type] = {}
         self._tag_of: dict[type, str] = {}
-        self._schemas: dict[type, list[tuple[str, Checker, bool]]] = {}
 
     def register(self, tag: str, cls: type) -> None:
         """Register ``cls`` (already a dataclass) under ``tag``.
@@ -145,116 +135,26 @@ class Registry:
     def __contains__(self, cls: object) -> bool:
         return cls in self._tag_of
 
-    def schema(self, cls: type) -> list[tuple[str, Checker, bool]]:
-        """[(field name, checker, required)] for a dataclass, compiled once."""
-        compiled = self._schemas.get(cls)
-        if compiled is None:
-            hints = typing.get_type_hints(cls)
-            compiled = []
-            for f in dataclasses.fields(cls):
-                required = (f.default is dataclasses.MISSING
-                            and f.default_factory is dataclasses.MISSING)
-                compiled.append((f.name, self._checker(hints[f.name]), required))
-            self._schemas[cls] = compiled
-        return compiled
-
-    def _checker(self, tp: Any) -> Checker:
-        """Build a function value, where -> checked value, or raise BadMessage."""
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if tp is Any:
-            raise TypeError("Any is not a checkable message field type")
-        if tp is bool or tp is str or tp is bytes or tp is type(None) or tp is None:
-            exact = type(None) if tp is None else tp
-            return lambda v, where: v if type(v) is exact else _wrong(where, exact, v)
-        if tp is int:
-            # bool is an int subclass in Python; on the wire it is not.
-            return lambda v, where: v if type(v) is int else _wrong(where, int, v)
-        if tp is float:
-            return lambda v, where: (float(v) if type(v) in (float, int)
-                                     else _wrong(where, float, v))
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            return lambda v, where: _enum_value(tp, v, where)
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            return lambda v, where: self._build(tp, v, where)
-        if origin is typing.Union or origin is types.UnionType:
-            options = [self._checker(a) for a in args]
-            return lambda v, where: _first_match(options, v, where)
-        if origin is list and len(args) == 1:
-            item = self._checker(args[0])
-            return lambda v, where: ([item(x, f"{where}[{i}]") for i, x in enumerate(v)]
-                                     if type(v) is list else _wrong(where, list, v))
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            item = self._checker(args[0])
-            return lambda v, where: (tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
-                                     if type(v) is list else _wrong(where, list, v))
-        if origin is dict and len(args) == 2 and args[0] is str:
-            value = self._checker(args[1])
-            return lambda v, where: (_check_map(v, value, where)
-                                     if type(v) is dict else _wrong(where, dict, v))
-        raise TypeError(f"unsupported message field type {tp!r}")
-
-    def _build(self, cls: type[T], body: Any, where: str) -> T:
-        """Construct ``cls`` from a wire map, checking every field."""
-        if type(body) is not dict:
-            _wrong(where, dict, body)
-        schema = self.schema(cls)
-        known = {name for name, _, _ in schema}
-        extra = body.keys() - known
-        if extra:
-            raise BadMessage(Reason.BAD_FIELD, f"{where}: undeclared field(s) {sorted(extra)}")
-        kwargs = {}
-        for name, check, required in schema:
-            if name in body:
-                kwargs[name] = check(body[name], f"{where}.{name}")
-            elif required:
-                raise BadMessage(Reason.BAD_FIELD, f"{where}.{name}: missing")
-        return cls(**kwargs)
-
     def decode_body(self, tag: str, body: Any) -> Any:
         cls = self._by_tag.get(tag)
         if cls is None:
             raise BadMessage(Reason.UNKNOWN_TYPE, repr(tag)[:80])
-        return self._build(cls, body, tag)
-
-
-def _wrong(where: str, expected: type, got: Any) -> Any:
-    raise BadMessage(Reason.BAD_FIELD,
-                     f"{where}: expected {expected.__name__}, got {type(got).__name__}")
-
-
-def _enum_value(cls: type[enum.Enum], v: Any, where: str) -> enum.Enum:
-    if type(v) not in (int, str):
-        _wrong(where, cls, v)
-    try:
-        return cls(v)
-    except ValueError:
-        raise BadMessage(Reason.BAD_FIELD, f"{where}: {v!r} is not a {cls.__name__}") from None
-
-
-def _first_match(options: list[Checker], v: Any, where: str) -> Any:
-    for check in options:
         try:
-            return check(v, where)
-        except BadMessage:
-            continue
-    raise BadMessage(Reason.BAD_FIELD, f"{where}: {type(v).__name__} fits no alternative")
-
-
-def _check_map(v: dict, value: Checker, where: str) -> dict:
-    out = {}
-    for k, x in v.items():
-        if type(k) is not str:
-            raise BadMessage(Reason.BAD_FIELD, f"{where}: non-str key")
-        out[k] = value(x, f"{where}[{k!r}]")
-    return out
+            return NATIVE.decode(cls, body, tag)
+        except RecordError as exc:
+            raise BadMessage(Reason.BAD_FIELD, str(exc)) from None
 
 
 REGISTRY = Registry()
 """The process-wide registry used by default by :func:`message` and the codec."""
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def message(tag: str, *, registry: Registry = REGISTRY) -> Callable[[type[T]], type[T]]:
     """Class decorator: make a frozen, slotted, kw-only dataclass and register it.
+
+    Declared with ``dataclass_transform`` so type checkers see the generated
+    keyword-only ``__init__`` (and flag a missing or misspelt field).
 
     The class must not already be a dataclass. Raises ValueError on a
     duplicate tag. Returns the new (slotted) class.
@@ -270,19 +170,6 @@ def message(tag: str, *, registry: Registry = REGISTRY) -> Callable[[type[T]], t
     return wrap
 
 
-def _to_wire(value: Any) -> Any:
-    """Message record -> plain msgpack-able values (records become maps)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_to_wire(x) for x in value]
-    if isinstance(value, dict):
-        return {k: _to_wire(x) for k, x in value.items()}
-    return value
-
-
 def encode(envelope: Envelope, *, registry: Registry = REGISTRY,
            max_frame_bytes: int = MAX_FRAME_BYTES) -> bytes:
     """Envelope -> bytes.
@@ -295,9 +182,9 @@ def encode(envelope: Envelope, *, registry: Registry = REGISTRY,
     for name, ident in (("id", envelope.id), ("reply_to", envelope.reply_to)):
         if ident is not None and not (type(ident) is int and 0 <= ident <= _MAX_ID):
             raise ValueError(f"envelope {name} {ident!r} out of range")
-    frame = msgpack.packb({
+    frame: bytes = msgpack.packb({
         "v": ENVELOPE_VERSION, "type": tag, "id": envelope.id,
-        "reply_to": envelope.reply_to, "body": _to_wire(envelope.message),
+        "reply_to": envelope.reply_to, "body": NATIVE.encode(envelope.message),
     }, use_bin_type=True)
     if len(frame) > max_frame_bytes:
         raise ValueError(f"{tag}: encoded frame {len(frame)} bytes > {max_frame_bytes}")

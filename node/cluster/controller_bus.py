@@ -54,13 +54,10 @@ def cluster_hubs(config: model.Server) -> dict[str, bool]:
 
 
 def hub_configs(config: model.Server) -> list[msg.HubConfig]:
-    """Every cluster hub, whole, as PushConfig carries it."""
-    return [msg.HubConfig(
-        name=h.name, hub_type=h.hub_type, online=h.online, max_session=h.max_session, no_enum=h.no_enum,
-        hashed_password=h.hashed_password, secure_password=h.secure_password, created_time=h.created_time,
-        users=[msg.UserConfig(name=u.name, auth_type=u.auth_type, hashed_key=u.hashed_key, group=u.group,
-                              realname=u.realname, note=u.note, expire_time=u.expire_time) for u in h.users],
-    ) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
+    """Every cluster hub, whole, as PushConfig carries it (copied field by
+    field name, so a model field HubConfig/UserConfig lacks is refused, never dropped)."""
+    from vpnbus.records import convert
+    return [convert(h, msg.HubConfig) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
 
 
 def bus_host(config: model.Server) -> str:

@@ -98,17 +98,13 @@ def forget_controller_pin(state_dir: Path) -> None:
 
 
 def hub_from_push(hub: HubConfig) -> model.Hub:
-    """A pushed hub as this node stores it. Raises ValueError for a hub type
-    a controller may not push (only static 1 and dynamic 2 exist in a cluster)."""
+    """A pushed hub as this node stores it, every field copied by name
+    (vpnbus.records.convert). Raises ValueError for a hub type a controller
+    may not push (only static 1 and dynamic 2 exist in a cluster)."""
     if hub.hub_type not in (model.HUB_STATIC, model.HUB_DYNAMIC):
         raise ValueError(f"hub {hub.name!r}: type {hub.hub_type} is not a cluster hub type")
-    return model.Hub(
-        name=hub.name, hub_type=hub.hub_type, online=hub.online, max_session=hub.max_session,
-        no_enum=hub.no_enum, hashed_password=hub.hashed_password,
-        secure_password=hub.secure_password, created_time=hub.created_time,
-        users=[model.User(name=u.name, auth_type=u.auth_type, hashed_key=u.hashed_key, group=u.group,
-                          realname=u.realname, note=u.note, expire_time=u.expire_time)
-               for u in hub.users])
+    from vpnbus.records import convert
+    return convert(hub, model.Hub)
 
 
 class MemberRole:

@@ -14,8 +14,10 @@ from controller.messages import (
     Ack, CreateHubInstance, DeleteHubInstance, HubConfig, Rejoin, StatusPoll, StatusReport,
 )
 import node.admin.methods_farm_member  # noqa: F401  (registers GetFarmConnectionStatus)
+import node.admin.methods_user  # noqa: F401  (registers GetUser)
 from node.admin.dispatch import AdminContext, dispatch
 from node.admin.jsonrpc import RpcError
+from node.cluster.controller_bus import hub_configs
 from node.cluster.member_link import LinkState
 from node.cluster.member_role import MemberRole
 from node.server import VpnServer
@@ -94,6 +96,25 @@ def test_joins_pins_and_applies_the_push(tmp_path):
         hub = server.state.config.find_hub("hub1")
         assert hub is not None and hub.hub_type == model.HUB_STATIC
         assert hub.find_user("ALICE").hashed_key == b"\x03" * 20
+    run(tmp_path, body)
+
+
+def test_a_pushed_user_keeps_its_times_on_the_member(tmp_path):
+    """Issue 8: GetUser on a member showed 1970 (the push dropped the user's times)."""
+    controller_config = model.Server(admin_password_hash=b"\x01" * 20, listeners=[], hubs=[model.Hub(
+        "HUB2", hub_type=model.HUB_STATIC, created_time=1_700_000_000.0, users=[model.User(
+            "bob", hashed_key=b"\x03" * 20, created_time=1_700_000_001.5, updated_time=1_700_000_002.25)])])
+
+    async def body(ctl, server, role):
+        await role.start()
+        await until(online(role))
+        await until(lambda: server.state.config.hubs != [])
+        assert await ctl.push(ctl.joined[0], hubs=hub_configs(controller_config), serial=30) == Ack()
+        assert server.state.config.hubs == controller_config.hubs
+        user = dispatch(AdminContext(server=server), "GetUser", {"HubName_str": "HUB2", "Name_str": "bob"})
+        assert (user["CreatedTime_dt"], user["UpdatedTime_dt"]) == ("2023-11-14T22:13:21.500Z",
+                                                                    "2023-11-14T22:13:22.250Z")
+        assert NodeState.open(server.state_dir).config.hubs == controller_config.hubs
     run(tmp_path, body)
 
 
