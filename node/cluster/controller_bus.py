@@ -14,6 +14,7 @@ from controller import messages as msg
 from node.state import model
 from vpnbus.endpoint import BusConfig, EventCallback, Handler
 from vpnbus.keys import Keypair, load_or_create
+from vpnbus.records import convert
 from vpnbus.server import BusServer
 from vpnbus.sockets import KeyPolicy, tcp_endpoint
 
@@ -56,7 +57,6 @@ def cluster_hubs(config: model.Server) -> dict[str, bool]:
 def hub_configs(config: model.Server) -> list[msg.HubConfig]:
     """Every cluster hub, whole, as PushConfig carries it (copied field by
     field name, so a model field HubConfig/UserConfig lacks is refused, never dropped)."""
-    from vpnbus.records import convert
     return [convert(h, msg.HubConfig) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
 
 

@@ -54,6 +54,7 @@ from node.softether.errors import Err
 from node.state import model
 from vpnbus import keys
 from vpnbus.client import BusClient
+from vpnbus.records import convert
 from vpnbus.endpoint import BusConfig, RemoteError, RequestFailed, RequestTimeout
 from vpnbus.requests import PeerSilent
 from vpnbus.sockets import BusError, QueueFull, tcp_endpoint
@@ -103,7 +104,6 @@ def hub_from_push(hub: HubConfig) -> model.Hub:
     may not push (only static 1 and dynamic 2 exist in a cluster)."""
     if hub.hub_type not in (model.HUB_STATIC, model.HUB_DYNAMIC):
         raise ValueError(f"hub {hub.name!r}: type {hub.hub_type} is not a cluster hub type")
-    from vpnbus.records import convert
     return convert(hub, model.Hub)
 
 
