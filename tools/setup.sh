@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything vpncluster and its tests need on a fresh Debian machine:
 # Debian packages (iproute2, iperf3, SoftEther's real server/client/vpncmd as
-# the yardstick) and the Python package itself with its test extras.
+# the yardstick) and the Python package itself with its test extras (pytest,
+# mypy and the stubs it reads).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."

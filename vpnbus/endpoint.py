@@ -34,7 +34,7 @@ import collections
 import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import zmq
@@ -89,7 +89,7 @@ class RemoteError(BusError):
 Handler = Callable[[str, Any], "Awaitable[Any | None] | Any | None"]
 EventCallback = Callable[[PeerSeen | PeerSilent], None]
 
-_MONITORED = {
+_MONITORED: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake_succeeded",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed_no_detail",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed_protocol",
@@ -365,7 +365,7 @@ class Endpoint:
 
     # -- time ---------------------------------------------------------------
 
-    def _emit(self, events: list[PeerSeen | PeerSilent]) -> None:
+    def _emit(self, events: Sequence[PeerSeen | PeerSilent]) -> None:
         for event in events:
             # Debug only: strangers (any key may connect) would write two lines per fresh key.
             log.debug("bus: %s", event)

@@ -18,9 +18,11 @@ receive them by claiming that member's id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.auth.asyncio import AsyncioAuthenticator
 
 from .endpoint import BusConfig, Endpoint, EventCallback, Handler
 from .envelope import BadMessage, Reason
@@ -31,6 +33,14 @@ from .sockets import KeyPolicy, PeerUnreachable, make_router, start_authenticato
 _MAX_ADDRESSES = 4096
 
 
+def _property(frame: zmq.Frame, name: str) -> str:
+    """A metadata property of the connection `frame` came on (zmq_msg_gets);
+    ZMQError if it has none."""
+    value = frame.get(name)
+    assert isinstance(value, str)  # pyzmq types it int | str: int only for numeric options
+    return value
+
+
 class BusServer(Endpoint):
     """The controller's end: one CURVE ROUTER, ZAP by :class:`KeyPolicy`."""
 
@@ -38,7 +48,7 @@ class BusServer(Endpoint):
                  on_event: EventCallback | None = None, config: BusConfig = BusConfig()) -> None:
         super().__init__(keys, handler, on_event, config)
         self.policy = policy if policy is not None else KeyPolicy()
-        self._auth = None
+        self._auth: AsyncioAuthenticator | None = None
         self._addresses: dict[str, str] = {}
         self._routes: dict[str, bytes] = {}
         self.endpoint = ""
@@ -90,7 +100,7 @@ class BusServer(Endpoint):
         messages come from, or None if the peer is not live."""
         return self._addresses.get(peer)
 
-    def _emit(self, events: list[PeerSeen | PeerSilent]) -> None:
+    def _emit(self, events: Sequence[PeerSeen | PeerSilent]) -> None:
         for event in events:
             if isinstance(event, PeerSilent):
                 self._addresses.pop(event.peer, None)
@@ -104,7 +114,7 @@ class BusServer(Endpoint):
 
     def _unframe(self, frames: list[zmq.Frame]) -> tuple[str, zmq.Frame] | None:
         try:
-            peer = frames[-1].get("User-Id")
+            peer = _property(frames[-1], "User-Id")
         except zmq.ZMQError:
             peer = "?"
         if len(frames) != 2:
@@ -116,7 +126,7 @@ class BusServer(Endpoint):
         # Read once per live episode.
         if peer not in self._addresses and self._room_for(self._addresses, peer):
             try:
-                self._addresses[peer] = frames[-1].get("Peer-Address")
+                self._addresses[peer] = _property(frames[-1], "Peer-Address")
             except zmq.ZMQError:
                 pass
         return peer, frames[1]

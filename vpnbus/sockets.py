@@ -37,6 +37,7 @@ what the controller sends to that member.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import errno
@@ -187,6 +188,7 @@ def send_nowait(sock: zmq.asyncio.Socket, frames: list[bytes]) -> None:
     # zmq.asyncio tries a NOBLOCK send at once and returns a finished future
     # (we never leave blocking sends pending, so it never defers).
     fut = sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
+    assert isinstance(fut, asyncio.Future)  # typed Awaitable; zmq.asyncio returns a Future
     exc = fut.exception() if fut.done() else None
     if not fut.done():  # cannot happen with NOBLOCK; never leave it dangling
         fut.cancel()

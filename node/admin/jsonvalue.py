@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import datetime as _dt
 import ipaddress
 from typing import Any
@@ -93,6 +94,9 @@ class Params:
     `InvalidParams`.
     """
 
+    # The methods named after JSON types (`str`, `bool`) shadow the builtins in
+    # this class body, so annotations below `str` spell `builtins.str`.
+
     def __init__(self, raw: dict[str, Any]):
         self._raw = raw
 
@@ -110,22 +114,22 @@ class Params:
             raise InvalidParams(name + suffix, "expected a string")
         return value
 
-    def utf(self, name: str) -> str:
+    def utf(self, name: builtins.str) -> builtins.str:
         return self.str(name, "_utf")
 
-    def u32(self, name: str) -> int:
+    def u32(self, name: builtins.str) -> int:
         value = self._get(name, "_u32")
         return 0 if value is None else _to_int(name + "_u32", value, U32_MAX)
 
-    def u64(self, name: str) -> int:
+    def u64(self, name: builtins.str) -> int:
         value = self._get(name, "_u64")
         return 0 if value is None else _to_int(name + "_u64", value, U64_MAX)
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> bool:
         value = self._get(name, "_bool")
         return False if value is None else _to_bool(name + "_bool", value)
 
-    def u32_list(self, name: str) -> list[int]:
+    def u32_list(self, name: builtins.str) -> list[int]:
         value = self._get(name, "_u32")
         if value is None:
             return []
@@ -133,7 +137,7 @@ class Params:
             value = [value]
         return [_to_int(name + "_u32", v, U32_MAX) for v in value]
 
-    def bin(self, name: str) -> bytes:
+    def bin(self, name: builtins.str) -> bytes:
         value = self._get(name, "_bin")
         if value is None:
             return b""
@@ -144,7 +148,7 @@ class Params:
         except (binascii.Error, ValueError):
             raise InvalidParams(name + "_bin", "not valid Base64") from None
 
-    def dt(self, name: str) -> float:
+    def dt(self, name: builtins.str) -> float:
         value = self._get(name, "_dt")
         if value is None:
             return 0.0
@@ -157,7 +161,7 @@ class Params:
         except ValueError:
             raise InvalidParams(name + "_dt", "not an RFC 3339 time") from None
 
-    def ip(self, name: str) -> str:
+    def ip(self, name: builtins.str) -> builtins.str:
         value = self.str(name, "_ip")
         if value == "":
             return "0.0.0.0"

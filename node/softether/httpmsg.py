@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generic, TypeVar, Union
 
 import h11
 
@@ -59,6 +59,11 @@ HTTP_PACK_MAX_SIZE = 65536  # the server's limit on a client's PACK
 CLIENT_MAX_BODY = 8 * 1024 * 1024
 _KEEP_ALIVE = [("Connection", "Keep-Alive"), ("Keep-Alive", "timeout=15; max=19")]
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+# What a channel reads: requests on the server side, responses on the client's.
+_Head = TypeVar("_Head", h11.Request, h11.Response)
+# A request as the client channel writes it (kept to replay after a restart).
+_RequestEvents = list[Union[h11.Request, h11.Data, h11.EndOfMessage]]
 
 
 class HttpError(ProtocolError):
@@ -112,13 +117,18 @@ def _with_padding(pack: Pack, rand_bytes: RandBytes | None) -> bytes:
     return padded.encode()
 
 
-class _Channel:
-    """Shared h11 plumbing: incremental message assembly, errors, restarts."""
+class _Channel(Generic[_Head]):
+    """Shared h11 plumbing: incremental message assembly, errors, restarts.
 
-    def __init__(self, role: type[h11.SERVER] | type[h11.CLIENT]) -> None:
+    `head_type` is the message head the peer sends in `role`'s connection:
+    h11.Request for a server, h11.Response (not 1xx) for a client.
+    """
+
+    def __init__(self, role: type[h11.SERVER] | type[h11.CLIENT], head_type: type[_Head]) -> None:
         self._role = role
+        self._head_type: type[_Head] = head_type
         self._conn = h11.Connection(role)
-        self._head: h11.Request | h11.Response | None = None
+        self._head: _Head | None = None
         self._body = bytearray()
         self._noops = 0
         self._outbox = bytearray()
@@ -142,7 +152,7 @@ class _Channel:
         return self._conn.trailing_data[0]
 
     def _next_message(self, limit: int, on_head: Callable[[int], None] | None = None,
-                      need_body: bool = True) -> tuple[h11.Request | h11.Response, bytes] | None:
+                      need_body: bool = True) -> tuple[_Head, bytes] | None:
         """Advance h11; return (head, body) of a complete message or None.
 
         `on_head(content_length)` may refuse the message before its body is
@@ -156,7 +166,7 @@ class _Channel:
                 ev = conn.next_event()
                 if ev is h11.NEED_DATA or ev is h11.PAUSED:
                     return None
-                if isinstance(ev, (h11.Request, h11.Response)):
+                if isinstance(ev, self._head_type):
                     if ev.http_version != b"1.1":
                         raise HttpError("HTTP version must be 1.1")
                     length = _body_length(list(ev.headers))
@@ -170,6 +180,7 @@ class _Channel:
                     self._body += ev.data
                 elif isinstance(ev, h11.EndOfMessage):
                     head, body = self._head, bytes(self._body)
+                    assert head is not None  # h11 ends only a message it began
                     self._head = None
                     self._body.clear()
                     return head, body
@@ -184,7 +195,7 @@ class _Channel:
         if self._noops > MAX_NOOP_PER_SESSION:
             raise HttpError("too many NOOPs")
 
-    def _restart(self, replay: list | None = None) -> None:
+    def _restart(self, replay: _RequestEvents | None = None) -> None:
         """Fresh h11 parser on the unread bytes (after an unanswered message)."""
         rest, closed = self._conn.trailing_data
         self._conn = h11.Connection(self._role)
@@ -196,7 +207,7 @@ class _Channel:
             self._conn.receive_data(b"")
 
 
-class PackServerChannel(_Channel):
+class PackServerChannel(_Channel[h11.Request]):
     """Server side of one connection's negotiation.
 
     Typical use: `next_signature()` -> `send_pack(Hello(...).to_pack())`
@@ -205,7 +216,7 @@ class PackServerChannel(_Channel):
     """
 
     def __init__(self, max_body: int = HTTP_PACK_MAX_SIZE) -> None:
-        super().__init__(h11.SERVER)
+        super().__init__(h11.SERVER, h11.Request)
         self._max_body = max_body
 
     def next_request(self, max_body: int | None = None) -> HttpRequest | None:
@@ -278,17 +289,17 @@ class PackServerChannel(_Channel):
         return HttpRequest(head.method.decode("latin-1"), head.target.decode("latin-1"), headers, body)
 
 
-class PackClientChannel(_Channel):
+class PackClientChannel(_Channel[h11.Response]):
     """Client side: `signature_request()` -> `next_pack()` (hello) ->
     `send_pack(auth)` -> `next_pack()` (welcome/redirect/error) -> blocks."""
 
     def __init__(self, host: str, max_body: int = CLIENT_MAX_BODY) -> None:
         if not host:
             raise ValueError("host is required (the Host header)")
-        super().__init__(h11.CLIENT)
+        super().__init__(h11.CLIENT, h11.Response)
         self._host = host
         self._max_body = max_body
-        self._last_request: list = []
+        self._last_request: _RequestEvents = []
         self._awaiting_noop_reply = False
 
     def signature_request(self, body: bytes = SIGNATURE_BODY) -> bytes:
@@ -336,7 +347,7 @@ class PackClientChannel(_Channel):
         conn = self._conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
-        events = [
+        events: _RequestEvents = [
             h11.Request(method=b"POST", target=target.encode(),
                         headers=_headers([("Host", self._host), ("Content-Type", content_type),
                                           ("Content-Length", str(len(body))), *_KEEP_ALIVE])),

@@ -37,7 +37,7 @@ import ipaddress
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Literal, TypeVar, Union, overload
 
 from node.softether.errors import Err
 from node.softether.protocol_error import ProtocolError
@@ -57,6 +57,7 @@ _IPV6_MARKER = int.from_bytes(bytes((192, 0, 2, 254)), "little")
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 RandBytes = Callable[[int], bytes]
+_T = TypeVar("_T")
 
 
 class ValueType(enum.IntEnum):
@@ -94,6 +95,11 @@ def _key(name: str) -> str:
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def _at(values: tuple[_T, ...], index: int) -> _T | None:
+    """values[index], or None for an index out of range (negative included)."""
+    return values[index] if 0 <= index < len(values) else None
 
 
 def _check_value(vtype: ValueType, v: object) -> object:
@@ -156,6 +162,19 @@ class Pack:
     def element(self, name: str) -> Element | None:
         """The element of that name, whatever its type, or None."""
         return self._elements.get(_key(name))
+
+    # An element's values all have the Python type of its ValueType (`add`
+    # checks them, `decode` builds them so); the overloads tell mypy which.
+    @overload
+    def values(self, name: str,
+               vtype: Literal[ValueType.INT, ValueType.INT64]) -> tuple[int, ...]: ...
+    @overload
+    def values(self, name: str, vtype: Literal[ValueType.DATA]) -> tuple[bytes, ...]: ...
+    @overload
+    def values(self, name: str,
+               vtype: Literal[ValueType.STR, ValueType.UNISTR]) -> tuple[str, ...]: ...
+    @overload
+    def values(self, name: str, vtype: ValueType) -> tuple: ...
 
     def values(self, name: str, vtype: ValueType) -> tuple:
         """All values of the element if it has type `vtype`, else ()."""
@@ -279,35 +298,31 @@ class Pack:
 
     # ---- typed getters (absent or wrong type -> 0 / False / None) ----------
 
-    def _value(self, name: str, vtype: ValueType, index: int) -> object:
-        vals = self.values(name, vtype)
-        return vals[index] if 0 <= index < len(vals) else None
-
     def get_int(self, name: str, index: int = 0) -> int:
-        v = self._value(name, ValueType.INT, index)
+        v = _at(self.values(name, ValueType.INT), index)
         return 0 if v is None else v
 
     def get_ints(self, name: str) -> tuple[int, ...]:
         return self.values(name, ValueType.INT)
 
     def get_int64(self, name: str, index: int = 0) -> int:
-        v = self._value(name, ValueType.INT64, index)
+        v = _at(self.values(name, ValueType.INT64), index)
         return 0 if v is None else v
 
     def get_bool(self, name: str, index: int = 0) -> bool:
         return self.get_int(name, index) != 0
 
     def get_data(self, name: str, index: int = 0) -> bytes | None:
-        return self._value(name, ValueType.DATA, index)
+        return _at(self.values(name, ValueType.DATA), index)
 
     def get_str(self, name: str, index: int = 0) -> str | None:
-        return self._value(name, ValueType.STR, index)
+        return _at(self.values(name, ValueType.STR), index)
 
     def get_strs(self, name: str) -> tuple[str, ...]:
         return self.values(name, ValueType.STR)
 
     def get_unistr(self, name: str, index: int = 0) -> str | None:
-        return self._value(name, ValueType.UNISTR, index)
+        return _at(self.values(name, ValueType.UNISTR), index)
 
     def get_time64(self, name: str, index: int = 0) -> int:
         """Unix ms of a SoftEther time, 0 when absent or "none"."""
@@ -322,7 +337,7 @@ class Pack:
             scope = self.get_int(name + "@ipv6_scope_id", index)
             addr = ipaddress.IPv6Address(raw)
             return ipaddress.IPv6Address(f"{addr}%{scope}") if scope else addr
-        v = self._value(name, ValueType.INT, index)
+        v = _at(self.values(name, ValueType.INT), index)
         if v is None:
             return None
         return ipaddress.IPv4Address(v.to_bytes(4, "little"))

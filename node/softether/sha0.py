@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-_IV = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0)
+_IV: tuple[int, ...] = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0)
 _MASK = 0xFFFFFFFF
 
 

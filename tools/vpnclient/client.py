@@ -31,7 +31,7 @@ from node.softether.protocol_error import ProtocolError
 from tools.vpnclient.connection import CONNECTING_TIMEOUT_S, Connection, connect
 from tools.vpnclient.frames import Responder, random_mac
 from tools.vpnclient.login import Credentials, PasswordLogin, TicketLogin, Welcomed
-from tools.vpnclient.ports import NotConnected, UserspacePort
+from tools.vpnclient.ports import FramePort, NotConnected, UserspacePort
 from tools.vpnclient.retry import MAX_REDIRECTS, Backoff, ClientStatus, RetryPolicy, State
 
 log = logging.getLogger("vpnclient")
@@ -74,7 +74,7 @@ class Refused(Exception):
 class VpnClient:
     """One VPN session kept alive over reconnects; `port` is a TapPort or UserspacePort."""
 
-    def __init__(self, config: ClientConfig, port, *, status_path: str | None = None,
+    def __init__(self, config: ClientConfig, port: FramePort, *, status_path: str | None = None,
                  backoff: Backoff | None = None) -> None:
         self.config = config
         self.port = port
@@ -94,14 +94,16 @@ class VpnClient:
 
     async def run(self) -> int:
         """Run until stopped or given up; returns the exit status."""
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # run() is a coroutine, so it runs in a task
+        self._task = task
         self.status.started_at = time.time()
         try:
             return await self._loop()
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
-            self._task.uncancel()
+            task.uncancel()
             return self._finish(State.STOPPED, EXIT_STOPPED)
         finally:
             self._drop_connection()

@@ -77,6 +77,7 @@ class _Protocol(asyncio.Protocol):
         self.reason: ProtocolError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # typed BaseTransport; create_connection() gives a stream protocol a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -102,7 +103,7 @@ class _Protocol(asyncio.Protocol):
             self.abort(e)
             return
         out = self.login.data_to_send()
-        if out:
+        if out and self.transport is not None:
             self.transport.write(out)
         if event is not None:
             if isinstance(event, Welcomed):

@@ -157,9 +157,11 @@ class ClientLogin:
 
     def _auth_request(self, hello: Hello) -> AuthRequest:
         creds = self._credentials
-        common = dict(hubname=self._hub, username=self._username, client_str=self._client_str,
-                      max_connection=1, qos=False, half_connection=False, use_encrypt=True)
         if isinstance(creds, TicketLogin):
-            return AuthRequest(authtype=AuthType.TICKET, ticket=creds.ticket, **common)
-        return AuthRequest(authtype=AuthType.PASSWORD,
-                           secure_password=secure_password(creds.hashed_password, hello.random), **common)
+            authtype, ticket, proof = AuthType.TICKET, creds.ticket, b""
+        else:
+            authtype, ticket = AuthType.PASSWORD, b""
+            proof = secure_password(creds.hashed_password, hello.random)
+        return AuthRequest(hubname=self._hub, username=self._username, authtype=authtype,
+                           secure_password=proof, ticket=ticket, client_str=self._client_str,
+                           max_connection=1, qos=False, half_connection=False, use_encrypt=True)

@@ -28,6 +28,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from node.dataplane.tap import DeviceError, open_tap
 from tools.vpnclient.client import EXIT_USAGE, ClientConfig, VpnClient
@@ -45,7 +46,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -110,6 +111,7 @@ def parse_config(args: argparse.Namespace) -> ClientConfig:
 
 async def _run(args: argparse.Namespace, config: ClientConfig) -> int:
     device = None
+    port: TapPort | UserspacePort
     if args.tap:
         try:
             device = await open_tap(args.tap)

@@ -23,12 +23,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+from typing import Protocol
 
 from node.dataplane.tap import TRANSIENT_ERRNOS, FrameDevice
 from tools.vpnclient.connection import Connection
 from tools.vpnclient.frames import Responder
 
 MAX_BURST = 512  # frames per TAP wake-up; bounds one burst at ~800 KB
+
+
+class FramePort(Protocol):
+    """What the reconnect loop needs of a port (TapPort, UserspacePort)."""
+
+    def attach(self, conn: Connection) -> None:
+        """Carry frames over `conn` (a new session) from now on."""
+
+    def detach(self) -> None:
+        """The session ended; stop using its connection."""
 
 
 class NotConnected(Exception):

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from node.softether.errors import Err, error_name, error_text
 from tools.vpnctl.args import UsageError, bind, split_host_port
@@ -45,7 +46,7 @@ DONE_TEXT = "The command completed successfully."
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 

@@ -152,7 +152,7 @@ def _cell(obj: dict[str, Any], field: Field) -> str:
     if key not in obj:
         return ""
     if len(field) == 3:
-        return field[2](obj[key])  # type: ignore[misc]
+        return field[2](obj[key])
     return format_value(key, obj[key])
 
 

@@ -163,22 +163,29 @@ class Node:
                 self.wait_ready(timeout_s)
                 return
             except DrillError:
-                if self.proc.poll() is None or "cannot listen" not in self.log_tail() or not first_start:
+                if self.running() or "cannot listen" not in self.log_tail() or not first_start:
                     raise
         raise DrillError(f"{self.name}: no free port found")
 
+    def live_process(self) -> subprocess.Popen | None:
+        """The vpnd process while it runs; None before spawn() and once it exited."""
+        proc = self.proc
+        return proc if proc is not None and proc.poll() is None else None
+
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.live_process() is not None
 
     def signal(self, sig: int) -> None:
-        if self.running():
-            os.kill(self.proc.pid, sig)
+        proc = self.live_process()
+        if proc is not None:
+            os.kill(proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL, as a crash; reaped at once."""
-        if self.running():
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(STOP_WAIT_S)
+        proc = self.live_process()
+        if proc is not None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_WAIT_S)
 
     def stop(self) -> int | None:
         """SIGCONT, SIGTERM, and SIGKILL if it has not exited within STOP_WAIT_S.

@@ -76,6 +76,7 @@ class RunWatch:
             self.out_s = now - self.fault_at
             self.phase = "recover"
         elif self.phase == "back" and self.victim in listed:
+            assert self.recover_at is not None  # recovered() set it when it entered "back"
             self.back_s = now - self.recover_at
             self.phase = "done"
 
@@ -108,11 +109,12 @@ def recover(scenario: str, node: Node, timeout_s: float) -> None:
     if scenario == "stop":
         node.signal(signal.SIGCONT)
         return
-    if node.running():  # restart: the clean shutdown must end before the port is free again
+    proc = node.live_process()
+    if proc is not None:  # restart: the clean shutdown must end before the port is free again
         try:
-            node.proc.wait(max(0.1, timeout_s))
+            proc.wait(max(0.1, timeout_s))
         except subprocess.TimeoutExpired:
-            raise DrillError(f"{node.name}: pid {node.proc.pid} still running {timeout_s:.0f} s after SIGTERM") \
+            raise DrillError(f"{node.name}: pid {proc.pid} still running {timeout_s:.0f} s after SIGTERM") \
                 from None
     node.start(timeout_s=max(1.0, timeout_s))
 
