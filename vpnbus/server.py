@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
-from zmq.auth.asyncio import AsyncioAuthenticator
 
 from .endpoint import BusConfig, Endpoint, EventCallback, Handler
 from .envelope import BadMessage, Reason
 from .keys import Keypair
 from .requests import PeerSeen, PeerSilent
 from .sockets import KeyPolicy, PeerUnreachable, make_router, start_authenticator
+from .zap import ZapAuthenticator
 
 _MAX_ADDRESSES = 4096
 
@@ -48,7 +48,7 @@ class BusServer(Endpoint):
                  on_event: EventCallback | None = None, config: BusConfig = BusConfig()) -> None:
         super().__init__(keys, handler, on_event, config)
         self.policy = policy if policy is not None else KeyPolicy()
-        self._auth: AsyncioAuthenticator | None = None
+        self._auth: ZapAuthenticator | None = None
         self._addresses: dict[str, str] = {}
         self._routes: dict[str, bytes] = {}
         self.endpoint = ""

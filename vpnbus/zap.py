@@ -73,7 +73,7 @@ class ZapAuthenticator(Authenticator):
         sock = self.zap_socket
         while True:
             self._readable.clear()
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 request = sock.recv_multipart(zmq.NOBLOCK)
                 try:
                     await self.handle_zap_message(request)
