@@ -35,8 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
 
-from node.dataplane.bridge import LocalBridge, Port, VirtualHub
+from node.dataplane.bridge import LocalBridge
 from node.dataplane.switch import Traffic, UnknownPort
+from node.dataplane.virtual_hub import Port, VirtualHub
 from node.state import model
 
 if TYPE_CHECKING:

@@ -1,6 +1,7 @@
 """Test doubles for the data plane: a VPN session with the attributes the
-real `VpnSession` exposes to the hub runtime and the admin API, a data plane
-over a real NodeState in a temporary directory, and frame builders."""
+real `VpnSession` exposes to the running hub and the admin API, a recording
+hub port, a data plane over a real NodeState in a temporary directory, and
+frame builders."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from node.dataplane.hubs import HubInstance
 from node.dataplane.service import DataPlane
+from node.dataplane.virtual_hub import VirtualHub
 from node.server import VpnServer
 from node.state import model
 from node.state.node_state import NodeState
@@ -25,6 +27,30 @@ def ipv4_frame(dst: bytes, src: bytes, src_ip: bytes, dst_ip: bytes) -> bytes:
     """An Ethernet + minimal IPv4 (ICMP) frame: learns src MAC and src IP."""
     header = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0]) + src_ip + dst_ip
     return dst + src + b"\x08\x00" + header + bytes(8 + 18)
+
+
+def eth(dst: bytes, src: bytes, tag: int = 0) -> bytes:
+    return dst + src + b"\x88\xb5" + bytes([tag]) * 46
+
+
+class RecordingPort:
+    """A hub port that records each batch it is sent."""
+
+    def __init__(self, pid: str) -> None:
+        self.id = pid
+        self.name = pid.upper()
+        self.calls: list[list[bytes]] = []
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.calls.append(list(frames))
+
+
+def hub_with(*ports) -> VirtualHub:
+    """A VirtualHub at a fixed time with `ports` attached."""
+    hub = VirtualHub("HUB", clock=lambda: 1.0)
+    for p in ports:
+        hub.attach(p)
+    return hub
 
 
 class FakeSession:
