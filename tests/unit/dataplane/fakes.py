@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Callable
 
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub
 from node.dataplane.service import DataPlane
 from node.dataplane.virtual_hub import VirtualHub
 from node.server import VpnServer
@@ -54,15 +55,15 @@ def hub_with(*ports) -> VirtualHub:
 
 
 class FakeSession:
-    """Stands in for node/dataplane/session.py's VpnSession (same attribute names)."""
+    """Stands in for node/dataplane/session.py's VpnSession (same attribute names).
+    `running_hub` only names it; `running_hub.add_session` attaches it."""
 
-    def __init__(self, instance: HubInstance, username: str, client_ip: str = "127.0.0.5") -> None:
-        self.instance = instance
-        self.name = instance.next_session_name(username)
+    def __init__(self, running_hub: RunningHub, username: str, client_ip: str = "127.0.0.5") -> None:
+        self.name = running_hub.next_session_name(username)
         self.id = ("session", self.name)
         self.connection_name = "CID-7"
         self.username = username
-        self.hub_name = instance.name
+        self.hub_name = running_hub.name
         self.client_ip = client_ip
         self.client_port = 40001
         self.client_hostname = "client-host"
@@ -81,17 +82,18 @@ class FakeSession:
         self.unique_id = bytes(range(16))
         self.received: list[bytes] = []
         self.close_reasons: list[str] = []
-
-    @property
-    def traffic(self):
-        return self.instance.hub.traffic(self)
+        self._detach: Callable[[FakeSession], None] | None = None
 
     def send_frames(self, frames: list[bytes]) -> None:
         self.received.extend(frames)
 
+    def attached(self, detach: Callable[[FakeSession], None]) -> None:
+        self._detach = detach
+
     async def close(self, reason: str) -> None:
         self.close_reasons.append(reason)
-        self.instance.remove_session(self)
+        if self._detach is not None:
+            self._detach(self)
 
 
 def make_server(tmp: Path, hubs: list[model.Hub] | None = None,
