@@ -274,7 +274,7 @@ def delete_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
     if instance is not None and _find_bridge(instance, session_name) is not None:
         raise RpcError(Err.BRIDGE_CANT_DISCONNECT, f"{session_name} is a local bridge (use DeleteLocalBridge)")
     s = instance.find_session(session_name) if instance is not None else None
-    if s is None:
+    if instance is None or s is None:
         raise RpcError(Err.OBJECT_NOT_FOUND, f"no session {session_name!r} on hub {hub_name!r}")
     log.info("admin %s disconnects session %s of hub %s", ctx.peer, s.name, hub_name)
     # the admin call answers at once; the session ends on its own task, as StopSession

@@ -194,10 +194,10 @@ class RunningHub:
         """Take the device away from a bridge session, which stays listed
         (inactive); returns the port for the caller to close."""
         found = self.bridges.get(key)
-        port = found.port if found is not None else None
-        if port is not None:
-            found.port = None
-            self._detach(port)
+        if found is None or found.port is None:
+            return None
+        port, found.port = found.port, None
+        self._detach(port)
         return port
 
     def remove_bridge(self, key: str) -> LocalBridge | None:

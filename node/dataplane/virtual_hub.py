@@ -38,10 +38,14 @@ class Port(Protocol):
     `id` is hashable and unique within a hub; `name` is what MAC/IP table
     listings show (SoftEther's SessionName). `send_frames` receives one list
     per hub batch, must not block, and must not call back into `hub.input`
-    synchronously (queue instead)."""
+    synchronously (queue instead). `id` and `name` are read-only here, so
+    a port may give them narrower types (a session's id is a tuple)."""
 
-    id: Hashable
-    name: str
+    @property
+    def id(self) -> Hashable: ...
+
+    @property
+    def name(self) -> str: ...
 
     def send_frames(self, frames: list[bytes]) -> None: ...
 
