@@ -26,8 +26,9 @@ from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
 from node.admin.methods_hub import existing_hub
-from node.dataplane.hubs import BridgeSession, HubInstance, traffic_dict
-from node.dataplane.switch import Traffic
+from node.dataplane.hubs import BridgeSession, RunningHub, running_hub, traffic_dict
+from node.dataplane.session import VpnSession
+from node.dataplane.switch import IpTableItem, MacTableItem, Traffic
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err
 
@@ -39,11 +40,10 @@ UNDERLAY_TCP_V4, UNDERLAY_TCP_V6 = "Standard TCP/IP (IPv4)", "Standard TCP/IP (I
 DISCONNECT_REASON = "disconnected by the administrator"
 
 
-def _instance(ctx: AdminContext, hub_name: str) -> tuple[str, HubInstance | None]:
-    """(configured hub name, its instance here or None). Raises ERR_HUB_NOT_FOUND."""
+def _instance(ctx: AdminContext, hub_name: str) -> tuple[str, RunningHub | None]:
+    """(configured hub name, its running hub here or None). Raises ERR_HUB_NOT_FOUND."""
     hub = existing_hub(ctx.server.state.config, hub_name)
-    found = ctx.server.hub_runtime(hub.name)
-    return hub.name, found if isinstance(found, HubInstance) else None
+    return hub.name, running_hub(ctx.server.hubs, hub.name)
 
 
 def _is_v6(addr: str) -> bool:
@@ -91,7 +91,7 @@ def _client_traffic(t: Traffic | None) -> dict[str, int]:
             for k, v in traffic_dict(t).items()}
 
 
-def _vpn_view(instance: HubInstance, s: Any) -> _View:
+def _vpn_view(instance: RunningHub, s: VpnSession) -> _View:
     return _View(
         name=s.name, connection_name=s.connection_name, username=s.username, real_username=s.username,
         client_ip=s.client_ip,
@@ -106,7 +106,7 @@ def _vpn_view(instance: HubInstance, s: Any) -> _View:
         traffic=_client_traffic(instance.port_traffic(s)), bridge=False)
 
 
-def _bridge_view(instance: HubInstance, b: BridgeSession) -> _View:
+def _bridge_view(instance: RunningHub, b: BridgeSession) -> _View:
     t = instance.port_traffic(b.port) if b.port is not None else None
     return _View(
         name=b.name, connection_name=b.name, username=BRIDGE_USER_PRINT, real_username="", client_ip="0.0.0.0", client_port=0,
@@ -116,7 +116,7 @@ def _bridge_view(instance: HubInstance, b: BridgeSession) -> _View:
         unique_id=b"", sent_bytes=0, received_bytes=0, traffic=_client_traffic(t), bridge=True)
 
 
-def _views(instance: HubInstance | None) -> list[_View]:
+def _views(instance: RunningHub | None) -> list[_View]:
     if instance is None:
         return []
     return ([_bridge_view(instance, b) for b in list(instance.bridges.values())]
@@ -171,7 +171,7 @@ def _need_name(p: Params) -> str:
     return name
 
 
-def _find_bridge(instance: HubInstance, name: str) -> BridgeSession | None:
+def _find_bridge(instance: RunningHub, name: str) -> BridgeSession | None:
     key = name.lower()
     return next((b for b in instance.bridges.values() if b.name.lower() == key), None)
 
@@ -282,7 +282,7 @@ def delete_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
     return {"HubName_str": hub_name, "Name_str": s.name}
 
 
-def _mac_row(ctx: AdminContext, instance: HubInstance, e: Any) -> dict[str, Any]:
+def _mac_row(ctx: AdminContext, instance: RunningHub, e: MacTableItem) -> dict[str, Any]:
     return {
         "Key_u32": e.key,
         "SessionName_str": e.session_name,
@@ -295,7 +295,7 @@ def _mac_row(ctx: AdminContext, instance: HubInstance, e: Any) -> dict[str, Any]
     }
 
 
-def _ip_row(ctx: AdminContext, instance: HubInstance, e: Any) -> dict[str, Any]:
+def _ip_row(ctx: AdminContext, instance: RunningHub, e: IpTableItem) -> dict[str, Any]:
     text = str(ipaddress.ip_address(bytes(e.ip_address)))
     return {
         "Key_u32": e.key,

@@ -1,10 +1,21 @@
-"""Hub instances: the running side of configured Virtual Hubs on this node.
+"""Running hubs: the configured Virtual Hubs that run on this node.
 
-A `HubInstance` is one running hub: a `VirtualHub` (switch + ports + aging
-timer), the VPN sessions attached to it by name, and the local bridges the
-data plane opened on it. `VpnServer.hubs` maps the lower-cased hub name to
-its instance; the admin API reads it through the `HubRuntime` protocol of
-node/server.py and the VPN session handler registers its sessions here.
+"Hub" names four things in vpncluster; this module is the third:
+- `model.Hub` (node/state/model.py): a hub as configured (name, type, users);
+- `VirtualHub` (virtual_hub.py): the forwarding part, a switch and its ports;
+- `RunningHub` (here): the running hub of THIS node -- one `VirtualHub`, the
+  VPN sessions attached to it by name, the bridge sessions of its local
+  bridges, its session-name counter and traffic totals;
+- `controller.registry.HubInstance`: the controller's record of a hub
+  instance some member reported.
+
+`VpnServer.hubs` maps the lower-cased hub name to its `RunningHub` (typed
+there as the admin API's `HubRuntime` protocol of node/server.py;
+`running_hubs()` narrows it). The VPN session handler registers its
+sessions here; the session only learns how to leave (`VpnSession.attached`),
+so this module depends on session.py and never the other way round
+(hubs → session → bridge → virtual_hub → switch, tested by
+tests/unit/dataplane/test_imports.py).
 
 Which configured hubs get an instance on this node is decided in one place,
 `hosted_hubs()`. Standalone mode: every online hub (SoftEther keeps an
@@ -33,10 +44,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
 
-from node.dataplane.bridge import LocalBridge, Port, VirtualHub
+from node.dataplane.bridge import LocalBridge
 from node.dataplane.switch import Traffic, UnknownPort
+from node.dataplane.virtual_hub import Port, VirtualHub
 from node.state import model
 
 if TYPE_CHECKING:
@@ -71,11 +83,12 @@ def traffic_dict(traffic: Traffic) -> dict[str, int]:
     return {key: getattr(traffic, attr) for key, attr in TRAFFIC_FIELDS}
 
 
-class HubInstance:
-    """One running instance of a configured hub on this node.
+class RunningHub:
+    """The running hub of one configured hub on this node (module prose).
 
-    Sessions register with `add_session` once authenticated and leave with
-    `remove_session` when they end (idempotent). Closing the instance
+    Sessions register with `add_session` once authenticated (which hands
+    each session `remove_session` as the way to leave) and leave with it
+    when they end (idempotent). `hub` is its VirtualHub. Closing the running hub
     detaches every port but closes none: the data plane closes sessions and
     bridges itself (sessions asynchronously, through `session.close`)."""
 
@@ -120,16 +133,18 @@ class HubInstance:
         return f"SID-{username.upper()}-{self._counter}"
 
     def add_session(self, session: "VpnSession") -> None:
-        """Register `session` and attach it to the hub as a port.
+        """Register `session`, attach it to `self.hub` as a port and tell it to
+        leave through `remove_session` (`session.attached`).
 
         Raises ValueError if its name (or port id) is taken, RuntimeError if the
-        instance is closed (the hub went offline meanwhile)."""
+        running hub is closed (the hub went offline meanwhile)."""
         if self.closed:
             raise RuntimeError(f"hub {self.name} is not running")
         if session.name in self.sessions:
             raise ValueError(f"session {session.name} exists on hub {self.name}")
         self.hub.attach(session)
         self.sessions[session.name] = session
+        session.attached(self.remove_session)
 
     def remove_session(self, session: "VpnSession") -> None:
         """Detach `session` and forget its MAC/IP entries; a session not
@@ -179,10 +194,10 @@ class HubInstance:
         """Take the device away from a bridge session, which stays listed
         (inactive); returns the port for the caller to close."""
         found = self.bridges.get(key)
-        port = found.port if found is not None else None
-        if port is not None:
-            found.port = None
-            self._detach(port)
+        if found is None or found.port is None:
+            return None
+        port, found.port = found.port, None
+        self._detach(port)
         return port
 
     def remove_bridge(self, key: str) -> LocalBridge | None:
@@ -262,11 +277,23 @@ async def _close_session(session: "VpnSession", reason: str) -> None:
     try:
         await session.close(reason)
     except Exception:  # one session failing to close must not stop the others
-        log.exception("session %s failed to close", getattr(session, "name", "?"))
+        log.exception("session %s failed to close", session.name)
 
 
-def sync_instances(instances: dict[str, HubInstance], wanted: Iterable[model.Hub],
-                   factory: Callable[[str], HubInstance]) -> tuple[list[HubInstance], list[HubInstance]]:
+def running_hubs(hubs: Mapping[str, object]) -> dict[str, RunningHub]:
+    """The running hubs among `VpnServer.hubs` (lower-case name → hub): the
+    server types its values as the admin API's HubRuntime protocol."""
+    return {key: hub for key, hub in hubs.items() if isinstance(hub, RunningHub)}
+
+
+def running_hub(hubs: Mapping[str, object], name: str) -> RunningHub | None:
+    """The running hub named `name` (any case) in `VpnServer.hubs`, or None."""
+    hub = hubs.get(name.lower())
+    return hub if isinstance(hub, RunningHub) else None
+
+
+def sync_instances(instances: dict[str, RunningHub], wanted: Iterable[model.Hub],
+                   factory: Callable[[str], RunningHub]) -> tuple[list[RunningHub], list[RunningHub]]:
     """Make `instances` (lower-case name → instance) match `wanted`: create the
     missing ones with `factory(name)`, take out the ones no longer wanted.
     Returns (created, removed); the caller starts/stops them."""

@@ -1,7 +1,7 @@
 """The data plane service: keeps hub instances and local bridges in step with
 the config for the life of the daemon.
 
-`DataPlane.start()` creates an instance (hubs.HubInstance) for every hub
+`DataPlane.start()` starts a running hub (hubs.RunningHub) for every hub
 `hosted_hubs()` picks, opens the configured local bridges, and watches the
 config: every durable change re-runs the same reconciliation, so CreateHub,
 SetHubOnline/Offline, DeleteHub, AddLocalBridge and DeleteLocalBridge act at
@@ -32,7 +32,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from node.dataplane.bridge import LocalBridge
-from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
+from node.dataplane.hubs import RunningHub, hosted_hubs, running_hub, running_hubs, sync_instances
 from node.dataplane.tap import IFNAMSIZ, open_packet, open_tap
 from node.state import model
 
@@ -77,7 +77,7 @@ class _BridgeSlot:
     def __init__(self, config: model.Bridge) -> None:
         self.config = config
         self.key = bridge_key(config)
-        self.instance: HubInstance | None = None
+        self.instance: RunningHub | None = None
         self.opening: asyncio.Task | None = None
         self.last_state = ""
 
@@ -116,9 +116,8 @@ class DataPlane:
             self._close_slot(slot)
         self._slots.clear()
         closing: list[asyncio.Task] = []
-        for instance in list(self.server.hubs.values()):
-            if isinstance(instance, HubInstance):
-                closing += self._stop_instance(instance, "the VPN server is shutting down")
+        for instance in running_hubs(self.server.hubs).values():
+            closing += self._stop_instance(instance, "the VPN server is shutting down")
         self.server.hubs.clear()
         pending = [*closing, *self._tasks]
         if pending:
@@ -150,7 +149,7 @@ class DataPlane:
     def _apply(self, config: model.Server) -> None:
         """Bring instances and bridges in line with `config` (synchronous; opening
         devices continues in tasks)."""
-        instances: dict[str, HubInstance] = self.server.hubs  # type: ignore[assignment]
+        instances: dict[str, RunningHub] = self.server.hubs  # type: ignore[assignment]
         created, removed = sync_instances(instances, hosted_hubs(config, self.server.dynamic_instances),
                                           self._new_instance)
         for instance in removed:
@@ -170,10 +169,10 @@ class DataPlane:
             slot = self._slots.setdefault(key, _BridgeSlot(conf))
             self._place(slot)
 
-    def _new_instance(self, name: str) -> HubInstance:
-        return HubInstance(name, sessions_before=self._named.get(name.lower(), 0))
+    def _new_instance(self, name: str) -> RunningHub:
+        return RunningHub(name, sessions_before=self._named.get(name.lower(), 0))
 
-    def _stop_instance(self, instance: HubInstance, reason: str) -> list[asyncio.Task]:
+    def _stop_instance(self, instance: RunningHub, reason: str) -> list[asyncio.Task]:
         tasks = instance.close_sessions(reason)
         for key in list(instance.bridges):
             port = instance.remove_bridge(key)
@@ -187,9 +186,7 @@ class DataPlane:
     def _place(self, slot: _BridgeSlot) -> None:
         """Put `slot`'s bridge session on its hub's instance (if it runs here)
         and start opening its device unless it is open and working."""
-        instance = self.server.hubs.get(slot.config.hub.lower())
-        if not isinstance(instance, HubInstance):
-            instance = None
+        instance = running_hub(self.server.hubs, slot.config.hub)
         if slot.instance is not instance:
             self._close_slot(slot)
             slot.instance = instance
@@ -208,13 +205,13 @@ class DataPlane:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _open(self, slot: _BridgeSlot, instance: HubInstance) -> None:
+    async def _open(self, slot: _BridgeSlot, instance: RunningHub) -> None:
         conf = slot.config
         me = asyncio.current_task()
         try:
             device = await (open_tap(slot.key) if conf.tap else open_packet(slot.key))
         except Exception as exc:   # DeviceError, or a netlink surprise: the same for the operator
-            self._note(slot, f"error:{getattr(exc, 'errno', 0)}",
+            self._note(slot, f"error:{exc.errno if isinstance(exc, OSError) else 0}",
                        f"cannot open {'TAP device' if conf.tap else 'interface'} {slot.key} "
                        f"for hub {conf.hub}: {exc}; retrying every {self.retry_interval_s:g} s")
             return
@@ -264,8 +261,8 @@ class DataPlane:
 def bridge_status(server: "VpnServer", bridge: model.Bridge) -> tuple[bool, bool]:
     """(Online, Active) of a configured bridge, as EnumLocalBridge shows them:
     Online = its bridge session exists on a running hub, Active = its device is open."""
-    instance = server.hubs.get(bridge.hub.lower())
-    if not isinstance(instance, HubInstance):
+    instance = running_hub(server.hubs, bridge.hub)
+    if instance is None:
         return False, False
     session = instance.bridges.get(bridge_key(bridge))
     return session is not None, session is not None and session.active

@@ -53,7 +53,7 @@ from node.softether.blocks import (
 )
 
 if TYPE_CHECKING:
-    from node.dataplane.hubs import HubInstance
+    from node.dataplane.virtual_hub import VirtualHub
 
 log = logging.getLogger("vpnd.session")
 
@@ -179,25 +179,27 @@ class DataChannel:
 class VpnSession:
     """A VPN session: hub port + the asyncio edge of its one connection.
 
-    Built by vpn_handler after a successful login, registered with
-    `instance.add_session(session)`, then driven by `await session.run(
-    initial)` until it ends. The attributes below are what the admin API
-    (EnumSession, GetSessionStatus) reads."""
+    Built by vpn_handler after a successful login with the `VirtualHub` it
+    feeds, registered with the running hub (hubs.RunningHub.add_session),
+    which attaches it as a port and tells it how to leave (`attached`), then
+    driven by `await session.run(initial)` until it ends. The session knows
+    nothing of the running hub itself. The attributes below are what the
+    admin API (EnumSession, GetSessionStatus) reads."""
 
-    def __init__(self, *, instance: "HubInstance", name: str, username: str,
+    def __init__(self, *, hub: "VirtualHub", name: str, username: str,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  client_ip: str, client_port: int, session_key: bytes, connection_name: str = "",
                  client_hostname: str = "", client_product: str = "",
                  client_version: int = 0, client_build: int = 0, unique_id: bytes = b"",
                  use_compress: bool = False, timeout_ms: int = DEFAULT_TIMEOUT_MS,
                  max_queued_frames: int = MAX_QUEUED_FRAMES) -> None:
-        self.instance = instance
-        self.hub = instance.hub
+        self.hub = hub
+        self._detach: Callable[[VpnSession], None] | None = None   # set by `attached`
         self.id = ("session", name)
         self.name = name
         self.connection_name = connection_name or name   # the welcome's "CID-n"
         self.username = username
-        self.hub_name = instance.name
+        self.hub_name = hub.name
         self.client_ip = client_ip
         self.client_port = client_port
         self.client_hostname = client_hostname
@@ -254,6 +256,12 @@ class VpnSession:
 
     # ---- life ----------------------------------------------------------------------
 
+    def attached(self, detach: Callable[[VpnSession], None]) -> None:
+        """Called by whoever attached this session to its hub as a port:
+        `detach(self)` takes it off again, and is called once, as the session
+        closes. A session never attached is closed without detaching."""
+        self._detach = detach
+
     async def run(self, initial: bytes = b"") -> None:
         """Serve the data plane until the session ends. `initial`: bytes the
         client sent right after its login (already read by the handshake).
@@ -277,7 +285,9 @@ class VpnSession:
             await self._done.wait()
             return
         self.close_reason = reason
-        self.instance.remove_session(self)
+        detach, self._detach = self._detach, None
+        if detach is not None:
+            detach(self)
         self.tcp_connections = 0
         ch = self.channel
         log.info("session %s (user %s, hub %s, %s) closed: %s; %d bytes in, %d out, %d frames dropped",

@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Callable, Container, TypeVar
 
 import h11
 
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub, running_hubs
 from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err, error_name
@@ -131,7 +131,7 @@ def _check_secure(hashed_key: bytes, random: bytes, proof: bytes) -> bool:
 def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, running: Container[str],
                  now_wall: float, client_is_local: bool) -> LoginGranted:
     """Check a login as SoftEther's ServerAccept does (order in the module
-    prose). `running`: lower-case names of hubs with an instance here.
+    prose). `running`: lower-case names of the hubs running here.
     Returns LoginGranted or raises LoginRefused."""
     name = auth.username
     is_admin = name.lower() == ADMINISTRATOR
@@ -344,9 +344,9 @@ class VpnHandler:
         neg.refuse(Err.TOO_MANY_CONNECTION)
 
     def _session_alive(self, session_key: bytes) -> bool:
-        return any(hmac.compare_digest(getattr(session, "session_key", b""), session_key)
-                   for instance in self.server.hubs.values()
-                   for session in getattr(instance, "sessions", {}).values())
+        return any(hmac.compare_digest(session.session_key, session_key)
+                   for hub in running_hubs(self.server.hubs).values()
+                   for session in hub.sessions.values())
 
     async def _login(self, neg: _Negotiation, pack: Pack, random: bytes,
                      client_ip: str, client_port: int, peer: str) -> None:
@@ -358,15 +358,13 @@ class VpnHandler:
             await neg.epilogue()
             return
         server = self.server
-        instance: HubInstance | None = None
+        running = {k: v for k, v in running_hubs(server.hubs).items() if not v.closed}
         try:
             granted = authenticate(
-                server.state.config, auth, random,
-                running={k for k, v in server.hubs.items() if isinstance(v, HubInstance) and not v.closed},
+                server.state.config, auth, random, running=running,
                 now_wall=time.time(), client_is_local=ipaddress.ip_address(client_ip).is_loopback)
-            instance = server.hubs.get(granted.hub.name.lower())  # type: ignore[assignment]
-            assert isinstance(instance, HubInstance)
-            if granted.hub.max_session and instance.session_count() >= granted.hub.max_session:
+            running_hub: RunningHub = running[granted.hub.name.lower()]   # authenticate checked it runs
+            if granted.hub.max_session and running_hub.session_count() >= granted.hub.max_session:
                 raise LoginRefused(Err.HUB_IS_BUSY, f"the hub has its maximum of {granted.hub.max_session} sessions")
         except LoginRefused as e:
             # names as the client sent them: quoted and cut, so they cannot forge log lines
@@ -375,19 +373,19 @@ class VpnHandler:
             neg.refuse(e.code)
             await neg.epilogue()
             return
-        name = instance.next_session_name(granted.username)
+        name = running_hub.next_session_name(granted.username)
         session_key = os.urandom(SHA1_SIZE)
         welcome = Welcome(session_name=name, connection_name=f"CID-{next(self._connection_ids)}",
                           session_key=session_key, session_key_32=int.from_bytes(os.urandom(4), "big"),
                           use_compress=auth.use_compress, timeout_ms=self.timeout_ms)
         session = VpnSession(
-            instance=instance, name=name, username=granted.username, reader=neg.reader,
+            hub=running_hub.hub, name=name, username=granted.username, reader=neg.reader,
             writer=neg.writer, client_ip=client_ip, client_port=client_port, session_key=session_key,
             connection_name=welcome.connection_name, client_hostname=auth.client_hostname or client_ip, client_product=auth.client_str,
             client_version=auth.client_ver, client_build=auth.client_build, unique_id=auth.unique_id,
             use_compress=welcome.use_compress, timeout_ms=self.timeout_ms)
         try:
-            instance.add_session(session)
+            running_hub.add_session(session)
         except (RuntimeError, ValueError) as e:  # the hub stopped while we were checking
             log.warning("login failed: user %.64r on hub %.64r from %s: %s",
                         auth.username, auth.hubname, client_ip, e)

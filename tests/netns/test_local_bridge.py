@@ -11,8 +11,9 @@ import shutil
 
 import pytest
 
-from node.dataplane.bridge import LocalBridge, VirtualHub
+from node.dataplane.bridge import LocalBridge
 from node.dataplane.tap import open_packet
+from node.dataplane.virtual_hub import VirtualHub
 from tests.netns.lab import Lab, requires_root
 
 pytestmark = requires_root

@@ -9,7 +9,7 @@ import base64
 
 import pytest
 from node.admin.jsonvalue import parse_dt
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub
 from node.softether.errors import Err
 from node.state import model
 from tests.unit.admin.admin_call import call, error_of
@@ -21,7 +21,7 @@ WALL, MONO = 1_800_000_000.0, 500.0
 @pytest.fixture
 def setup(tmp_path):
     server = make_server(tmp_path, hubs=[model.Hub("DEFAULT"), model.Hub("Off", online=False)])
-    inst = HubInstance("DEFAULT", clock=lambda: MONO, wall_clock=lambda: WALL)
+    inst = RunningHub("DEFAULT", clock=lambda: MONO, wall_clock=lambda: WALL)
     server.hubs["default"] = inst
     alice, bob = FakeSession(inst, "alice"), FakeSession(inst, "bob", client_ip="::1")
     inst.add_session(alice)

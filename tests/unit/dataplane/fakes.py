@@ -1,15 +1,18 @@
 """Test doubles for the data plane: a VPN session with the attributes the
-real `VpnSession` exposes to the hub runtime and the admin API, a data plane
-over a real NodeState in a temporary directory, and frame builders."""
+real `VpnSession` exposes to the running hub and the admin API, a recording
+hub port, a data plane over a real NodeState in a temporary directory, and
+frame builders."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from pathlib import Path
+from typing import Callable
 
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub
 from node.dataplane.service import DataPlane
+from node.dataplane.virtual_hub import VirtualHub
 from node.server import VpnServer
 from node.state import model
 from node.state.node_state import NodeState
@@ -27,16 +30,40 @@ def ipv4_frame(dst: bytes, src: bytes, src_ip: bytes, dst_ip: bytes) -> bytes:
     return dst + src + b"\x08\x00" + header + bytes(8 + 18)
 
 
-class FakeSession:
-    """Stands in for node/dataplane/session.py's VpnSession (same attribute names)."""
+def eth(dst: bytes, src: bytes, tag: int = 0) -> bytes:
+    return dst + src + b"\x88\xb5" + bytes([tag]) * 46
 
-    def __init__(self, instance: HubInstance, username: str, client_ip: str = "127.0.0.5") -> None:
-        self.instance = instance
-        self.name = instance.next_session_name(username)
+
+class RecordingPort:
+    """A hub port that records each batch it is sent."""
+
+    def __init__(self, pid: str) -> None:
+        self.id = pid
+        self.name = pid.upper()
+        self.calls: list[list[bytes]] = []
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.calls.append(list(frames))
+
+
+def hub_with(*ports) -> VirtualHub:
+    """A VirtualHub at a fixed time with `ports` attached."""
+    hub = VirtualHub("HUB", clock=lambda: 1.0)
+    for p in ports:
+        hub.attach(p)
+    return hub
+
+
+class FakeSession:
+    """Stands in for node/dataplane/session.py's VpnSession (same attribute names).
+    `running_hub` only names it; `running_hub.add_session` attaches it."""
+
+    def __init__(self, running_hub: RunningHub, username: str, client_ip: str = "127.0.0.5") -> None:
+        self.name = running_hub.next_session_name(username)
         self.id = ("session", self.name)
         self.connection_name = "CID-7"
         self.username = username
-        self.hub_name = instance.name
+        self.hub_name = running_hub.name
         self.client_ip = client_ip
         self.client_port = 40001
         self.client_hostname = "client-host"
@@ -55,17 +82,18 @@ class FakeSession:
         self.unique_id = bytes(range(16))
         self.received: list[bytes] = []
         self.close_reasons: list[str] = []
-
-    @property
-    def traffic(self):
-        return self.instance.hub.traffic(self)
+        self._detach: Callable[[FakeSession], None] | None = None
 
     def send_frames(self, frames: list[bytes]) -> None:
         self.received.extend(frames)
 
+    def attached(self, detach: Callable[[FakeSession], None]) -> None:
+        self._detach = detach
+
     async def close(self, reason: str) -> None:
         self.close_reasons.append(reason)
-        self.instance.remove_session(self)
+        if self._detach is not None:
+            self._detach(self)
 
 
 def make_server(tmp: Path, hubs: list[model.Hub] | None = None,

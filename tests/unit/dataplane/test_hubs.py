@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from node.dataplane.hubs import HubInstance, hosted_hubs, sync_instances
+from node.dataplane.hubs import RunningHub, hosted_hubs, sync_instances
 from node.dataplane.service import bridge_status, check_device_name, device_name
 from node.dataplane.tap import DeviceError, FrameDevice
 from node.state import model
@@ -77,25 +77,25 @@ def test_standalone_hosts_every_online_hub():
 
 
 def test_sync_instances_creates_and_removes_by_lower_case_name():
-    instances: dict[str, HubInstance] = {}
-    created, removed = sync_instances(instances, [model.Hub("Sales")], HubInstance)
+    instances: dict[str, RunningHub] = {}
+    created, removed = sync_instances(instances, [model.Hub("Sales")], RunningHub)
     assert list(instances) == ["sales"] and created[0].name == "Sales" and removed == []
     first = instances["sales"]
-    created, removed = sync_instances(instances, [model.Hub("SALES"), model.Hub("x")], HubInstance)
+    created, removed = sync_instances(instances, [model.Hub("SALES"), model.Hub("x")], RunningHub)
     assert instances["sales"] is first and [i.name for i in created] == ["x"]
-    created, removed = sync_instances(instances, [], HubInstance)
+    created, removed = sync_instances(instances, [], RunningHub)
     assert created == [] and {i.name for i in removed} == {"Sales", "x"} and instances == {}
 
 
 def test_session_names_count_per_hub_from_one():
-    a, b = HubInstance("A"), HubInstance("B")
+    a, b = RunningHub("A"), RunningHub("B")
     assert a.next_session_name("alice") == "SID-ALICE-1"
     assert a.next_session_name("Bob") == "SID-BOB-2"
     assert b.next_session_name("alice") == "SID-ALICE-1"
 
 
 def test_add_and_remove_session_with_its_table_entries():
-    inst = HubInstance("HUB", clock=lambda: 100.0, wall_clock=lambda: 5000.0)
+    inst = RunningHub("HUB", clock=lambda: 100.0, wall_clock=lambda: 5000.0)
     alice, bob = FakeSession(inst, "alice"), FakeSession(inst, "bob")
     inst.add_session(alice)
     inst.add_session(bob)
@@ -119,7 +119,7 @@ def test_add_and_remove_session_with_its_table_entries():
 
 
 def test_add_session_refuses_duplicates_and_closed_instances():
-    inst = HubInstance("HUB")
+    inst = RunningHub("HUB")
     alice = FakeSession(inst, "alice")
     inst.add_session(alice)
     with pytest.raises(ValueError):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub
 import node.dataplane.session as session_module
 from node.dataplane.session import DataChannel, VpnSession
 from node.softether.blocks import (
@@ -193,14 +193,14 @@ class SpyPort:
         self.batches.append(list(frames))
 
 
-async def started(timeout_ms: int = T_MS) -> tuple[HubInstance, VpnSession, asyncio.StreamReader,
+async def started(timeout_ms: int = T_MS) -> tuple[RunningHub, VpnSession, asyncio.StreamReader,
                                                      FakeWriter, SpyPort, asyncio.Task]:
-    instance = HubInstance("HUB")
+    instance = RunningHub("HUB")
     spy = SpyPort()
     instance.hub.attach(spy)
     reader = asyncio.StreamReader()
     writer = FakeWriter(reader)
-    session = VpnSession(instance=instance, name=instance.next_session_name("alice"), username="alice",
+    session = VpnSession(hub=instance.hub, name=instance.next_session_name("alice"), username="alice",
                          reader=reader, writer=writer, client_ip="127.0.0.7", client_port=4000,  # type: ignore[arg-type]
                          session_key=bytes(20), timeout_ms=timeout_ms)
     instance.add_session(session)

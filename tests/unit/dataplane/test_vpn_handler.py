@@ -10,7 +10,7 @@ import logging
 import h11
 import pytest
 
-from node.dataplane.hubs import HubInstance
+from node.dataplane.hubs import RunningHub
 from node.dataplane.vpn_handler import LoginRefused, VpnHandler, authenticate, enum_hub_pack
 from node.listener import HttpRequest
 from node.server import VpnServer
@@ -193,7 +193,7 @@ def listener_handoff(wire: bytes) -> tuple[h11.Connection, HttpRequest]:
 def server_with_hub(tmp_path) -> VpnServer:
     hub = model.Hub(name="HUB", users=[model.User(name="guest", auth_type=model.AUTH_ANONYMOUS)])
     server = make_server(tmp_path, hubs=[hub])
-    server.hubs["hub"] = HubInstance("HUB")
+    server.hubs["hub"] = RunningHub("HUB")
     return server
 
 
