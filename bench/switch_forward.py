@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from node.dataplane.bridge import VirtualHub
+from node.dataplane.virtual_hub import VirtualHub
 from node.dataplane.switch import Switch
 
 BCAST = b"\xff" * 6

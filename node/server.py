@@ -17,29 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from node.cluster.roles import ClusterRoles
 from node.state.node_state import NodeState
 
 if TYPE_CHECKING:
+    from node.dataplane.hubs import RunningHub
     from node.listener import RouteHandler
 
 PRODUCT_NAME = "vpncluster VPN Server"
 # The SoftEther version we are compatible with; clients and tools read these.
 COMPAT_VERSION, COMPAT_BUILD = 501, 9674
 VERSION_TEXT = "5.01 Build 9674 (vpncluster 0.1.0)"
-
-
-class HubRuntime(Protocol):
-    """What the admin API reads of a running hub instance (the data plane
-    provides it)."""
-
-    def session_count(self) -> int: ...
-    def tcp_connection_count(self) -> int: ...
-    def mac_table_size(self) -> int: ...
-    def ip_table_size(self) -> int: ...
-    def traffic(self) -> dict[str, int]: ...
 
 
 class DynamicInstances:
@@ -97,7 +87,8 @@ class VpnServer:
     cert_der: bytes
     started_at: float = field(default_factory=time.time)
     hostname: str = field(default_factory=socket.gethostname)
-    hubs: dict[str, HubRuntime] = field(default_factory=dict)   # lower-case hub name → instance
+    hubs: dict[str, RunningHub] = field(default_factory=dict)
+    """The hubs running on this node (the data plane keeps it): lower-case name → hub."""
     dynamic_instances: DynamicInstances = field(default_factory=DynamicInstances)
     routes: dict[tuple[str, str], RouteHandler] = field(default_factory=dict)
     """Extra plain-HTTP routes of the listener, (METHOD, lower-case path) → handler."""
@@ -107,7 +98,8 @@ class VpnServer:
     def __post_init__(self) -> None:
         self.cluster = ClusterRoles(self)
 
-    def hub_runtime(self, name: str) -> HubRuntime | None:
+    def running_hub(self, name: str) -> RunningHub | None:
+        """The running hub named `name` (any case), or None."""
         return self.hubs.get(name.lower())
 
     def session_count(self) -> int:

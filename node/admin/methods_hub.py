@@ -147,7 +147,7 @@ def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     for hub in ctx.server.state.config.hubs:
         if not ctx.is_server_admin and hub.name.lower() != (ctx.hub_admin_of or "").lower():
             continue
-        run = ctx.server.hub_runtime(hub.name)
+        run = ctx.server.running_hub(hub.name)
         rows.append({
             "HubName_str": hub.name,
             "Online_bool": hub.online,

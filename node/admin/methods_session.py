@@ -26,7 +26,7 @@ from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
 from node.admin.methods_hub import existing_hub
-from node.dataplane.hubs import BridgeSession, RunningHub, running_hub, traffic_dict
+from node.dataplane.hubs import BridgeSession, RunningHub, traffic_dict
 from node.dataplane.session import VpnSession
 from node.dataplane.switch import IpTableItem, MacTableItem, Traffic
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
@@ -43,7 +43,7 @@ DISCONNECT_REASON = "disconnected by the administrator"
 def _instance(ctx: AdminContext, hub_name: str) -> tuple[str, RunningHub | None]:
     """(configured hub name, its running hub here or None). Raises ERR_HUB_NOT_FOUND."""
     hub = existing_hub(ctx.server.state.config, hub_name)
-    return hub.name, running_hub(ctx.server.hubs, hub.name)
+    return hub.name, ctx.server.running_hub(hub.name)
 
 
 def _is_v6(addr: str) -> bool:

@@ -38,7 +38,6 @@ from node.cluster.controller_bus import (
 from node.cluster.errors_map import bus_refusal
 from node.cluster.member_discovery import DISCOVERY_VERSION, PATH as DISCOVERY_PATH
 from node.state import model
-from vpnbus import keys as bus_keys
 from vpnbus.requests import PeerSeen, PeerSilent
 from vpnbus.server import BusServer
 from vpnbus.sockets import BusError
@@ -229,7 +228,7 @@ class ControllerRole:
         config = self.server.state.config
         hubs, sessions = [], 0
         for hub in config.hubs:
-            runtime = self.server.hub_runtime(hub.name)
+            runtime = self.server.running_hub(hub.name)
             if runtime is not None:
                 n = runtime.session_count()
                 sessions += n

@@ -371,7 +371,7 @@ class MemberRole:
         """Our load now, as the controller's StatusPoll wants it."""
         server = self.server
         sessions = server.session_count()
-        hubs = [HubReport(name=getattr(hub, "name", key), dynamic=key in server.dynamic_instances,
+        hubs = [HubReport(name=hub.name, dynamic=key in server.dynamic_instances,
                           sessions=hub.session_count(), mac_entries=hub.mac_table_size(),
                           ip_entries=hub.ip_table_size())
                 for key, hub in sorted(server.hubs.items())]

@@ -9,9 +9,8 @@
 - `controller.registry.HubInstance`: the controller's record of a hub
   instance some member reported.
 
-`VpnServer.hubs` maps the lower-cased hub name to its `RunningHub` (typed
-there as the admin API's `HubRuntime` protocol of node/server.py;
-`running_hubs()` narrows it). The VPN session handler registers its
+`VpnServer.hubs` maps the lower-cased hub name to its `RunningHub`. The
+VPN session handler registers its
 sessions here; the session only learns how to leave (`VpnSession.attached`),
 so this module depends on session.py and never the other way round
 (hubs → session → bridge → virtual_hub → switch, tested by
@@ -44,7 +43,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
 
 from node.dataplane.bridge import LocalBridge
 from node.dataplane.switch import Traffic, UnknownPort
@@ -227,7 +226,7 @@ class RunningHub:
         except UnknownPort:
             return None
 
-    # ---- HubRuntime (node/server.py) ------------------------------------------------
+    # ---- figures for the admin API and the cluster roles ---------------------------------
 
     def session_count(self) -> int:
         # bridge sessions count, as SoftEther's hub NumSessions (and MaxSession) counts them
@@ -278,18 +277,6 @@ async def _close_session(session: "VpnSession", reason: str) -> None:
         await session.close(reason)
     except Exception:  # one session failing to close must not stop the others
         log.exception("session %s failed to close", session.name)
-
-
-def running_hubs(hubs: Mapping[str, object]) -> dict[str, RunningHub]:
-    """The running hubs among `VpnServer.hubs` (lower-case name → hub): the
-    server types its values as the admin API's HubRuntime protocol."""
-    return {key: hub for key, hub in hubs.items() if isinstance(hub, RunningHub)}
-
-
-def running_hub(hubs: Mapping[str, object], name: str) -> RunningHub | None:
-    """The running hub named `name` (any case) in `VpnServer.hubs`, or None."""
-    hub = hubs.get(name.lower())
-    return hub if isinstance(hub, RunningHub) else None
 
 
 def sync_instances(instances: dict[str, RunningHub], wanted: Iterable[model.Hub],

@@ -32,7 +32,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from node.dataplane.bridge import LocalBridge
-from node.dataplane.hubs import RunningHub, hosted_hubs, running_hub, running_hubs, sync_instances
+from node.dataplane.hubs import RunningHub, hosted_hubs, sync_instances
 from node.dataplane.tap import IFNAMSIZ, open_packet, open_tap
 from node.state import model
 
@@ -116,7 +116,7 @@ class DataPlane:
             self._close_slot(slot)
         self._slots.clear()
         closing: list[asyncio.Task] = []
-        for instance in running_hubs(self.server.hubs).values():
+        for instance in self.server.hubs.values():
             closing += self._stop_instance(instance, "the VPN server is shutting down")
         self.server.hubs.clear()
         pending = [*closing, *self._tasks]
@@ -149,7 +149,7 @@ class DataPlane:
     def _apply(self, config: model.Server) -> None:
         """Bring instances and bridges in line with `config` (synchronous; opening
         devices continues in tasks)."""
-        instances: dict[str, RunningHub] = self.server.hubs  # type: ignore[assignment]
+        instances = self.server.hubs
         created, removed = sync_instances(instances, hosted_hubs(config, self.server.dynamic_instances),
                                           self._new_instance)
         for instance in removed:
@@ -186,7 +186,7 @@ class DataPlane:
     def _place(self, slot: _BridgeSlot) -> None:
         """Put `slot`'s bridge session on its hub's instance (if it runs here)
         and start opening its device unless it is open and working."""
-        instance = running_hub(self.server.hubs, slot.config.hub)
+        instance = self.server.running_hub(slot.config.hub)
         if slot.instance is not instance:
             self._close_slot(slot)
             slot.instance = instance
@@ -261,7 +261,7 @@ class DataPlane:
 def bridge_status(server: "VpnServer", bridge: model.Bridge) -> tuple[bool, bool]:
     """(Online, Active) of a configured bridge, as EnumLocalBridge shows them:
     Online = its bridge session exists on a running hub, Active = its device is open."""
-    instance = running_hub(server.hubs, bridge.hub)
+    instance = server.running_hub(bridge.hub)
     if instance is None:
         return False, False
     session = instance.bridges.get(bridge_key(bridge))

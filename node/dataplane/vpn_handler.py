@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Callable, Container, TypeVar
 
 import h11
 
-from node.dataplane.hubs import RunningHub, running_hubs
+from node.dataplane.hubs import RunningHub
 from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err, error_name
@@ -345,7 +345,7 @@ class VpnHandler:
 
     def _session_alive(self, session_key: bytes) -> bool:
         return any(hmac.compare_digest(session.session_key, session_key)
-                   for hub in running_hubs(self.server.hubs).values()
+                   for hub in self.server.hubs.values()
                    for session in hub.sessions.values())
 
     async def _login(self, neg: _Negotiation, pack: Pack, random: bytes,
@@ -358,7 +358,7 @@ class VpnHandler:
             await neg.epilogue()
             return
         server = self.server
-        running = {k: v for k, v in running_hubs(server.hubs).items() if not v.closed}
+        running = {k: v for k, v in server.hubs.items() if not v.closed}
         try:
             granted = authenticate(
                 server.state.config, auth, random, running=running,
