@@ -7,7 +7,8 @@ own load (`local_status`), a configuration change (`configure`), a VPN
 login to place (`place_session`) and the passing of time (`handle_timer`)
 -- with the caller's monotonic `now`. It answers requests directly, queues
 actions (`take_actions`: messages to send, requests to make, routes to
-forget, dynamic hub instances to start or stop on this node, log lines)
+forget, dynamic hub instances to start or stop on this node, decided
+logins, log lines)
 and says when it next needs the timer (`next_deadline`). The daemon's
 ControllerRole and the in-memory simulation drive this one class, so the
 simulation tests the daemon's own logic.
@@ -27,6 +28,14 @@ It owns, and is the only thing that wires together:
 - status polls: every `poll_interval_s` (0.5 s) a StatusPoll to each member
   hosting hubs that has none in flight, and the controller's own status
   (PollLocal), so a figure in the member list is at most ~1 s old;
+- VPN logins (`place_login`, SoftEther's redirect flow): the listener
+  authenticated the user against the controller's hubs; the core chooses
+  the server (placement: selection by points with fresh load, dynamic hubs
+  started where needed); the controller keeps the session itself, or the
+  chosen member is asked to store a one-time ticket (CreateTicket) and only
+  its acknowledgement makes the outcome a redirect to it; a member that
+  refuses or is silent for `ticket_ack_timeout_s` (1 s) is skipped for the
+  next-best server, so a login never hangs on a dying member;
 - configuration sync: every change of the cluster hubs goes to placement
   (static hubs run on every server from the pushed config, so placement
   only lists them; dynamic instances are placed by sessions) and is pushed
@@ -44,26 +53,33 @@ number in one table (node/cluster/errors_map.py).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from controller import messages as msg
-from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown
+from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown, NoEligibleServer
 from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
 from controller.member_life import HOSTS_HUBS, MemberState
 from controller.placement import Action as PlacementAction
 from controller.placement import CreateHubInstance, Placement, PlacementDecision
+from controller.tickets import new_ticket
 from controller.registry import (
-    ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
-    Registry, RegistryEvent,
+    EMPTY_SKIP, ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
+    Registry, RegistryEvent, hub_key,
 )
 
 POLL_INTERVAL_S: Final = 0.5
 POLL_TIMEOUT_S: Final = 1.0
 PUSH_TIMEOUT_S: Final = 5.0
 REJOIN_GRACE_S: Final = 1.5
+TICKET_ACK_TIMEOUT_S: Final = 1.0
+"""A member that has not stored a ticket by then is skipped for the next-best server."""
+MAX_LOGINS_IN_FLIGHT: Final = 4096
 MAX_SERVER_CERT_BYTES: Final = 16 * 1024
 """A hello is kept until its proof comes (256 at most): strangers must not park a 1 MiB frame each."""
 MAX_REJOIN_CHECKS: Final = 1024
@@ -136,7 +152,58 @@ class Log:
     text: str
 
 
-Action = Send | Request | Forget | SetLocalInstance | PollLocal | ClusterEvent | Log
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginRequest:
+    """A VPN login the controller authenticated and must now place."""
+
+    hub: str
+    user_name: str
+    """The login name the client gave."""
+    real_user_name: str
+    """The user object that authenticated it (may be "*")."""
+    group: str = ""
+    admin: bool = False
+    """A hub administrator login: stays on the controller for a static hub."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeepLocal:
+    """The controller takes the session itself."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedirectTo:
+    """The chosen member stored `ticket`: send the client SoftEther's redirect."""
+
+    member_id: int
+    ip: str
+    """The member's public IPv4 address."""
+    ports: tuple[int, ...]
+    ticket: bytes
+    cert: bytes
+    """The member's TLS certificate, DER (the client pins it)."""
+    session_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginFailed:
+    """No server could take the login; `error` maps to SoftEther's number."""
+
+    error: ControllerError
+
+
+LoginOutcome = KeepLocal | RedirectTo | LoginFailed
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPlaced:
+    """Login `login_id` (from place_login) is decided."""
+
+    login_id: int
+    outcome: LoginOutcome
+
+
+Action = Send | Request | Forget | SetLocalInstance | PollLocal | LoginPlaced | ClusterEvent | Log
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +230,20 @@ class _Push:
     serial: int
 
 
+@dataclass(frozen=True, slots=True)
+class _TicketAck:
+    login_id: int
+
+
+@dataclass(slots=True)
+class _Login:
+    request: LoginRequest
+    skip: dict[int, str]
+    """Servers that did not acknowledge its ticket: why."""
+    redirect: RedirectTo | None = None
+    """The ticket in flight."""
+
+
 def printable(text: str) -> str:
     """A peer-chosen name safe for one log line (no forged lines)."""
     return text if text.isprintable() else repr(text)
@@ -174,20 +255,26 @@ class ControllerCore:
     def __init__(self, *, key: bytes, info: JoinInfo, config: ClusterConfig, now: float,
                  liveness_timeout_s: float = 3.0, poll_interval_s: float = POLL_INTERVAL_S,
                  poll_timeout_s: float = POLL_TIMEOUT_S, push_timeout_s: float = PUSH_TIMEOUT_S,
-                 rejoin_grace_s: float = REJOIN_GRACE_S) -> None:
+                 rejoin_grace_s: float = REJOIN_GRACE_S, ticket_ack_timeout_s: float = TICKET_ACK_TIMEOUT_S,
+                 random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self.key = key
         self.hostname = info.hostname
         self.poll_interval_s = poll_interval_s
         self.poll_timeout_s = poll_timeout_s
         self.push_timeout_s = push_timeout_s
         self.rejoin_grace_s = rejoin_grace_s
+        self.ticket_ack_timeout_s = ticket_ack_timeout_s
+        self._random_bytes = random_bytes
         self.registry = Registry(key, info, now, liveness_timeout_s=liveness_timeout_s,
                                  suspect_after_s=liveness_timeout_s * 2 / 3)
         self.placement = Placement(self.registry, controller_only=config.controller_only)
         self.desk = JoinDesk()
         self._config = config
         self._actions: list[Action] = []
-        self._pending: dict[int, _Poll | _Push] = {}
+        self._pending: dict[int, _Poll | _Push | _TicketAck] = {}
+        self._logins: dict[int, _Login] = {}
+        self._next_login = 1
+        self._session_counters: dict[str, int] = {}
         self._polling: set[int] = set()
         self._next_token = 1
         self._next_poll_at = now
@@ -248,7 +335,12 @@ class ControllerCore:
     def reply_received(self, token: int, reply: object, now: float) -> None:
         """The reply to Request `token` arrived."""
         pending = self._pending.pop(token, None)
-        if isinstance(pending, _Poll):
+        if isinstance(pending, _TicketAck):
+            if isinstance(reply, msg.TicketCreated):
+                self._ticket_stored(pending.login_id)
+            else:
+                self._ticket_refused(pending.login_id, f"answered {type(reply).__name__}", now)
+        elif isinstance(pending, _Poll):
             self._polling.discard(pending.member_id)
             if isinstance(reply, msg.StatusReport):
                 self._status_reported(pending.member_id, reply, now)
@@ -256,7 +348,9 @@ class ControllerCore:
     def request_failed(self, token: int, reason: str, now: float) -> None:
         """Request `token` failed (timeout, refusal, unreachable, unsendable)."""
         pending = self._pending.pop(token, None)
-        if isinstance(pending, _Poll):
+        if isinstance(pending, _TicketAck):
+            self._ticket_refused(pending.login_id, reason, now)
+        elif isinstance(pending, _Poll):
             self._polling.discard(pending.member_id)  # liveness decides; one lost poll is no verdict
         elif isinstance(pending, _Push):
             self._log(logging.INFO, f"config push (serial {pending.serial}) not acknowledged: {reason}")
@@ -269,14 +363,32 @@ class ControllerCore:
         self._perform(self.placement.status_reported(ME_ID, now))
         self._events()
 
-    def place_session(self, hub: str, now: float, *, admin: bool = False) -> PlacementDecision:
-        """Choose the server for a new session to `hub`, start a dynamic hub
-        where needed, and count the session as load on the chosen server.
-        Raises HubUnknown or NoEligibleServer."""
-        decision = self.placement.place_session(hub, now, admin=admin)
+    def place_session(self, hub: str, now: float, *, admin: bool = False,
+                      skip: Mapping[int, str] = EMPTY_SKIP) -> PlacementDecision:
+        """Choose the server for a new session to `hub` (none of `skip`),
+        start a dynamic hub where needed, and count the session as load on
+        the chosen server. Raises HubUnknown or NoEligibleServer."""
+        decision = self.placement.place_session(hub, now, admin=admin, skip=skip)
         self._perform(list(decision.actions))
         self.registry.note_redirect(decision.member_id, now)
         return decision
+
+    def place_login(self, login: LoginRequest, now: float) -> int:
+        """Place an authenticated VPN login (SoftEther's redirect flow, §5.1):
+        choose the server; the controller itself keeps it; a member is asked
+        to store a one-time ticket, and only once it acknowledged is the
+        outcome a redirect to it. A member that refuses or does not answer
+        within `ticket_ack_timeout_s` is skipped for the next-best server.
+        Returns the login's id; its outcome comes as a LoginPlaced action
+        (at once, or when the ticket is acknowledged)."""
+        login_id, self._next_login = self._next_login, self._next_login + 1
+        if len(self._logins) >= MAX_LOGINS_IN_FLIGHT:
+            self._actions.append(LoginPlaced(login_id, LoginFailed(error=NoEligibleServer(
+                "too many logins waiting for a member's ticket acknowledgement"))))
+            return login_id
+        self._logins[login_id] = _Login(request=login, skip={})
+        self._place_login(login_id, now)
+        return login_id
 
     # ----- time -----------------------------------------------------------------------
 
@@ -378,6 +490,60 @@ class ControllerCore:
         self._actions.append(Forget(member.public_key))
         self._events()
 
+    # ----- logins ---------------------------------------------------------------------------------
+
+    def _place_login(self, login_id: int, now: float) -> None:
+        login = self._logins[login_id]
+        request = login.request
+        try:
+            decision = self.place_session(request.hub, now, admin=request.admin, skip=login.skip)
+        except ControllerError as exc:  # HubUnknown, NoEligibleServer
+            self._login_decided(login_id, LoginFailed(error=exc))
+            return
+        if decision.member_id == ME_ID:
+            self._login_decided(login_id, KeepLocal())
+            return
+        member = self.registry.get(decision.member_id)
+        try:
+            ipaddress.IPv4Address(member.public_ip)
+        except ValueError:
+            login.skip[member.member_id] = f"public IP {member.public_ip!r} is not an IPv4 address"
+            self._place_login(login_id, now)
+            return
+        ticket = new_ticket(self._random_bytes)
+        session_name = self._session_name(decision.hub, request.user_name)
+        login.redirect = RedirectTo(member_id=member.member_id, ip=member.public_ip, ports=member.public_ports,
+                                    ticket=ticket, cert=member.server_cert, session_name=session_name)
+        create = msg.CreateTicket(hub=decision.hub, ticket=ticket, user_name=request.user_name,
+                                  real_user_name=request.real_user_name, group=request.group,
+                                  session_name=session_name, policy={})
+        self._request(member.public_key, create, self.ticket_ack_timeout_s, _TicketAck(login_id))
+
+    def _ticket_stored(self, login_id: int) -> None:
+        login = self._logins.get(login_id)
+        if login is not None and login.redirect is not None:
+            self._login_decided(login_id, login.redirect)
+
+    def _ticket_refused(self, login_id: int, reason: str, now: float) -> None:
+        login = self._logins.get(login_id)
+        if login is None or login.redirect is None:
+            return
+        member_id = login.redirect.member_id
+        login.skip[member_id] = f"did not store the ticket: {reason}"
+        login.redirect = None
+        self._log(logging.INFO, f"member {member_id} did not store a ticket for hub {login.request.hub} "
+                  f"({reason}): trying the next server")
+        self._place_login(login_id, now)
+
+    def _login_decided(self, login_id: int, outcome: LoginOutcome) -> None:
+        self._logins.pop(login_id, None)
+        self._actions.append(LoginPlaced(login_id, outcome))
+
+    def _session_name(self, hub: str, user_name: str) -> str:
+        """SoftEther's ticket SessionName: SID-<USER>-<n>, n counting this hub's redirected logins."""
+        n = self._session_counters[hub_key(hub)] = self._session_counters.get(hub_key(hub), 0) + 1
+        return f"SID-{user_name.upper()}-{n}"
+
     # ----- registry events, placement actions, polls, pushes -------------------------------------
 
     def _events(self) -> None:
@@ -453,7 +619,7 @@ class ControllerCore:
         self._request(peer, msg.PushConfig(serial=config.serial, hubs=list(config.hubs)), self.push_timeout_s,
                       _Push(config.serial))
 
-    def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Poll | _Push) -> None:
+    def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Poll | _Push | _TicketAck) -> None:
         token, self._next_token = self._next_token, self._next_token + 1
         self._pending[token] = pending
         self._actions.append(Request(token, peer, message, timeout_s))

@@ -36,10 +36,11 @@ caller does the I/O.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.errors import HubTypeImmutable, HubUnknown, IllegalTransition
-from controller.registry import ME_ID, Registry, hub_key
+from controller.registry import EMPTY_SKIP, ME_ID, Registry, hub_key
 from controller.selection import TICKET_LIFETIME_S, SelectionDecision, SelectionPolicy
 
 CREATE_HISTORY_S = TICKET_LIFETIME_S
@@ -230,8 +231,11 @@ class Placement:
 
     # ----- sessions ----------------------------------------------------------
 
-    def place_session(self, name: str, now: float, *, admin: bool = False) -> PlacementDecision:
-        """Choose the server for a new session to hub `name`.
+    def place_session(self, name: str, now: float, *, admin: bool = False,
+                      skip: Mapping[int, str] = EMPTY_SKIP) -> PlacementDecision:
+        """Choose the server for a new session to hub `name`, none of `skip`
+        (server id -> why: e.g. it did not acknowledge a ticket just now; a
+        dynamic hub whose host is skipped is placed again elsewhere).
 
         Raises HubUnknown, or NoEligibleServer when no server may take it.
         The caller performs `actions`, then creates the ticket on the chosen
@@ -244,15 +248,18 @@ class Placement:
             if admin:
                 return PlacementDecision(hub=hub.name, member_id=ME_ID, selection=None, actions=(),
                                          reason="administrator login stays on the controller")
-            sel = self.registry.select(now, controller_only=self.controller_only, policy=self.policy)
+            sel = self.registry.select(now, controller_only=self.controller_only, policy=self.policy, skip=skip)
             assert sel.chosen is not None
             return PlacementDecision(hub=hub.name, member_id=sel.chosen, selection=sel, actions=(),
                                      reason=f"static hub: {sel.reason}")
         host = self._current_host(hub)
+        if host is not None and host in skip:
+            self._instance_gone(hub)
+            host = None
         if host is not None:
             return PlacementDecision(hub=hub.name, member_id=host, selection=None, actions=(),
                                      reason=f"dynamic hub already runs on {host}")
-        sel = self.registry.select(now, controller_only=self.controller_only, policy=self.policy)
+        sel = self.registry.select(now, controller_only=self.controller_only, policy=self.policy, skip=skip)
         assert sel.chosen is not None
         self._set_life(hub, HubEvent.PLACED)
         hub.host = sel.chosen

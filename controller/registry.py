@@ -30,7 +30,9 @@ Load: the registry holds the `FreshLoad` book (see `selection`), so its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from controller.errors import InvalidReport, MemberUnknown
 from controller.member_life import (
@@ -42,6 +44,7 @@ from controller.points import DEFAULT_MAX_SESSIONS, FARM_BASE_POINT
 from controller.selection import TICKET_LIFETIME_S, Candidate, FreshLoad, HighestPoints, SelectionDecision, SelectionPolicy
 
 MAX_PUBLIC_PORTS = 128
+EMPTY_SKIP: Mapping[int, str] = MappingProxyType({})
 ME_ID = 1
 MAX_MEMBER_ID = 0xFFFF_FFFF  # ids are u32 on the admin API
 
@@ -292,8 +295,9 @@ class Registry:
 
     # ----- selection -----------------------------------------------------
 
-    def candidates(self, now: float) -> list[Candidate]:
-        """Every entry as a selection candidate, in order, with fresh load."""
+    def candidates(self, now: float, skip: Mapping[int, str] = EMPTY_SKIP) -> list[Candidate]:
+        """Every entry as a selection candidate, in order, with fresh load;
+        the servers in `skip` are unavailable for the reason given."""
         out = []
         for m in self._members.values():
             out.append(
@@ -305,16 +309,18 @@ class Registry:
                     max_sessions=m.max_sessions,
                     points_max_sessions=self.points_max_sessions,
                     is_controller=m.is_me,
-                    unavailable=self._unavailable(m, now),
+                    unavailable=skip.get(m.member_id) or self._unavailable(m, now),
                 )
             )
         return out
 
     def select(
-        self, now: float, *, controller_only: bool = False, policy: SelectionPolicy | None = None
+        self, now: float, *, controller_only: bool = False, policy: SelectionPolicy | None = None,
+        skip: Mapping[int, str] = EMPTY_SKIP,
     ) -> SelectionDecision:
-        """Choose a server for a new session; raises NoEligibleServer."""
-        return (policy or HighestPoints()).choose(self.candidates(now), controller_only=controller_only)
+        """Choose a server for a new session, none of `skip` (id -> why);
+        raises NoEligibleServer."""
+        return (policy or HighestPoints()).choose(self.candidates(now, skip), controller_only=controller_only)
 
     # ----- time ----------------------------------------------------------
 

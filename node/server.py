@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.tickets import TicketBook
 from node.cluster.roles import ClusterRoles
 from node.state.node_state import NodeState
 
@@ -90,6 +91,8 @@ class VpnServer:
     hubs: dict[str, RunningHub] = field(default_factory=dict)
     """The hubs running on this node (the data plane keeps it): lower-case name → hub."""
     dynamic_instances: DynamicInstances = field(default_factory=DynamicInstances)
+    tickets: TicketBook = field(default_factory=TicketBook)
+    """One-time tickets the controller asked this member to store (redeemed at login)."""
     routes: dict[tuple[str, str], RouteHandler] = field(default_factory=dict)
     """Extra plain-HTTP routes of the listener, (METHOD, lower-case path) → handler."""
     cluster: ClusterRoles = field(init=False)

@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from controller import core as cc
-from controller.errors import ControllerError
+from controller.errors import ControllerError, NotInThisMode
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
 from node.cluster.controller_bus import (
@@ -68,6 +68,7 @@ class ControllerRole:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._requests: set[asyncio.Task[None]] = set()
+        self._logins: dict[int, asyncio.Future[cc.LoginOutcome]] = {}
         self._running = False
 
     @property
@@ -104,6 +105,10 @@ class ControllerRole:
         for task in list(self._requests):
             task.cancel()
         await asyncio.gather(*self._requests, return_exceptions=True)
+        for waiting in self._logins.values():
+            if not waiting.done():
+                waiting.set_result(cc.LoginFailed(error=NotInThisMode("the cluster controller role stopped")))
+        self._logins.clear()
         if self._bus is not None:
             await self._bus.close()
         self.server.dynamic_instances.clear()
@@ -221,6 +226,10 @@ class ControllerRole:
                 log.exception("cluster controller: status poll round failed")
         elif isinstance(action, cc.Log):
             log.log(action.level, "%s", action.text)
+        elif isinstance(action, cc.LoginPlaced):
+            waiting = self._logins.pop(action.login_id, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(action.outcome)
         elif isinstance(action, cc.ClusterEvent):
             log.debug("%s", action.event)
 
@@ -235,6 +244,19 @@ class ControllerRole:
                 hubs.append(HubInstance(name=hub.name, dynamic=hub.hub_type == model.HUB_DYNAMIC, sessions=n))
         return MemberStatus(points=points(sessions, config.farm.weight), sessions=sessions,
                             tcp_connections=self.server.tcp_connection_count(), hubs=tuple(hubs))
+
+    # ----- for the VPN listener ------------------------------------------------------------
+
+    async def place_login(self, login: cc.LoginRequest) -> cc.LoginOutcome:
+        """Where an authenticated VPN login goes (see ControllerCore.place_login);
+        bounded by the core's ticket deadlines."""
+        if not self._running:
+            return cc.LoginFailed(error=NotInThisMode("the cluster controller role is not running"))
+        assert self._loop is not None
+        outcome: asyncio.Future[cc.LoginOutcome] = self._loop.create_future()
+        self._logins[self.core.place_login(login, self._now())] = outcome
+        self._pump()
+        return await outcome
 
     # ----- views for the admin API ---------------------------------------------------------
 

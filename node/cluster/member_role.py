@@ -15,7 +15,9 @@ One attempt (node/cluster/member_link.py numbers them) runs in one task:
 
 Once online, the controller's messages are served here: PushConfig replaces
 config.hubs (older serials of the same link ignored, an identical push
-writes nothing), StatusPoll → StatusReport, Create/DeleteHubInstance change
+writes nothing), StatusPoll → StatusReport (with the tickets not yet
+redeemed: sessions about to arrive), CreateTicket → stored in
+`server.tickets` for the VPN listener to redeem → TicketCreated, Create/DeleteHubInstance change
 `server.dynamic_instances` (the data plane follows), Rejoin → join again.
 Controller silence (vpnbus PeerSilent, 3 s) → offline and retry; the hub
 instances and their sessions keep running (CLUSTER.md decision 10).
@@ -35,10 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import AuthFailed
+from controller.errors import AuthFailed, TicketReused
+from controller.tickets import TicketGrant
 from controller.joinauth import MemberJoinAuth
 from controller.messages import (
-    PROTOCOL_VERSION, Ack, CreateHubInstance, DeleteHubInstance, HubConfig, HubReport, JoinAbort,
+    PROTOCOL_VERSION, Ack, CreateHubInstance, CreateTicket, TicketCreated, DeleteHubInstance, HubConfig, HubReport, JoinAbort,
     JoinAccepted, JoinChallenge, JoinHello, JoinProof, Leave, PushConfig, Rejoin, StatusPoll,
     StatusReport,
 )
@@ -351,6 +354,8 @@ class MemberRole:
             raise RequestFailed(Err.NOT_FARM_MEMBER, "the member setting changed")
         if isinstance(msg, StatusPoll):
             return self.status_report()
+        if isinstance(msg, CreateTicket):
+            return self._store_ticket(msg)
         if isinstance(msg, PushConfig):
             self._apply_push(msg)
             return Ack()
@@ -377,7 +382,17 @@ class MemberRole:
                 for key, hub in sorted(server.hubs.items())]
         return StatusReport(points=points(sessions, server.state.config.farm.weight, DEFAULT_MAX_SESSIONS),
                             sessions=sessions, tcp_connections=server.tcp_connection_count(),
-                            max_sessions=DEFAULT_MAX_SESSIONS, hubs=hubs, tickets_outstanding=0)
+                            max_sessions=DEFAULT_MAX_SESSIONS, hubs=hubs,
+                            tickets_outstanding=server.tickets.outstanding(time.monotonic()))
+
+    def _store_ticket(self, request: CreateTicket) -> TicketCreated:
+        grant = TicketGrant(hub=request.hub, user_name=request.user_name, real_user_name=request.real_user_name,
+                            group=request.group, session_name=request.session_name, policy=request.policy)
+        try:
+            self.server.tickets.store(request.ticket, grant, time.monotonic())
+        except (TicketReused, ValueError) as exc:
+            raise RequestFailed(Err.INVALID_PARAMETER, f"ticket not stored: {exc}") from None
+        return TicketCreated(points=self.status_report().points)
 
     def _apply_push(self, push: PushConfig) -> None:
         if push.serial < self._push_serial:

@@ -29,6 +29,14 @@ CONNECTING_TIMEOUT), so a slow or silent client cannot hold a connection.
 After an error reply the server reads at most one more PACK (SoftEther's
 epilogue; the client usually just closes), then closes.
 
+On a cluster controller an authenticated login is placed by the controller
+core (node/cluster/controller_role.place_login): kept here, or redirected
+(§5.1: the chosen member acknowledged a one-time ticket; the Redirect PACK
+names its public address, ports and certificate; the client answers with
+one PACK, gets error 0 and logs in at the member with the ticket), or
+refused with SoftEther's error (ERR_COULD_NOT_HOST_HUB_ON_FARM when no
+server may take it).
+
 Login checks, in SoftEther's order (`authenticate`, a pure function): on a
 cluster member only ticket and hub-administrator logins (ERR_ACCESS_DENIED);
 hub exists (ERR_HUB_NOT_FOUND 8); hub online and running here
@@ -37,7 +45,9 @@ requested method; else by `authtype`: 1 password = SHA0(hashed key || random),
 where user `administrator` is checked against the hub's admin password
 (SHA0(pw || "ADMINISTRATOR")); 2 plain password is hashed the same way
 (user name and password at most 255 characters, SoftEther's limits);
-proofs are compared in constant time; 99 ticket fails (ERR_AUTH_FAILED: this node issues no tickets yet); 3
+proofs are compared in constant time; 99 ticket: redeemed from the tickets
+the controller asked this member to store (single use, bound to the hub,
+60 s; else ERR_AUTH_FAILED), the session named as the controller said; 3
 certificate and unknown types get ERR_AUTHTYPE_NOT_SUPPORTED (7), as
 SoftEther's open-source build without certificate auth. Failure is
 ERR_AUTH_FAILED (9). An empty administrator password is refused from
@@ -75,12 +85,15 @@ from typing import TYPE_CHECKING, Callable, Container, TypeVar
 
 import h11
 
-from node.dataplane.hubs import RunningHub
+from controller.core import LoginFailed, LoginRequest, RedirectTo
+from controller.errors import TicketError
+from controller.tickets import TicketBook
+from node.cluster.errors_map import error_number
 from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err, error_name
 from node.softether.handshake import (
-    SHA1_SIZE, AdditionalConnectRequest, AuthRequest, AuthType, ErrorReply, Hello, Welcome,
+    SHA1_SIZE, AdditionalConnectRequest, AuthRequest, AuthType, ErrorReply, Hello, Redirect, Welcome,
     request_method,
 )
 from node.softether.httpmsg import PackServerChannel
@@ -120,7 +133,9 @@ class LoginGranted:
 
     hub: model.Hub
     username: str                 # as the client sent it (the session name uses it)
-    method: str                   # "anonymous", "password", "administrator"
+    method: str                   # "anonymous", "password", "administrator", "ticket"
+    real_username: str = ""       # the user object that authenticated it
+    session_name: str = ""        # a ticket login: the name the controller gave the session
 
 
 def _check_secure(hashed_key: bytes, random: bytes, proof: bytes) -> bool:
@@ -129,9 +144,11 @@ def _check_secure(hashed_key: bytes, random: bytes, proof: bytes) -> bool:
 
 
 def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, running: Container[str],
-                 now_wall: float, client_is_local: bool) -> LoginGranted:
+                 now_wall: float, client_is_local: bool, tickets: TicketBook | None = None,
+                 now: float = 0.0) -> LoginGranted:
     """Check a login as SoftEther's ServerAccept does (order in the module
-    prose). `running`: lower-case names of the hubs running here.
+    prose). `running`: lower-case names of the hubs that may take it here;
+    `tickets`: the tickets this member stores (redeemed at monotonic `now`).
     Returns LoginGranted or raises LoginRefused."""
     name = auth.username
     is_admin = name.lower() == ADMINISTRATOR
@@ -158,7 +175,13 @@ def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, runn
     elif authtype == AuthType.PASSWORD:
         proof = auth.secure_password
     elif authtype == AuthType.TICKET:
-        raise LoginRefused(Err.AUTH_FAILED, "ticket login, but this node has issued no ticket")
+        if tickets is None:
+            raise LoginRefused(Err.AUTH_FAILED, "ticket login, but this node stores no tickets")
+        try:
+            grant = tickets.redeem(auth.ticket, hub.name, now)
+        except TicketError as exc:
+            raise LoginRefused(Err.AUTH_FAILED, f"ticket refused: {exc}") from None
+        return LoginGranted(hub, grant.user_name, "ticket", grant.real_user_name, grant.session_name)
     else:
         raise LoginRefused(Err.AUTHTYPE_NOT_SUPPORTED, f"authentication type {authtype} is not supported")
     if len(proof) != SHA1_SIZE:
@@ -169,7 +192,7 @@ def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, runn
         if not client_is_local and proof == secure_password(hash_password(name, ""), random):
             raise LoginRefused(Err.NULL_PASSWORD_LOCAL_ONLY,
                                "the hub administrator password is empty (allowed from localhost only)")
-        return LoginGranted(hub, name, "administrator")
+        return LoginGranted(hub, name, "administrator", ADMINISTRATOR)
     if user is None:
         raise LoginRefused(Err.AUTH_FAILED, "no such user")
     if user.auth_type != model.AUTH_PASSWORD:
@@ -183,7 +206,7 @@ def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, runn
 def _granted(hub: model.Hub, user: model.User, name: str, method: str, now_wall: float) -> LoginGranted:
     if user.expire_time and user.expire_time <= now_wall:
         raise LoginRefused(Err.ACCESS_DENIED, "the user account has expired")
-    return LoginGranted(hub, name, method)
+    return LoginGranted(hub, name, method, user.name)
 
 
 def enum_hub_pack(config: model.Server) -> Pack:
@@ -326,6 +349,20 @@ class VpnHandler:
                     return False
         return False
 
+    async def _redirect(self, neg: _Negotiation, to: RedirectTo, granted: LoginGranted, client_ip: str) -> None:
+        """SoftEther's redirect (§5.1): the member holds the ticket; the client
+        sends one (empty) PACK back, gets error 0 and logs in there."""
+        neg.send(Redirect(ip=ipaddress.IPv4Address(to.ip), ports=to.ports, ticket=to.ticket,
+                          cert=to.cert).to_pack())
+        log.info("login of user %s (%s) on hub %s from %s redirected to member %d (%s:%s)", granted.username,
+                 granted.method, granted.hub.name, client_ip, to.member_id, to.ip, to.ports[0])
+        try:
+            await neg.next(neg.channel.next_pack, EPILOGUE_TIMEOUT_S)
+            neg.send(ErrorReply(code=0).to_pack())
+            await neg.writer.drain()
+        except (ProtocolError, TimeoutError, ConnectionError, OSError, ValueError):
+            pass  # the client already went on to the member
+
     def _additional_connect(self, neg: _Negotiation, pack: Pack, peer: str) -> None:
         try:
             request = AdditionalConnectRequest.from_pack(pack)
@@ -358,12 +395,29 @@ class VpnHandler:
             await neg.epilogue()
             return
         server = self.server
-        running = {k: v for k, v in server.hubs.items() if not v.closed}
+        config = server.state.config
+        controller = server.cluster.controller if config.farm.server_type == model.SERVER_CONTROLLER else None
+        # A controller places the login first (the hub may run elsewhere or not yet).
+        running = {h.name.lower() for h in config.hubs} if controller is not None \
+            else {k for k, v in server.hubs.items() if not v.closed}
         try:
             granted = authenticate(
-                server.state.config, auth, random, running=running,
-                now_wall=time.time(), client_is_local=ipaddress.ip_address(client_ip).is_loopback)
-            running_hub: RunningHub = running[granted.hub.name.lower()]   # authenticate checked it runs
+                config, auth, random, running=running, now_wall=time.time(),
+                client_is_local=ipaddress.ip_address(client_ip).is_loopback, tickets=server.tickets,
+                now=time.monotonic())
+            if controller is not None:
+                outcome = await controller.place_login(LoginRequest(
+                    hub=granted.hub.name, user_name=granted.username, real_user_name=granted.real_username,
+                    admin=granted.method == "administrator"))
+                if isinstance(outcome, RedirectTo):
+                    await self._redirect(neg, outcome, granted, client_ip)
+                    return
+                if isinstance(outcome, LoginFailed):
+                    raise LoginRefused(error_number(outcome.error), f"not placed in the cluster: {outcome.error}")
+            found = server.running_hub(granted.hub.name)
+            if found is None or found.closed:
+                raise LoginRefused(Err.HUB_STOPPING, "the hub is not running here")
+            running_hub = found
             if granted.hub.max_session and running_hub.session_count() >= granted.hub.max_session:
                 raise LoginRefused(Err.HUB_IS_BUSY, f"the hub has its maximum of {granted.hub.max_session} sessions")
         except LoginRefused as e:
@@ -373,7 +427,9 @@ class VpnHandler:
             neg.refuse(e.code)
             await neg.epilogue()
             return
-        name = running_hub.next_session_name(granted.username)
+        name = granted.session_name
+        if not name or name in running_hub.sessions:  # SoftEther names ticket logins as the controller said
+            name = running_hub.next_session_name(granted.username)
         session_key = os.urandom(SHA1_SIZE)
         welcome = Welcome(session_name=name, connection_name=f"CID-{next(self._connection_ids)}",
                           session_key=session_key, session_key_32=int.from_bytes(os.urandom(4), "big"),

@@ -86,4 +86,4 @@ def test_the_real_edges_are_seen():
     # guards against the checker passing because it found nothing at all
     imports = {m: dataplane_imports((DATAPLANE / f"{m}.py").read_text(), m) for m in modules()}
     assert "session" in imports["hubs"] and "virtual_hub" in imports["session"]
-    assert {"hubs", "session"} <= imports["vpn_handler"]
+    assert "session" in imports["vpn_handler"]
