@@ -21,11 +21,14 @@ from pathlib import Path
 import pytest
 
 from node.softether.errors import Err
+from node.softether.handshake import ServerError
 from tools.vpnclient.client import ClientFailed, UserspaceClient
+from tools.vpnclient.connection import connect
+from tools.vpnclient.login import PasswordLogin, Redirected, TicketLogin, Welcomed
 from tools.vpnclient.probe import ping
 from tools.vpnclient.retry import RetryPolicy
 from tools.vpnctl.client import AdminError
-from tools.vpndrill.cluster import LocalCluster, wait_until
+from tools.vpndrill.cluster import LocalCluster, Node, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 RETRY = RetryPolicy(max_retries=20, base_s=0.1, cap_s=0.5)
@@ -50,11 +53,14 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
                                         "Auth_Password_str": "pw-" + user})
         # Every member has the hubs (pushed) before a client comes.
         for m in c.members:
-            with m.client() as mc:
-                wait_until(lambda mc=mc: {HUB, DYN} <= {h["HubName_str"] for h in mc.call("EnumHub")["HubList"]},
-                           f"hubs pushed to {m.name}", 30)
+            wait_until(lambda m=m: {HUB, DYN} <= hubs_of(m), f"hubs pushed to {m.name}", 30)
         ctl.close()
         yield c
+
+
+def hubs_of(node: Node) -> set[str]:
+    with node.client() as nc:
+        return {h["HubName_str"] for h in nc.call("EnumHub")["HubList"]}
 
 
 def members_listed(c: LocalCluster) -> bool:
@@ -173,4 +179,34 @@ def test_a_frozen_member_is_skipped_for_new_logins(cluster):
                     await c.stop()
         finally:
             frozen.signal(signal.SIGCONT)
+    asyncio.run(main())
+
+
+def test_a_ticket_is_single_use_and_bound_to_its_hub(cluster):
+    with cluster.controller.client() as ctl:
+        ctl.call("CreateHub", {"HubName_str": "other", "Online_bool": True, "HubType_u32": 1})
+    for m in cluster.members:
+        wait_until(lambda m=m: "other" in hubs_of(m), f"hub pushed to {m.name}", 30)
+
+    async def main():
+        event, _ = await connect("127.0.0.1", cluster.controller.port, hub=HUB, username="alice",
+                                 credentials=PasswordLogin.from_plain("alice", "pw-alice"))
+        assert isinstance(event, Redirected)
+        to = event.redirect
+        member_port = to.choose_port(cluster.controller.port)
+        assert member_port in {m.port for m in cluster.members}
+        ticket = TicketLogin(ticket=to.ticket)
+        # Another hub first: refused, and the ticket is not used up by it.
+        with pytest.raises(ServerError) as refused:
+            await connect(str(to.ip), member_port, hub="other", username="alice", credentials=ticket)
+        assert refused.value.code == Err.AUTH_FAILED
+        event, conn = await connect(str(to.ip), member_port, hub=HUB, username="alice", credentials=ticket,
+                                    expected_cert=to.cert)
+        assert isinstance(event, Welcomed) and conn is not None
+        try:
+            with pytest.raises(ServerError) as replayed:
+                await connect(str(to.ip), member_port, hub=HUB, username="alice", credentials=ticket)
+            assert replayed.value.code == Err.AUTH_FAILED
+        finally:
+            conn.close()
     asyncio.run(main())

@@ -162,3 +162,72 @@ def test_leave_drains_then_forgets_the_route():
     actions = core.take_actions()
     assert of(actions, cc.Forget) == [cc.Forget(MEMBER)]
     assert [m.member_id for m in core.listed_members(1.0)] == [ME_ID]
+
+
+def report(core: cc.ControllerCore, token: int, now: float, sessions: int = 0) -> None:
+    core.reply_received(token, msg.StatusReport(points=100_000 - sessions * 100, sessions=sessions,
+                                                tcp_connections=0, max_sessions=0, hubs=[]), now)
+
+
+def joined_members(core: cc.ControllerCore, *keys: bytes, now: float = 0.0) -> list[int]:
+    """Join each key and answer its first poll (it is then selectable)."""
+    ids = []
+    for key in keys:
+        ids.append(join(core, now, key=key).member_id)
+        (poll,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.StatusPoll)]
+        report(core, poll.token, now)
+    return ids
+
+
+LOGIN = cc.LoginRequest(hub="VPN", user_name="alice", real_user_name="alice")
+
+
+def test_a_login_is_redirected_once_the_member_stored_its_ticket():
+    core = make_core(hub_config("VPN", False))
+    (m1,) = joined_members(core, MEMBER)
+    login_id = core.place_login(LOGIN, 1.0)
+    (create,) = of(core.take_actions(), cc.Request)
+    assert isinstance(create.message, msg.CreateTicket) and create.peer == MEMBER
+    assert create.timeout_s == cc.TICKET_ACK_TIMEOUT_S and create.message.session_name == "SID-ALICE-1"
+    core.reply_received(create.token, msg.TicketCreated(points=99_900), 1.1)
+    (placed,) = of(core.take_actions(), cc.LoginPlaced)
+    assert placed.login_id == login_id and isinstance(placed.outcome, cc.RedirectTo)
+    assert placed.outcome.member_id == m1 and placed.outcome.ticket == create.message.ticket
+    assert placed.outcome.ip == "10.0.0.9" and placed.outcome.ports == (443,)
+
+
+def test_a_member_that_does_not_store_the_ticket_is_skipped_for_the_next():
+    core = make_core(hub_config("VPN", False))
+    first, second = joined_members(core, MEMBER, b"N" * 32)
+    core.place_login(LOGIN, 1.0)
+    (create,) = of(core.take_actions(), cc.Request)
+    tried = core.registry.by_key(create.peer).member_id
+    core.request_failed(create.token, "request timed out", 1.5)
+    (retry,) = of(core.take_actions(), cc.Request)
+    assert core.registry.by_key(retry.peer).member_id == ({first, second} - {tried}).pop()
+    core.request_failed(retry.token, "unreachable", 1.6)
+    (placed,) = of(core.take_actions(), cc.LoginPlaced)
+    assert isinstance(placed.outcome, cc.LoginFailed)  # nobody left: never a hang
+    assert "did not store the ticket" in str(placed.outcome.error)
+
+
+def test_the_controller_keeps_a_login_it_chose_and_an_unknown_hub_fails():
+    core = make_core(hub_config("VPN", False), controller_only=False)
+    core.take_actions()
+    core.place_login(LOGIN, 0.5)
+    assert [p.outcome for p in of(core.take_actions(), cc.LoginPlaced)] == [cc.KeepLocal()]
+    core.place_login(cc.LoginRequest(hub="nope", user_name="a", real_user_name="a"), 0.6)
+    (placed,) = of(core.take_actions(), cc.LoginPlaced)
+    assert isinstance(placed.outcome, cc.LoginFailed)
+
+
+def test_a_member_without_an_ipv4_public_address_is_not_a_redirect_target():
+    core = make_core(hub_config("VPN", False))
+    auth = MemberJoinAuth(PASSWORD, MEMBER, KEY)
+    challenge = core.receive(MEMBER, "::1", hello(auth), 0.0)
+    core.receive(MEMBER, "::1", msg.JoinProof(proof=auth.receive_challenge(challenge.nonce)), 0.0)
+    (poll,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.StatusPoll)]
+    report(core, poll.token, 0.0)
+    core.place_login(LOGIN, 1.0)
+    (placed,) = of(core.take_actions(), cc.LoginPlaced)
+    assert isinstance(placed.outcome, cc.LoginFailed) and "IPv4" in str(placed.outcome.error)
