@@ -54,6 +54,15 @@ ERR_AUTH_FAILED (9). An empty administrator password is refused from
 non-loopback addresses (ERR_NULL_PASSWORD_LOCAL_ONLY 51); an expired user gets
 ERR_ACCESS_DENIED (12); a full hub (MaxSession) ERR_HUB_IS_BUSY (16).
 
+Session timeout (decision): the welcome's `timeout` T sets both sides'
+keep-alive (every T/5..T/2) and how long silence is tolerated. A standalone
+node gives SoftEther's 20 s. A cluster node gives 5 s (CLUSTER_TIMEOUT_MS):
+a client whose member froze or lost its link notices within 5 s and
+reconnects through the controller, which has evicted that member by then
+(3 s), instead of after 20 s; keep-alives every 1-2.5 s cost nothing
+against a VPN session's traffic. (A killed member's sockets are reset by
+its kernel, so its clients notice at once.)
+
 Additional connections and half-connection (decision): a session here is
 exactly one TCP connection. The welcome says max_connection=1, qos=0,
 half_connection=0 (§6.3 "simplest interoperable server"); the client's wishes
@@ -110,6 +119,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpnd.vpn")
 
 STEP_TIMEOUT_S = 15.0          # per negotiation step (CONNECTING_TIMEOUT)
+CLUSTER_TIMEOUT_MS = 5_000     # the welcome's session timeout on cluster nodes (module prose)
 EPILOGUE_TIMEOUT_S = 3.0       # waiting for the client's last PACK after an error
 READ_CHUNK = 64 * 1024
 ADMINISTRATOR = "administrator"
@@ -289,9 +299,10 @@ class VpnHandler:
     when the connection is done."""
 
     def __init__(self, server: "VpnServer", *, timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+                 cluster_timeout_ms: int = CLUSTER_TIMEOUT_MS, step_timeout_s: float = STEP_TIMEOUT_S) -> None:
         self.server = server
         self.timeout_ms = timeout_ms
+        self.cluster_timeout_ms = cluster_timeout_ms
         self.step_timeout_s = step_timeout_s
         self._connection_ids = itertools.count(1)
 
@@ -427,19 +438,21 @@ class VpnHandler:
             neg.refuse(e.code)
             await neg.epilogue()
             return
+        timeout_ms = self.timeout_ms if config.farm.server_type == model.SERVER_STANDALONE \
+            else self.cluster_timeout_ms
         name = granted.session_name
         if not name or name in running_hub.sessions:  # SoftEther names ticket logins as the controller said
             name = running_hub.next_session_name(granted.username)
         session_key = os.urandom(SHA1_SIZE)
         welcome = Welcome(session_name=name, connection_name=f"CID-{next(self._connection_ids)}",
                           session_key=session_key, session_key_32=int.from_bytes(os.urandom(4), "big"),
-                          use_compress=auth.use_compress, timeout_ms=self.timeout_ms)
+                          use_compress=auth.use_compress, timeout_ms=timeout_ms)
         session = VpnSession(
             hub=running_hub.hub, name=name, username=granted.username, reader=neg.reader,
             writer=neg.writer, client_ip=client_ip, client_port=client_port, session_key=session_key,
             connection_name=welcome.connection_name, client_hostname=auth.client_hostname or client_ip, client_product=auth.client_str,
             client_version=auth.client_ver, client_build=auth.client_build, unique_id=auth.unique_id,
-            use_compress=welcome.use_compress, timeout_ms=self.timeout_ms)
+            use_compress=welcome.use_compress, timeout_ms=timeout_ms)
         try:
             running_hub.add_session(session)
         except (RuntimeError, ValueError) as e:  # the hub stopped while we were checking

@@ -5,7 +5,9 @@ waits min(cap, base * 2**(n-1)) scaled by a jitter factor in [0.5, 1.0)
 ("equal jitter"), so many clients that lost the same member do not come
 back in lock-step, and the wait is never below base/2 (no tight loop).
 After `max_retries` consecutive failures the client gives up. A session
-that reached the data plane resets the count. The defaults (base 0.5 s,
+that reached the data plane resets the count, and when it is lost the
+client tries again at once (within LOST_SPREAD_S, 50 ms): its member died
+or was cut off, and the controller sends it to a live one. The defaults (base 0.5 s,
 cap 4 s) bring a client back within a few seconds of a member's death;
 SoftEther's client instead waits a fixed RetryInterval (>= 5 s in vpncmd).
 
@@ -29,6 +31,7 @@ MAX_REDIRECTS = 4
 DEFAULT_BASE_S = 0.5
 DEFAULT_CAP_S = 4.0
 DEFAULT_MAX_RETRIES = 10
+LOST_SPREAD_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,11 @@ class Backoff:
         return self.policy.delay_s(self.failures, self._rand())
 
     def lost(self) -> float:
-        """An established session ended: start over, with the first wait."""
+        """An established session ended: start over at once (a member died;
+        the controller redirects us to a live one), spread over at most
+        LOST_SPREAD_S so the clients of one member do not arrive in one instant."""
         self.failures = 0
-        return self.policy.delay_s(1, self._rand())
+        return LOST_SPREAD_S * self._rand()
 
     def succeeded(self) -> None:
         self.failures = 0
