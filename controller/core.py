@@ -170,6 +170,9 @@ class LoginRequest:
 class KeepLocal:
     """The controller takes the session itself."""
 
+    session_name: str
+    """SID-<USER>-<n>, from the same per-hub counter as redirected sessions (unique in the cluster)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedirectTo:
@@ -501,7 +504,7 @@ class ControllerCore:
             self._login_decided(login_id, LoginFailed(error=exc))
             return
         if decision.member_id == ME_ID:
-            self._login_decided(login_id, KeepLocal())
+            self._login_decided(login_id, KeepLocal(session_name=self._session_name(decision.hub, request.user_name)))
             return
         member = self.registry.get(decision.member_id)
         try:
@@ -540,7 +543,7 @@ class ControllerCore:
         self._actions.append(LoginPlaced(login_id, outcome))
 
     def _session_name(self, hub: str, user_name: str) -> str:
-        """SoftEther's ticket SessionName: SID-<USER>-<n>, n counting this hub's redirected logins."""
+        """SoftEther's SessionName: SID-<USER>-<n>, n counting this hub's placed logins (hub->SessionCounter)."""
         n = self._session_counters[hub_key(hub)] = self._session_counters.get(hub_key(hub), 0) + 1
         return f"SID-{user_name.upper()}-{n}"
 

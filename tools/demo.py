@@ -4,24 +4,36 @@ vpnctl exactly as an operator would.
 It starts three vpnd nodes (one becomes the cluster controller, two join as
 members, one of them with weight 200), creates a static Virtual Hub and a user
 on the controller, waits until both members show in ClusterMemberList with
-their points and hold the hub, prints the tables an operator watches, and
-stops every node by PID (SIGTERM) whatever happens. Everything runs on
-127.0.0.1 in a temporary directory.
+their points and hold the hub, then connects a dozen VPN sessions (userspace
+vpnclients) to the controller, which spreads them over the three servers by
+points and weight with ticket redirects, shows where each landed and the
+tables an operator watches, and stops every client and node by PID
+(SIGTERM) whatever happens. Everything runs on 127.0.0.1 in a temporary
+directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import subprocess
 import sys
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+
+from tabulate import tabulate
+
+from tools.vpnclient.client import UserspaceClient
+from tools.vpnclient.retry import RetryPolicy
 
 from tools.vpndrill.cluster import REPO_ROOT as ROOT, DrillError, Node as Vpnd, wait_until
 
 PASSWORD = "demo-admin-password"
 WAIT_S = 30.0
+SESSIONS = 12
 
 
 class Node(Vpnd):
@@ -43,6 +55,24 @@ class Node(Vpnd):
         if show:
             print(result.stdout, end="", flush=True)
         return result.stdout
+
+
+async def connect_sessions(ctl: Node, nodes: list[Node], count: int, show: Callable[[], object]) -> Counter[int]:
+    """`count` VPN sessions of alice through the controller, one after the
+    other; `show()` runs while they are up. Returns sessions per server port."""
+    clients = [UserspaceClient(f"127.0.0.1:{ctl.port}", "OFFICE", "alice", "alice-secret",
+                               retry=RetryPolicy(max_retries=5)) for _ in range(count)]
+    print(f"\n$ {count} x vpnclient --server 127.0.0.1:{ctl.port} --hub OFFICE --user alice --userspace")
+    try:
+        for c in clients:
+            c.start()
+            await c.wait_connected(WAIT_S)
+        landed = Counter(int((c.status.server or ":0").rsplit(":", 1)[1]) for c in clients)
+        await asyncio.to_thread(show)
+        return landed
+    finally:
+        for c in clients:
+            await c.stop()
 
 
 def main() -> int:
@@ -75,7 +105,13 @@ def main() -> int:
             m2.vpnctl("ClusterConnectionStatusGet")
             m2.vpnctl("HubList")
             m2.vpnctl("UserList", hub="OFFICE")
-            ctl.vpnctl("ServerStatusGet")
+            landed = asyncio.run(connect_sessions(ctl, nodes, SESSIONS, lambda: (
+                ctl.vpnctl("ClusterMemberList"),
+                m2.vpnctl("SessionList", hub="OFFICE"),
+                ctl.vpnctl("ServerStatusGet"))))
+            print("\nwhere the sessions landed (weights: controller 100, member1 100, member2 200):")
+            print(tabulate([(n.name, n.port, landed.get(n.port, 0)) for n in nodes],
+                           headers=("server", "port", "sessions")))
         except DrillError as e:  # a vpnd did not start, or the members did not join in time
             raise SystemExit(f"demo: {e}") from None
         finally:

@@ -83,6 +83,7 @@ to wait for its own 20 s timeout). Compression is granted when asked
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import itertools
@@ -425,6 +426,7 @@ class VpnHandler:
                     return
                 if isinstance(outcome, LoginFailed):
                     raise LoginRefused(error_number(outcome.error), f"not placed in the cluster: {outcome.error}")
+                granted = dataclasses.replace(granted, session_name=outcome.session_name)
             found = server.running_hub(granted.hub.name)
             if found is None or found.closed:
                 raise LoginRefused(Err.HUB_STOPPING, "the hub is not running here")

@@ -19,3 +19,8 @@ def test_cluster_demo_runs_and_stops_every_node():
     # at least one join (a member that lost the controller under load rejoins: 2)
     assert re.search(r"Number of Successful Connections \| [1-9]", out)
     assert "all nodes stopped (exit codes [0, 0, 0])" in out
+    # 12 sessions through the controller, spread by weight 100/100/200: 3/3/6 (one session of tolerance)
+    landed = dict(re.findall(r"^(controller|member1|member2)\s+\d+\s+(\d+)$", out, re.M))
+    assert set(landed) == {"controller", "member1", "member2"}, out[-2000:]
+    for name, want in (("controller", 3), ("member1", 3), ("member2", 6)):
+        assert abs(int(landed[name]) - want) <= 1, landed

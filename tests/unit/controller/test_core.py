@@ -215,7 +215,7 @@ def test_the_controller_keeps_a_login_it_chose_and_an_unknown_hub_fails():
     core = make_core(hub_config("VPN", False), controller_only=False)
     core.take_actions()
     core.place_login(LOGIN, 0.5)
-    assert [p.outcome for p in of(core.take_actions(), cc.LoginPlaced)] == [cc.KeepLocal()]
+    assert [p.outcome for p in of(core.take_actions(), cc.LoginPlaced)] == [cc.KeepLocal(session_name="SID-ALICE-1")]
     core.place_login(cc.LoginRequest(hub="nope", user_name="a", real_user_name="a"), 0.6)
     (placed,) = of(core.take_actions(), cc.LoginPlaced)
     assert isinstance(placed.outcome, cc.LoginFailed)
