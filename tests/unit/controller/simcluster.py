@@ -203,7 +203,7 @@ class SimCluster:
         self._pending: dict[int, _Pending] = {}
         self._request_ids = itertools.count(1)
         self._random = itertools.count(1)
-        self._session_ids = itertools.count(1)
+        self._placed: dict[int, cc.LoginOutcome] = {}
         for m in self.members.values():
             m.link.start(self.now)
         self.advance(0.0)
@@ -257,27 +257,30 @@ class SimCluster:
         return self.members[self._names[key]]
 
     def issue(self, hub: str, user: str = "alice") -> tuple[SimNode, bytes, int]:
-        """Controller side of a login: place (starting a dynamic hub if
-        needed), have the chosen server store a ticket, acknowledged."""
-        decision = self.core.place_session(hub, self.now)
-        self.log.append((self.now, decision))
+        """The controller side of a login, as the daemon does it
+        (ControllerCore.place_login): place it, the chosen member stores a
+        ticket and acknowledges it (a silent one is skipped after the ticket
+        deadline, virtual time passing meanwhile). Returns the server the
+        client goes to, the ticket to log in with there, and its id."""
+        login_id = self.core.place_login(cc.LoginRequest(hub=hub, user_name=user, real_user_name=user), self.now)
         self._pump()
-        ticket = new_ticket(lambda n: next(self._random).to_bytes(n, "big"))
-        grant = TicketGrant(hub=decision.hub, user_name=user, real_user_name=user,
-                            session_name=f"SID-{user.upper()}-{next(self._session_ids)}")
-        target = self.server(decision.member_id)
-        if target is self.me:
-            target.tickets.store(ticket, grant, self.now)
-            return target, ticket, decision.member_id
-        request = msg.CreateTicket(hub=grant.hub, ticket=ticket, user_name=grant.user_name,
-                                   real_user_name=grant.real_user_name, group=grant.group,
-                                   session_name=grant.session_name, policy={})
-        pending = self._request(CONTROLLER, target.name, request, cc.PUSH_TIMEOUT_S)
-        self._deliver()
-        # The store is acknowledged before the redirect is sent (DESIGN.md).
-        if not isinstance(pending.reply, msg.TicketCreated):
-            raise LinkDown(target.name)
-        return target, ticket, decision.member_id
+        for _ in range(MAX_STEPS):
+            if login_id in self._placed:
+                break
+            self.advance(0.05)
+        else:
+            raise RuntimeError("login never placed")
+        outcome = self._placed.pop(login_id)
+        self.log.append((self.now, outcome))
+        if isinstance(outcome, cc.LoginFailed):
+            raise LinkDown(str(outcome.error))
+        if isinstance(outcome, cc.KeepLocal):
+            # The controller keeps it: the client logs in here, no ticket on the wire.
+            ticket = new_ticket(lambda n: next(self._random).to_bytes(n, "big"))
+            grant = TicketGrant(hub=hub, user_name=user, real_user_name=user, session_name=outcome.session_name)
+            self.me.tickets.store(ticket, grant, self.now)
+            return self.me, ticket, ME_ID
+        return self.server(outcome.member_id), outcome.ticket, outcome.member_id
 
     def redeem(self, target: SimNode, ticket: bytes, hub: str) -> Session:
         """Member side of a ticket login."""
@@ -376,9 +379,11 @@ class SimCluster:
             self.actions.append(order)
         elif isinstance(action, cc.PollLocal):
             self.core.local_status(self.me.status(self.now), self.now)
-        elif isinstance(action, cc.ClusterEvent):
-            self.log.append((self.now, action.event))
-        # Forget and Log change nothing in memory.
+        elif isinstance(action, cc.LoginPlaced):
+            self._placed[action.login_id] = action.outcome
+        elif isinstance(action, (cc.ClusterEvent, cc.Log)):
+            self.log.append((self.now, action.event if isinstance(action, cc.ClusterEvent) else action))
+        # Forget changes nothing in memory.
 
     def _trace(self, peer: bytes, message: object) -> None:
         entry = self.registry.by_key(peer)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from controller import core as cc
 from controller.errors import AuthFailed, TicketError, TicketReused
 from controller.member_life import MemberState
 from controller.placement import CreateHubInstance, DeleteHubInstance, HubLife
@@ -192,3 +193,14 @@ def test_controller_own_entry_reports_sessions():
     assert s.member_id == ME_ID
     sim.advance(1.0)
     assert sim.registry.me.sessions == 1
+
+
+def test_a_member_that_does_not_store_its_ticket_is_skipped_for_the_next():
+    sim = SimCluster([100, 100])
+    sim.create_hub("VPN", dynamic=False)
+    sim.advance(1.0)
+    sim.partition(CONTROLLER, "m0")  # still listed: its silence is not yet a verdict
+    landed = {sim.connect("VPN").server for _ in range(4)}
+    assert landed == {"m1"}
+    skipped = [ev for _, ev in sim.log if isinstance(ev, cc.Log) and "did not store a ticket" in ev.text]
+    assert len(skipped) >= 1 and sim.now - 1.0 < 3.0  # before m0's eviction: skipped for its silence
