@@ -4,7 +4,10 @@ SetHubOnline (Admin.c StCreateHub and friends).
 Rules kept from SoftEther: a standalone server only has hubs of type 0, a
 controller only static (1) or dynamic (2) hubs, a member creates none
 (ERR_NOT_FARM_CONTROLLER); a hub's type never changes after creation
-(ERR_NOT_SUPPORTED); names are SoftEther "safe strings".
+(ERR_NOT_SUPPORTED, StSetHub in 5.01; vpncmd's HubSetStatic/HubSetDynamic
+get exactly that); names are SoftEther "safe strings". EnumHub lists the hubs
+that exist on this server (methods_server.hubs_here): a member shows a
+dynamic hub only while the controller has placed it there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt
-from node.admin.methods_server import remote_members
+from node.admin.methods_server import hubs_here, remote_members
 from node.softether.errors import Err
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, hash_admin_password, hash_password
 from node.state import model
@@ -127,6 +130,7 @@ def set_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
 
 @admin_method("GetHub", Scope.HUB)
 def get_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    refuse_on_member(ctx)   # StGetHub: ERR_NOT_FARM_CONTROLLER on a member
     return hub_struct(existing_hub(ctx.server.state.config, p.str("HubName")))
 
 
@@ -144,7 +148,7 @@ def _remote_sessions(ctx: AdminContext) -> dict[str, int]:
 def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     rows = []
     remote = _remote_sessions(ctx)
-    for hub in ctx.server.state.config.hubs:
+    for hub in hubs_here(ctx.server):
         if not ctx.is_server_admin and hub.name.lower() != (ctx.hub_admin_of or "").lower():
             continue
         run = ctx.server.running_hub(hub.name)

@@ -75,6 +75,22 @@ def remote_members(server: VpnServer) -> list[Member]:
     return [m for m in role.listed_members() if not m.is_me]
 
 
+def hubs_here(server: VpnServer) -> list[model.Hub]:
+    """The configured hubs that exist on this server, as SoftEther's Cedar
+    HubList that StEnumHub and StGetServerStatus walk: every hub on a
+    standalone server or a controller; on a member its static hubs (the
+    controller creates each on every member, SiHubUpdateProc) and only the
+    dynamic hubs placed here (created by SiCallCreateHub when the controller
+    places the hub, deleted by SiCallDeleteHub once its last session left).
+    Checked against SoftEther 5.01: a member lists no dynamic hub without
+    sessions."""
+    config = server.state.config
+    if config.farm.server_type != model.SERVER_MEMBER:
+        return list(config.hubs)
+    return [hub for hub in config.hubs
+            if hub.hub_type != model.HUB_DYNAMIC or hub.name in server.dynamic_instances]
+
+
 def _remote_load(server: VpnServer) -> tuple[int, int]:
     members = remote_members(server)
     return sum(m.sessions for m in members), sum(m.tcp_connections for m in members)
@@ -84,7 +100,8 @@ def _remote_load(server: VpnServer) -> tuple[int, int]:
 def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     server = ctx.server
     config = server.state.config
-    by_type = [h.hub_type for h in config.hubs]
+    here = hubs_here(server)
+    by_type = [h.hub_type for h in here]
     totals: dict[str, int] = {}
     mac = ip = 0
     for hub in server.hubs.values():
@@ -111,7 +128,7 @@ def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "NumTcpConnectionsRemote_u32": remote_tcp,
         "NumMacTables_u32": mac,
         "NumIpTables_u32": ip,
-        "NumUsers_u32": sum(len(h.users) for h in config.hubs),
+        "NumUsers_u32": sum(len(h.users) for h in here),
         "NumGroups_u32": 0,
         "AssignedBridgeLicenses_u32": 0,
         "AssignedClientLicenses_u32": 0,

@@ -95,6 +95,9 @@ class RunningHub:
                  wall_clock: Callable[[], float] = time.time, sessions_before: int = 0,
                  **hub_kwargs: Any) -> None:
         self.name = name
+        self.hub_type = model.HUB_STANDALONE
+        """The type of the configured hub this instance runs (sync_instances
+        sets it; a type change restarts the instance)."""
         self.hub = VirtualHub(name, clock=clock, **hub_kwargs)
         self.sessions: dict[str, "VpnSession"] = {}
         self.bridges: dict[str, BridgeSession] = {}  # by bridge key (service.bridge_key)
@@ -282,13 +285,20 @@ async def _close_session(session: "VpnSession", reason: str) -> None:
 def sync_instances(instances: dict[str, RunningHub], wanted: Iterable[model.Hub],
                    factory: Callable[[str], RunningHub]) -> tuple[list[RunningHub], list[RunningHub]]:
     """Make `instances` (lower-case name → instance) match `wanted`: create the
-    missing ones with `factory(name)`, take out the ones no longer wanted.
+    missing ones with `factory(name)` (and record the hub's type on them),
+    take out the ones no longer wanted. An instance whose hub changed type is
+    restarted: taken out and created again, so its sessions are disconnected
+    and their clients reconnect through the controller -- SoftEther's member
+    does the same (Server.c SiCalledUpdateHub: "Remove all sessions since the
+    type of HUB has been changed", SetHubOffline + SetHubOnline).
     Returns (created, removed); the caller starts/stops them."""
     want = {hub.name.lower(): hub for hub in wanted}
-    removed = [instances.pop(key) for key in list(instances) if key not in want]
+    removed = [instances.pop(key) for key in list(instances)
+               if key not in want or instances[key].hub_type != want[key].hub_type]
     created = []
     for key, hub in want.items():
         if key not in instances:
-            instances[key] = factory(hub.name)
-            created.append(instances[key])
+            instance = instances[key] = factory(hub.name)
+            instance.hub_type = hub.hub_type
+            created.append(instance)
     return created, removed

@@ -7,7 +7,9 @@ config: every durable change re-runs the same reconciliation, so CreateHub,
 SetHubOnline/Offline, DeleteHub, AddLocalBridge and DeleteLocalBridge act at
 once, without a restart. An instance that goes away (hub offline or
 deleted) disconnects its sessions (`session.close(reason)` in a task each)
-and closes its bridges.
+and closes its bridges. A hub whose type changed (a pushed config, a mode
+change) is restarted the same way (sync_instances), as SoftEther's member
+restarts it in SiCalledUpdateHub; its bridges reopen on the new instance.
 
 Local bridges, as SoftEther's (Bridge.c): a bridge whose hub runs is
 "Online"; it is "Active" while its device is open. A device that cannot be
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 RETRY_INTERVAL_S = 3.0
 TAP_PREFIX = "tap_"
 OFFLINE_REASON = "the Virtual Hub was stopped by the administrator"
+TYPE_CHANGED_REASON = "the Virtual Hub's type changed: reconnect through the cluster controller"
 
 
 def device_name(device: str, tap: bool) -> str:
@@ -150,12 +153,15 @@ class DataPlane:
         """Bring instances and bridges in line with `config` (synchronous; opening
         devices continues in tasks)."""
         instances = self.server.hubs
+        for key, running in instances.items():
+            # read before sync_instances: an instance restarted there goes on counting
+            self._named[key] = running.sessions_named
         created, removed = sync_instances(instances, hosted_hubs(config, self.server.dynamic_instances),
                                           self._new_instance)
         for instance in removed:
-            self._named[instance.name.lower()] = instance.sessions_named
-            log.info("hub %s stopped", instance.name)
-            self._tasks.update(self._stop_instance(instance, OFFLINE_REASON))
+            restarted = instance.name.lower() in instances
+            log.info("hub %s %s", instance.name, "restarted: its type changed" if restarted else "stopped")
+            self._tasks.update(self._stop_instance(instance, TYPE_CHANGED_REASON if restarted else OFFLINE_REASON))
         for instance in created:
             instance.start()
             log.info("hub %s started", instance.name)

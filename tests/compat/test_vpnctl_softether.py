@@ -351,3 +351,63 @@ def test_cluster_member_with_wrong_password(softether_lab):
     # The setting never shows the password back.
     setting = ok_json(member, "ClusterSettingGet")
     assert setting["MemberPasswordPlaintext_str"] == "" and base64.b64decode(setting["MemberPassword_bin"]) == bytes(20)
+
+
+def test_hub_types_and_unavailable_functions_on_a_real_cluster(softether_lab):
+    """What SoftEther 5.01 does with hub types and with the functions a cluster
+    cannot use (CLUSTERING.md §3.9.7, §3.9.8, §3.9.11), seen through vpnctl:
+    StSetHub refuses a type change (ERR_NOT_SUPPORTED); a member lists its
+    static hubs and only the dynamic hubs it hosts (none without sessions);
+    cascades answer ERR_NOT_SUPPORTED on a controller and on a member."""
+    ctl = softether_lab.server(f"ctlt-{os.getpid()}", password="ctl-pw")
+    member = softether_lab.server(f"mt-{os.getpid()}")
+    ok(vpnctl(ctl, "ClusterSettingController"))
+    ctl.wait_admin(server_type=SERVER_TYPE_CONTROLLER)
+    ok(vpnctl(member, "ClusterSettingMember", ctl.address, "/IP:127.0.0.1", f"/PORTS:{member.port}",
+              "/PASSWORD:ctl-pw"))
+    member.wait_admin(server_type=SERVER_TYPE_MEMBER)
+    _wait_for(lambda: ok_json(member, "ClusterConnectionStatusGet"), lambda s: s["Online_bool"])
+    ok(vpnctl(ctl, "HubCreateDynamic", "dyn"))
+    ok(vpnctl(ctl, "HubCreateStatic", "st"))
+
+    # A hub's type never changes after creation (StSetHub).
+    for verb, hub in (("HubSetStatic", "dyn"), ("HubSetDynamic", "st")):
+        assert "ERR_NOT_SUPPORTED (33)" in one_line_error(vpnctl(ctl, verb, hub), 1)
+    types = {h["HubName_str"]: h["HubType_u32"] for h in ok_json(ctl, "HubList")["HubList"]}
+    assert types == {"dyn": 2, "st": 1}
+    # On a member the hub commands are the controller's (StGetHub: ERR_NOT_FARM_CONTROLLER).
+    assert "(46)" in one_line_error(vpnctl(member, "HubSetStatic", "dyn"), 1)
+
+    # The controller lists both hubs; the member only the static one (a
+    # dynamic hub exists on a member only while it hosts sessions of it).
+    rows = table_rows(ok(vpnctl(ctl, "HubList")))
+    assert sorted(r[:3] for r in rows) == [["dyn", "Online", "Dynamic"], ["st", "Online", "Static"]]
+    listed = _wait_for(lambda: ok_json(member, "HubList")["HubList"], lambda h: len(h) >= 1)
+    assert [(h["HubName_str"], h["HubType_u32"], h["Online_bool"]) for h in listed] == [("st", 1, True)]
+    status = ok_json(member, "ServerStatusGet")
+    assert (status["NumHubTotal_u32"], status["NumHubStatic_u32"], status["NumHubDynamic_u32"]) == (1, 1, 0)
+    status = ok_json(ctl, "ServerStatusGet")
+    assert (status["NumHubTotal_u32"], status["NumHubStatic_u32"], status["NumHubDynamic_u32"]) == (2, 1, 1)
+
+    # Cascades: ERR_NOT_SUPPORTED in both cluster modes (StEnumLink).
+    for srv in (ctl, member):
+        assert "ERR_NOT_SUPPORTED (33)" in one_line_error(vpnctl(srv, "CascadeList", hub="st"), 1)
+    # SecureNAT: never on a static hub (33); a member does not have the
+    # dynamic hub (8); SoftEther allows it on a controller's dynamic hub.
+    assert "ERR_NOT_SUPPORTED (33)" in one_line_error(vpnctl(ctl, "SecureNatEnable", hub="st"), 1)
+    assert "ERR_NOT_SUPPORTED (33)" in one_line_error(vpnctl(member, "SecureNatEnable", hub="st"), 1)
+    assert "ERR_HUB_NOT_FOUND (8)" in one_line_error(vpnctl(member, "SecureNatEnable", hub="dyn"), 1)
+    ok(vpnctl(ctl, "SecureNatEnable", hub="dyn"))
+    ok(vpnctl(ctl, "SecureNatDisable", hub="dyn"))
+
+
+def test_cascade_and_securenat_verbs_on_a_standalone_server(softether_server):
+    srv = softether_server
+    ok(vpnctl(srv, "HubCreate", "sa"))
+    assert ok_json(srv, "CascadeList", hub="sa")["LinkList"] == []
+    ok(vpnctl(srv, "CascadeList", hub="sa"))
+    ok(vpnctl(srv, "SecureNatEnable", hub="sa"))
+    status = ok(vpnctl(srv, "SecureNatStatusGet", hub="sa"))
+    assert item(status, "Virtual Hub Name") == "sa"
+    ok(vpnctl(srv, "SecureNatDisable", hub="sa"))
+    assert "ERR_HUB_NOT_FOUND (8)" in one_line_error(vpnctl(srv, "CascadeList", hub="nohub"), 1)

@@ -112,10 +112,12 @@ def _seconds(name: str, value: float) -> float:
 
 def describe_rpc_error(e: RpcError) -> str:
     """"ERR_AUTH_FAILED (9): user authentication failed"; the server's own text
-    when we have none for that number."""
+    when we have none for that number, or when it is ours plus a detail (vpnd
+    adds one in parentheses, e.g. why a function is not supported)."""
     text = error_text(e.code)
-    if text == error_name(e.code) and e.message:
-        text = re.sub(r"^Error code \d+:\s*", "", e.message).strip() or text
+    server_text = re.sub(r"^Error code \d+:\s*", "", e.message or "").strip()
+    if server_text and (text == error_name(e.code) or server_text.startswith(f"{text} (")):
+        text = server_text
     return f"{error_name(e.code)} ({e.code}): {text}"
 
 

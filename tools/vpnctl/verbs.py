@@ -1,18 +1,19 @@
 """The verb table: every vpncmd verb vpnctl knows, looked up case-insensitively.
 
 The verbs themselves live in verbs_server (server, hubs, users),
-verbs_cluster (cluster modes and members) and verbs_session (sessions, MAC/IP
-tables, local bridges); this module joins them and answers lookups and the
-help listing.
+verbs_cluster (cluster modes and members), verbs_session (sessions, MAC/IP
+tables, local bridges) and verbs_cascade_nat (cascades and SecureNAT); this
+module joins them and answers lookups and the help listing.
 """
 
 from __future__ import annotations
 
-from tools.vpnctl import verbs_cluster, verbs_server, verbs_session
+from tools.vpnctl import verbs_cascade_nat, verbs_cluster, verbs_server, verbs_session
 from tools.vpnctl.args import UsageError, resolve_name
 from tools.vpnctl.spec import Verb
 
-VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS, *verbs_session.VERBS)
+VERBS: tuple[Verb, ...] = (*verbs_server.VERBS, *verbs_cluster.VERBS, *verbs_session.VERBS,
+                           *verbs_cascade_nat.VERBS)
 _BY_NAME = {v.name.lower(): v for v in VERBS}
 assert len(_BY_NAME) == len(VERBS), "duplicate verb names"
 

@@ -127,6 +127,20 @@ def _hub_create(hub_type: int | None):
     return run
 
 
+def _hub_set_type(hub_type: int):
+    """HubSetStatic / HubSetDynamic as vpncmd does them (PsHubSetStatic):
+    read the hub with GetHub, write it back with SetHub and the new type.
+    SoftEther 5.01's StSetHub refuses any type change (ERR_NOT_SUPPORTED),
+    so on a real server these verbs only ever report that error."""
+
+    def run(ctx: Ctx) -> Result:
+        name = ctx.args.arg
+        current = ctx.client.call("GetHub", {"HubName_str": name})
+        return ctx.client.call("SetHub", {**current, "HubName_str": name, "HubType_u32": hub_type})
+
+    return run
+
+
 HUB_LIST_COLUMNS: list[r.Field] = [
     ("Virtual Hub Name", "HubName_str"),
     ("Status", "Online_bool", lambda v: "Online" if v else "Offline"),
@@ -291,6 +305,16 @@ VERBS: list[Verb] = [
         positional=_NAME,
         params=(Param(name="PASSWORD"),),
         run=_hub_create(HUB_TYPE_DYNAMIC),
+    ),
+    *(
+        Verb(
+            name=f"HubSet{HUB_TYPES[t]}",
+            methods=("GetHub", "SetHub"),
+            summary=f"Change a Virtual Hub's type to {HUB_TYPES[t].lower()} (SoftEther 5.01 refuses: ERR_NOT_SUPPORTED)",
+            positional=_NAME,
+            run=_hub_set_type(t),
+        )
+        for t in (HUB_TYPE_STATIC, HUB_TYPE_DYNAMIC)
     ),
     Verb(
         name="HubList",

@@ -87,6 +87,47 @@ def test_sync_instances_creates_and_removes_by_lower_case_name():
     assert created == [] and {i.name for i in removed} == {"Sales", "x"} and instances == {}
 
 
+def test_sync_instances_restarts_an_instance_whose_hub_changed_type():
+    instances: dict[str, RunningHub] = {}
+    sync_instances(instances, [model.Hub("A", hub_type=model.HUB_STATIC), model.Hub("B", hub_type=model.HUB_STATIC)],
+                   RunningHub)
+    first_a, first_b = instances["a"], instances["b"]
+    assert (first_a.hub_type, first_b.hub_type) == (model.HUB_STATIC, model.HUB_STATIC)
+    created, removed = sync_instances(
+        instances, [model.Hub("A", hub_type=model.HUB_DYNAMIC), model.Hub("B", hub_type=model.HUB_STATIC)], RunningHub)
+    assert removed == [first_a] and created == [instances["a"]] and instances["a"] is not first_a
+    assert instances["a"].hub_type == model.HUB_DYNAMIC and instances["b"] is first_b
+
+
+def test_a_type_change_disconnects_the_hubs_sessions_and_keeps_it_running(tmp_path):
+    """A member's pushed config (or a mode change) that changes a hub's type:
+    the data plane restarts the hub, so its clients reconnect through the
+    controller and land where the new type places them (SiCalledUpdateHub)."""
+    server = make_server(tmp_path, hubs=[model.Hub("A"), model.Hub("B")])
+
+    def standalone_to(hub_type: int):
+        def apply(config):
+            config.find_hub("A").hub_type = hub_type
+        server.state.change(apply)
+
+    async def main():
+        async with running_dataplane(server):
+            inst, other = server.hubs["a"], server.hubs["b"]
+            session, bystander = FakeSession(inst, "alice"), FakeSession(other, "bob")
+            inst.add_session(session)
+            other.add_session(bystander)
+            standalone_to(model.HUB_STATIC)   # hosted_hubs runs every online hub on a standalone server
+            assert server.hubs["a"] is not inst and server.hubs["a"].hub_type == model.HUB_STATIC
+            assert server.hubs["b"] is other
+            await _until(lambda: bool(session.close_reasons), "the session to close")
+            assert "type changed" in session.close_reasons[0] and inst.sessions == {}
+            assert bystander.close_reasons == [] and other.sessions
+            # the restarted hub goes on counting session names
+            assert server.hubs["a"].next_session_name("eve") == "SID-EVE-2"
+
+    run(main())
+
+
 def test_session_names_count_per_hub_from_one():
     a, b = RunningHub("A"), RunningHub("B")
     assert a.next_session_name("alice") == "SID-ALICE-1"

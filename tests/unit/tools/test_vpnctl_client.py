@@ -274,6 +274,24 @@ def test_cli_unknown_error_code_uses_server_text(fake, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        # vpnd: our text plus a detail in parentheses -- the detail is shown
+        ("Error code 33: not supported (vpncluster does not implement SecureNAT)",
+         "not supported (vpncluster does not implement SecureNAT)"),
+        # SoftEther: its own wording -- ours is shown, as for every known code
+        ("Error code 33: The specified function is not supported.", "not supported"),
+        ("Error code 33: not supportedX", "not supported"),
+    ],
+)
+def test_cli_error_shows_vpnds_detail(fake, capsys, monkeypatch, message, shown):
+    body = {"error": {"code": 33, "message": message}}
+    srv = fake(lambda h, b: (200, json.dumps(body).encode()))
+    code, _, err = run_cli(capsys, monkeypatch, "--server", f"127.0.0.1:{srv.port}", "HubList")
+    assert (code, err) == (1, f"Error: ERR_NOT_SUPPORTED (33): {shown}\n")
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["NoSuchVerb"],

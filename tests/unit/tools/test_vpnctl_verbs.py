@@ -91,6 +91,10 @@ def run_verb(words: list[str], hub: str | None = None, answers=None) -> FakeServ
         ),
         (["BridgeDelete", "h", "/DEVICE:veth0"], None, "DeleteLocalBridge", {"HubNameLB_str": "h", "DeviceName_str": "veth0"}),
         (["BridgeList"], None, "EnumLocalBridge", {}),
+        (["CascadeList"], "h", "EnumLink", {"HubName_str": "h"}),
+        (["SecureNatEnable"], "h", "EnableSecureNAT", {"HubName_str": "h"}),
+        (["SecureNatDisable"], "h", "DisableSecureNAT", {"HubName_str": "h"}),
+        (["SecureNatStatusGet"], "h", "GetSecureNATStatus", {"HubName_str": "h"}),
     ],
 )
 def test_single_call_verbs(words, hub, method, params):
@@ -101,6 +105,31 @@ def test_single_call_verbs(words, hub, method, params):
 def test_hub_create_type_follows_server_mode(server_type, hub_type):
     fake = run_verb(["HubCreate", "h"], answers={"GetServerInfo": {"ServerType_u32": server_type}})
     assert fake.calls[1][1]["HubType_u32"] == hub_type
+
+
+@pytest.mark.parametrize(("verb", "hub_type"), [("HubSetStatic", 1), ("HubSetDynamic", 2)])
+def test_hub_set_type_writes_back_the_hub_with_the_new_type(verb, hub_type):
+    """As vpncmd's PsHubSetStatic: GetHub, then SetHub with every field read
+    and only HubType changed (the positional name, not --hub, names the hub)."""
+    hub = {"HubName_str": "H1", "Online_bool": False, "MaxSession_u32": 7, "NoEnum_bool": True,
+           "HubType_u32": 3 - hub_type, "HashedPassword_bin": "AAAA"}
+    fake = run_verb([verb, "h1"], hub="other", answers={"GetHub": hub})
+    assert fake.calls[0] == ("GetHub", {"HubName_str": "h1"})
+    assert fake.calls[1] == ("SetHub", {**hub, "HubName_str": "h1", "HubType_u32": hub_type})
+
+
+def test_cascade_list_shows_each_link_status():
+    links = {"LinkList": [
+        {"AccountName_utf": "a", "Online_bool": False, "Connected_bool": False, "LastError_u32": 0},
+        {"AccountName_utf": "b", "Online_bool": True, "Connected_bool": True, "LastError_u32": 0},
+        {"AccountName_utf": "c", "Online_bool": True, "Connected_bool": False, "LastError_u32": 1},
+        {"AccountName_utf": "d", "Online_bool": True, "Connected_bool": False, "LastError_u32": 0},
+    ]}
+    render = lookup("CascadeList").render
+    assert render is not None
+    text = render(links)
+    rows = [[c.strip() for c in line.split("|")][:2] for line in text.strip().splitlines()[2:]]
+    assert rows == [["a", "Offline"], ["b", "Online (Established)"], ["c", "Error: 1"], ["d", "Connecting"]]
 
 
 def test_user_create_makes_an_unusable_password_user():
