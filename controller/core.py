@@ -586,11 +586,7 @@ class ControllerCore:
             self._actions.append(Send(peer, message))
 
     def _sync_hubs(self) -> None:
-        wanted = {h.name: h.hub_type == DYNAMIC_HUB_TYPE for h in self._config.hubs}
-        actions, refused = self.placement.sync_hubs(wanted)
-        for text in refused:
-            self._log(logging.WARNING, f"hub {text}")
-        self._perform(actions)
+        self._perform(self.placement.sync_hubs({h.name: h.hub_type == DYNAMIC_HUB_TYPE for h in self._config.hubs}))
 
     def _poll_round(self) -> None:
         self._actions.append(PollLocal())

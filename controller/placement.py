@@ -193,24 +193,23 @@ class Placement:
                 actions.append(DeleteHubInstance(member_id=member_id, hub=hub.name, reason="hub deleted"))
         return actions
 
-    def sync_hubs(self, wanted: dict[str, bool]) -> tuple[list[Action], list[str]]:
+    def sync_hubs(self, wanted: dict[str, bool]) -> list[Action]:
         """Make the known hubs equal to `wanted` (every cluster hub of the
         config: name -> dynamic): hubs created and deleted since the last
-        call go through hub_created / hub_deleted. Returns their actions and
-        the hubs whose type changed (refused with HubTypeImmutable: they keep
-        their old type here), as "name: reason" lines."""
+        call go through hub_created / hub_deleted, and a hub whose type
+        changed (a mode change made standalone hubs dynamic, a restored
+        config; the admin API refuses SetHub type changes as SoftEther does)
+        is deleted and created again with its new type, so its dynamic
+        instances stop and its old records are forgotten. Returns the
+        actions."""
         actions: list[Action] = []
-        refused: list[str] = []
-        wanted_keys = {hub_key(name) for name in wanted}
+        wanted_types = {hub_key(name): dynamic for name, dynamic in wanted.items()}
         for name in self.hub_names():
-            if hub_key(name) not in wanted_keys:
-                actions += self.hub_deleted(name)
+            if wanted_types.get(hub_key(name), not self.is_dynamic(name)) is not self.is_dynamic(name):
+                actions += self.hub_deleted(name)  # gone, or of the other type now
         for name, dynamic in wanted.items():
-            try:
-                actions += self.hub_created(name, dynamic=dynamic)
-            except HubTypeImmutable as exc:
-                refused.append(f"{name}: {exc}")
-        return actions, refused
+            actions += self.hub_created(name, dynamic=dynamic)
+        return actions
 
     def hub_names(self) -> list[str]:
         """Every hub placement knows, in creation order."""

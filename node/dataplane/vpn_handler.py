@@ -167,8 +167,9 @@ def authenticate(config: model.Server, auth: AuthRequest, random: bytes, *, runn
             auth.authtype == AuthType.TICKET or (is_admin and auth.authtype == AuthType.PASSWORD)):
         raise LoginRefused(Err.ACCESS_DENIED, "a cluster member takes only ticket and administrator logins")
     hub = config.find_hub(auth.hubname)
-    if hub is None:
-        raise LoginRefused(Err.HUB_NOT_FOUND, "no such hub")
+    if hub is None or (config.farm.server_type == model.SERVER_MEMBER and hub.name.lower() not in running):
+        # A member has only the hubs placed on it (SoftEther: a dynamic hub elsewhere does not exist here).
+        raise LoginRefused(Err.HUB_NOT_FOUND, "no such hub here")
     if not hub.online or hub.name.lower() not in running:
         raise LoginRefused(Err.HUB_STOPPING, "the hub is offline")
     user = None if is_admin else hub.find_user(name)

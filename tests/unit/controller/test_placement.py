@@ -194,16 +194,16 @@ def test_hub_life_table():
 
 def test_sync_hubs_follows_the_config(cluster):
     reg, place, (a, b) = cluster
-    assert place.sync_hubs({"S1": False, "D1": True}) == ([], [])
+    assert place.sync_hubs({"S1": False, "D1": True}) == []
     assert reg.hosting_members("s1") == [ME_ID, a, b]
-    assert place.sync_hubs({"s1": False, "D1": True}) == ([], [])  # names compare case-insensitively
-    actions, refused = place.sync_hubs({"S1": True})
-    assert refused and actions == []  # D1 deleted (never placed: no action); S1 keeps its type
-    assert place.hub_names() == ["S1"]
+    assert place.sync_hubs({"s1": False, "D1": True}) == []  # names compare case-insensitively
+    d = place.place_session("D1", 1.0)
+    # D1 deleted (its instance stops); S1 becomes dynamic: its static instances are forgotten
+    assert place.sync_hubs({"S1": True}) == [DeleteHubInstance(member_id=d.member_id, hub="D1", reason="hub deleted")]
+    assert place.hub_names() == ["S1"] and place.is_dynamic("S1") and reg.hosting_members("S1") == []
     d = place.place_session("S1", 1.0)
-    assert d.member_id in (a, b)
-    place.hub_created("D2", dynamic=True)
-    d = place.place_session("D2", 1.0)
-    actions, _ = place.sync_hubs({})
-    assert actions == [DeleteHubInstance(member_id=d.member_id, hub="D2", reason="hub deleted")]
-    assert place.hub_names() == []
+    assert d.actions and d.member_id in (a, b)  # placed like any dynamic hub
+    # and static again: its dynamic instance stops, every server lists it
+    assert place.sync_hubs({"S1": False}) == [DeleteHubInstance(member_id=d.member_id, hub="S1", reason="hub deleted")]
+    assert reg.hosting_members("S1") == [ME_ID, a, b]
+    assert place.sync_hubs({}) == [] and place.hub_names() == []

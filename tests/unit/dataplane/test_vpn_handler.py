@@ -11,7 +11,7 @@ import h11
 import pytest
 
 from node.dataplane.hubs import RunningHub
-from node.dataplane.vpn_handler import LoginRefused, VpnHandler, authenticate, enum_hub_pack
+from node.dataplane.vpn_handler import LoginGranted, LoginRefused, VpnHandler, authenticate, enum_hub_pack
 from node.listener import HttpRequest
 from node.server import VpnServer
 from node.softether.errors import Err
@@ -20,6 +20,7 @@ from node.softether.httpmsg import PackClientChannel
 from node.softether.pack import Pack
 from node.softether.sha0 import hash_password, secure_password
 from node.state import model
+from controller.tickets import TicketBook, TicketGrant
 from tests.unit.dataplane.fakes import make_server
 
 RANDOM = bytes(range(20))
@@ -135,6 +136,26 @@ def test_a_cluster_member_takes_only_ticket_and_administrator_logins():
     assert refused("Alice", cfg=member) == Err.ACCESS_DENIED
     assert refused("Alice", cfg=member, authtype=AuthType.TICKET, ticket=bytes(20)) == Err.AUTH_FAILED
     assert login("administrator", "hubpw", cfg=member).method == "administrator"
+    # A hub without an instance here (a dynamic hub placed elsewhere) does not exist on a member.
+    assert refused("administrator", "pw", cfg=member, hub="Down") == Err.HUB_NOT_FOUND
+
+
+def test_a_ticket_login_is_redeemed_once_and_named_as_the_controller_said():
+    member = config(model.SERVER_MEMBER)
+    tickets = TicketBook()
+    ticket = bytes(range(1, 21))
+    tickets.store(ticket, TicketGrant(hub="sales", user_name="Alice", real_user_name="Alice",
+                                      session_name="SID-ALICE-7"), 10.0)
+    auth = AuthRequest(hubname="Sales", username="Alice", authtype=AuthType.TICKET, ticket=ticket)
+
+    def redeem() -> LoginGranted:
+        return authenticate(member, auth, RANDOM, running={"sales"}, now_wall=NOW, client_is_local=False,
+                            tickets=tickets, now=11.0)
+    granted = redeem()
+    assert (granted.method, granted.username, granted.session_name) == ("ticket", "Alice", "SID-ALICE-7")
+    with pytest.raises(LoginRefused) as again:
+        redeem()
+    assert again.value.code == Err.AUTH_FAILED
 
 
 def test_enum_hub_lists_hubs_without_no_enum():
