@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import resource
 import shutil
@@ -51,10 +52,10 @@ from tools.vpnclient import probe  # noqa: E402
 from tools.vpnclient.client import UserspaceClient  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.lab.clusters import (  # noqa: E402
-    BenchCluster, LabError, OurCluster, RealCluster, describe, inside_netns, run_in_private_netns, wait_sessions,
+    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, describe, inside_netns, run_in_private_netns, wait_sessions,
 )
 from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
-from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason  # noqa: E402
+from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason, wait_account  # noqa: E402
 
 HUB = "bench"
 USERS = {"host": "pw-host", "load": "pw-load", "real": "pw-real"}
@@ -134,29 +135,10 @@ def spread_rows(label: str, by_server: dict[str, int], weights: list[int]) -> li
     return rows
 
 
-async def connect_hosts(cluster: BenchCluster) -> dict[str, UserspaceClient]:
-    """B (10.77.0.2) on every server that takes sessions: a session's ping
-    then never depends on forwarding between members. Connects up to
-    3 x servers clients and keeps the first on each server."""
-    hosts: dict[str, UserspaceClient] = {}
-    spare: list[UserspaceClient] = []
-    try:
-        for _ in range(3 * len(cluster.servers())):
-            h = UserspaceClient(cluster.controller, HUB, "host", USERS["host"], retry=RETRY, ip=B_IP)
-            await h.wait_connected(30)
-            name = cluster.name_of(h.status.server)
-            (spare.append(h) if name in hosts else hosts.__setitem__(name, h))
-            if set(hosts) >= set(cluster.servers()) - {"controller"}:
-                break
-    finally:
-        await asyncio.gather(*(h.stop() for h in spare), return_exceptions=True)
-    return hosts
-
-
 async def measure_cluster(cluster: BenchCluster, args, real_client: Callable[[], dict]) -> dict:
     """(a) and (b) with our client, then `real_client()` (in a thread) while B is still connected."""
     out: dict = {}
-    hosts = await connect_hosts(cluster)
+    hosts = await connect_hosts(cluster, "host", USERS["host"], B_IP, RETRY)
     try:
         out["host_on"] = " ".join(sorted(hosts))
         times, where = [], []
@@ -185,13 +167,7 @@ def real_client_first_ping(selab: SoftEtherLab, cluster: BenchCluster, ns: str, 
     """SoftEther's vpnclient, TAP vpn_vpn1 (A_IP) in our namespace: AccountConnect -> first ping reply."""
     cli = selab.client(ns, f"rc-{os.getpid()}")
     try:
-        cli.must("NicCreate", "vpn1")
-        cli.must("AccountCreate", "a1", f"/SERVER:{cluster.controller}", f"/HUB:{HUB}", "/USERNAME:real",
-                 "/NICNAME:vpn1")
-        cli.must("AccountPasswordSet", "a1", f"/PASSWORD:{USERS['real']}", "/TYPE:standard")
-        cli.must("AccountRetrySet", "a1", "/NUM:999", "/INTERVAL:5")
-        subprocess.run(["ip", "addr", "add", f"{A_IP}/24", "dev", "vpn_vpn1"], check=True, timeout=10)
-        subprocess.run(["ip", "link", "set", "vpn_vpn1", "up"], check=True, timeout=10)
+        real_client_account(cli, cluster, "real", USERS["real"], f"{A_IP}/24")
         times, where = [], []
         for _ in range(runs):
             subprocess.run(["ip", "neigh", "flush", "dev", "vpn_vpn1"], check=False, timeout=10)
@@ -202,16 +178,14 @@ def real_client_first_ping(selab: SoftEtherLab, cluster: BenchCluster, ns: str, 
             code = pinger.wait(PING_WAIT_S + 5)
             took = time.monotonic() - t0
             counts = cluster.sessions({"real"})
-            if code == 0:
-                cli.cmd("AccountDisconnect", "a1")
+            cli.cmd("AccountDisconnect", "a1")
+            wait_account(cli, "a1", lambda s: not s, 20)  # offline before the next AccountConnect
+            time.sleep(1.0)  # and the servers dropped the old session
             if code != 0:
-                cli.cmd("AccountDisconnect", "a1")
                 where.append(f"FAILED(no ping in {PING_WAIT_S:g} s; {describe(counts)})")
-                time.sleep(1.0)
                 continue
             times.append(took)
             where.append(next((n for n, c in counts.items() if c > 0), "?"))
-            time.sleep(1.0)  # let the servers drop the old session
         return times, where
     finally:
         cli.stop()
@@ -247,6 +221,7 @@ def _cell(v: float | int | None) -> str:
 
 
 def inner(args) -> int:
+    logging.getLogger("vpnclient").setLevel(logging.CRITICAL)  # failed logins are counted, not logged one by one
     ns = inside_netns()
     assert ns is not None
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

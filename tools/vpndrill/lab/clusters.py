@@ -17,6 +17,7 @@ and `restart`, by server name, by PID only.
 from __future__ import annotations
 
 import abc
+import asyncio
 import os
 import signal
 import subprocess
@@ -24,10 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+from tools.vpnclient.client import UserspaceClient
+from tools.vpnclient.retry import RetryPolicy
 from tools.vpnctl.client import AdminClient, AdminError
 from tools.vpndrill.cluster import LocalCluster, Node, wait_until
 from tools.vpndrill.lab.softether import (
-    SERVER_TYPE_CONTROLLER, SERVER_TYPE_MEMBER, LabError, SoftEtherLab, SoftEtherServer, children_of,
+    SERVER_TYPE_CONTROLLER, SERVER_TYPE_MEMBER, LabError, SoftEtherClient, SoftEtherLab, SoftEtherServer,
+    children_of,
 )
 
 JOIN_TIMEOUT_S = 60.0
@@ -221,6 +225,44 @@ def _has_hub(client: AdminClient, hub: str) -> bool:
         return False
 
 
+async def connect_hosts(cluster: BenchCluster, user: str, password: str, ip: str,
+                        retry: RetryPolicy) -> dict[str, UserspaceClient]:
+    """A userspace host answering ARP and ping for `ip` on every server that
+    takes sessions (server name -> its client): a session's ping then never
+    depends on forwarding between members. Connects at most 3 x servers
+    clients through the controller and keeps the first on each server."""
+    hosts: dict[str, UserspaceClient] = {}
+    spare: list[UserspaceClient] = []
+    try:
+        for _ in range(3 * len(cluster.servers())):
+            h = UserspaceClient(cluster.controller, cluster.hub, user, password, retry=retry, ip=ip)
+            await h.wait_connected(30)
+            name = cluster.name_of(h.status.server)
+            if name in hosts:
+                spare.append(h)
+            else:
+                hosts[name] = h
+            if set(hosts) >= set(cluster.servers()) - {"controller"}:
+                break
+    finally:
+        await asyncio.gather(*(h.stop() for h in spare), return_exceptions=True)
+    return hosts
+
+
+def real_client_account(cli: SoftEtherClient, cluster: BenchCluster, user: str, password: str,
+                        tap_cidr: str) -> None:
+    """Account "a1" of SoftEther's vpnclient `cli` to the cluster's
+    controller, its TAP device vpn_vpn1 (in the caller's namespace) up with
+    `tap_cidr`; retries every 5 s (the smallest interval it accepts)."""
+    cli.must("NicCreate", "vpn1")
+    cli.must("AccountCreate", "a1", f"/SERVER:{cluster.controller}", f"/HUB:{cluster.hub}", f"/USERNAME:{user}",
+             "/NICNAME:vpn1")
+    cli.must("AccountPasswordSet", "a1", f"/PASSWORD:{password}", "/TYPE:standard")
+    cli.must("AccountRetrySet", "a1", "/NUM:999", "/INTERVAL:5")
+    subprocess.run(["ip", "addr", "add", tap_cidr, "dev", "vpn_vpn1"], check=True, timeout=10)
+    subprocess.run(["ip", "link", "set", "vpn_vpn1", "up"], check=True, timeout=10)
+
+
 # ---- a private network namespace for a whole benchmark -------------------------------------
 
 INSIDE_ENV = "VPNBENCH_NETNS"
@@ -275,5 +317,5 @@ def wait_sessions(cluster: BenchCluster, want: int, users: set[str], timeout_s: 
         time.sleep(0.2)
 
 
-__all__ = ["BenchCluster", "LabError", "OurCluster", "RealCluster", "describe", "inside_netns",
+__all__ = ["BenchCluster", "LabError", "OurCluster", "RealCluster", "connect_hosts", "describe", "real_client_account", "inside_netns",
            "run_in_private_netns", "wait_sessions"]
