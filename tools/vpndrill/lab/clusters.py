@@ -225,17 +225,22 @@ def _has_hub(client: AdminClient, hub: str) -> bool:
         return False
 
 
+HOST_MAC = bytes.fromhex("027670000002")
+
+
 async def connect_hosts(cluster: BenchCluster, user: str, password: str, ip: str,
                         retry: RetryPolicy) -> dict[str, UserspaceClient]:
     """A userspace host answering ARP and ping for `ip` on every server that
     takes sessions (server name -> its client): a session's ping then never
     depends on forwarding between members. Connects at most 3 x servers
-    clients through the controller and keeps the first on each server."""
+    clients through the controller and keeps the first on each server.
+    All have the same MAC (HOST_MAC): after a failover to another member the
+    client's ARP entry for `ip` still holds, as for one host."""
     hosts: dict[str, UserspaceClient] = {}
     spare: list[UserspaceClient] = []
     try:
         for _ in range(3 * len(cluster.servers())):
-            h = UserspaceClient(cluster.controller, cluster.hub, user, password, retry=retry, ip=ip)
+            h = UserspaceClient(cluster.controller, cluster.hub, user, password, retry=retry, ip=ip, mac=HOST_MAC)
             await h.wait_connected(30)
             name = cluster.name_of(h.status.server)
             if name in hosts:
