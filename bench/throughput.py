@@ -1,7 +1,7 @@
 """TCP throughput through one VPN session: our vpnd vs a real SoftEther server
 vs the plain veth path, measured in one run with iperf3. Needs root.
 
-Topology (tests/netns/test_vpnclient_tap.py `VpnStar`, offloads off on every veth):
+Topology (tools/vpndrill/lab/star.py `VpnStar`, offloads off on every veth):
 
     ns A: veth 10.75.0.2 ---- ns S: Linux bridge 10.75.0.1 ---- veth 10.75.0.3 :ns B
           TAP  10.76.0.1 (vpnclient --tap, one VPN session to the server in ns S)
@@ -40,12 +40,12 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.netns.lab import Lab, root_skip_reason  # noqa: E402
-from tests.netns.test_vpnclient_tap import (  # noqa: E402
+from tools.vpndrill.cluster import DrillError, stop_pid  # noqa: E402
+from tools.vpndrill.lab.netns import Lab, root_skip_reason  # noqa: E402
+from tools.vpndrill.lab.softether import LabError, SoftEtherLab, skip_reason  # noqa: E402
+from tools.vpndrill.lab.star import (  # noqa: E402
     HOST_B, HUB, SERVER_IP, TAP_A, TAP_B, USERS, VpnStar, wait_connected,
 )
-from tests.softether_lab import SoftEtherLab, skip_reason  # noqa: E402
-from tools.vpndrill.cluster import DrillError, stop_pid  # noqa: E402
 
 IPERF_PORT = 5201
 OURS = "(a) ours: our vpnclient -> our vpnd"
@@ -89,7 +89,7 @@ def connect_client(star: VpnStar, tmp: Path) -> subprocess.Popen:
     status, proc = star.start_client(star.ns_a, "alice", f"{TAP_A}/24")
     try:
         wait_connected(status, tmp)
-    except AssertionError as e:
+    except LabError as e:
         raise Missing(f"vpnclient did not connect: {str(e)[:400]}") from None
     reachable(star.lab, star.ns_a, TAP_B)
     return proc
@@ -160,7 +160,7 @@ def measure_ours(star: VpnStar, tmp: Path, args) -> tuple[list[float], dict[str,
     try:
         try:
             vpnd = star.start_vpnd(bridge=lan)
-        except (AssertionError, DrillError) as e:
+        except (LabError, DrillError) as e:
             raise Missing(f"vpnd could not be set up: {str(e)[:300]}") from None
         client = connect_client(star, tmp)
         rates = iperf(star.lab, star.ns_a, TAP_B, args.time, args.runs)

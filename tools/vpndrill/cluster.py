@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,15 +215,23 @@ def discover_bus(port: int) -> bool:
 
 
 class LocalCluster:
-    """Controller + `members` member nodes in `base` (a temp dir the caller owns)."""
+    """Controller + `members` member nodes in `base` (a temp dir the caller owns).
 
-    def __init__(self, base: Path, members: int, liveness_s: float | None = None) -> None:
+    `weights` are the members' weights (default 100 each); `controller_only`
+    is the controller's "controller functions only" setting."""
+
+    def __init__(self, base: Path, members: int, liveness_s: float | None = None, *,
+                 weights: Sequence[int] | None = None, controller_only: bool = False) -> None:
+        if weights is not None and len(weights) != members:
+            raise ValueError(f"{members} members but {len(weights)} weights")
         env = dict(os.environ)
         if liveness_s is not None:
             env[LIVENESS_ENV] = f"{liveness_s:g}"
         password = secrets.token_urlsafe(12)
         self.controller = Node("controller", base / "controller", password, env)
         self.members = [Node(f"member{i + 1}", base / f"member{i + 1}", password, env) for i in range(members)]
+        self.weights = list(weights) if weights is not None else [100] * members
+        self.controller_only = controller_only
         self._ctl: AdminClient | None = None
         self._port_of_id: dict[int, int] = {}
 
@@ -247,15 +256,16 @@ class LocalCluster:
         for n in self.nodes:
             n.wait_started()
         self._ctl = self.controller.client()
-        self._ctl.call("SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 100, "ControllerOnly_bool": False})
+        self._ctl.call("SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 100,
+                                          "ControllerOnly_bool": self.controller_only})
         wait_until(lambda: discover_bus(self.controller.port), "controller bus up", READY_TIMEOUT_S)
-        for m in self.members:
+        for m, weight in zip(self.members, self.weights):
             with m.client() as c:
                 c.call("SetFarmSetting", {
                     "ServerType_u32": 2, "ControllerName_str": "127.0.0.1",
                     "ControllerPort_u32": self.controller.port,
                     "MemberPasswordPlaintext_str": self.controller.password, "PublicIp_ip": "127.0.0.1",
-                    "Ports_u32": [m.port], "Weight_u32": 100})
+                    "Ports_u32": [m.port], "Weight_u32": weight})
         want = {m.port for m in self.members}
         wait_until(lambda: want <= self.listed_ports(), f"all {len(want)} members listed", JOIN_TIMEOUT_S)
         log.info("cluster up: controller 127.0.0.1:%d, members %s", self.controller.port,
