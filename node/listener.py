@@ -54,6 +54,7 @@ ROOT_PAGE = (b"<html><body><h1>vpncluster VPN Server</h1>"
              b"<!-- " + SOFTETHER_DETECT_TAG + b" --></body></html>")
 MAX_CONNECTIONS_PER_IP = 256          # SoftEther's DEFAULT_MAX_CONNECTIONS_PER_IP
 MAX_UNESTABLISHED_CONNECTIONS = 1000  # SoftEther's DEFAULT_MAX_UNESTABLISHED_CONNECTIONS
+LISTEN_BACKLOG = 1024                 # a burst of connects waits in the kernel, not in SYN retries
 REFUSAL_LOG_INTERVAL_S = 10.0
 ADMIN_BODY_LIMIT = 4 * 1024 * 1024
 OTHER_BODY_LIMIT = 64 * 1024
@@ -200,7 +201,8 @@ class Listener:
 
     async def listen(self, host: str, port: int) -> None:
         # Plain TCP here; _accept starts TLS after admission (see ConnectionLimits).
-        srv = await asyncio.start_server(self._accept, host, port, reuse_address=True, limit=READ_CHUNK)
+        srv = await asyncio.start_server(self._accept, host, port, reuse_address=True, limit=READ_CHUNK,
+                                         backlog=LISTEN_BACKLOG)
         self._servers.append(srv)
         log.info("listening on %s:%d (TLS)", host, srv.sockets[0].getsockname()[1] if srv.sockets else port)
 
