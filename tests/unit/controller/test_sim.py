@@ -192,3 +192,21 @@ def test_controller_own_entry_reports_sessions():
     assert s.member_id == ME_ID
     sim.advance(1.0)
     assert sim.registry.me.sessions == 1
+
+
+def test_member_whose_endpoint_fails_gets_no_sessions_until_its_recheck_passes():
+    sim = SimCluster([100, 100], endpoint_faults={"m1": "127.0.0.1:5555: connection refused"})
+    sim.create_hub("VPN", dynamic=False)
+    sim.advance(1.0)
+    assert [sim.connect("VPN", f"u{i}").server for i in range(10)] == ["m0"] * 10
+    decision = sim.log[-1][1]
+    (m1,) = [c for c in decision.selection.candidates if c.server_id == sim.ids["m1"]]
+    assert m1.skipped == "endpoint failed: 127.0.0.1:5555: connection refused"
+    # The operator fixes the firewall: the member is back after its recheck, without a rejoin.
+    sim.endpoint_fixed("m1")
+    sim.advance(28.0)
+    assert sim.connect("VPN", "early").server == "m0"
+    sim.advance(1.5)
+    assert sim.connect("VPN", "late").server == "m1"
+    assert sim.endpoint_checks == [(0.0, "m0"), (0.0, "m1"), (30.0, "m1")]
+    assert sim.members["m1"].joins_ok == 1
