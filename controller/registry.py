@@ -33,8 +33,8 @@ answer TLS with its own certificate; SoftEther does not check, and a wrong
 public IP sends clients round in a loop, upstream issue #1803). The verdict
 (`EndpointState`) is about one (public IP, ports, certificate): a rejoin with
 the same three keeps it, any change makes it UNCHECKED again. The core asks
-for the checks (ControllerCore.endpoint_checked); the registry only keeps the
-verdict and refuses sessions without an OK one.
+for the checks (CheckEndpoint) and feeds the verdicts in; the registry only
+keeps the verdict and refuses sessions without an OK one.
 """
 
 from __future__ import annotations
@@ -491,7 +491,8 @@ def _check_status(status: MemberStatus) -> None:
 
 
 __all__ = [
-    "ME_ID", "Endpoint", "EndpointState", "HubInstance", "JoinInfo", "Member", "MemberStatus", "Registry", "RegistryEvent", "hub_key",
+    "ME_ID", "Endpoint", "EndpointState", "HubInstance", "JoinInfo", "Member", "MemberStatus", "Registry",
+    "RegistryEvent", "hub_key",
     "MemberJoined", "MemberRejoined", "MemberJoinFailed", "MemberSuspected", "MemberRecovered", "MemberEvicted",
     "MemberDrained", "MemberUndrained", "MemberLeft",
 ]

@@ -15,8 +15,8 @@ Messages travel through one in-memory wire (a deque) and are lost when the
 link is down (`drop`, `partition`), as on the real bus; a request whose
 reply never comes fails after its timeout, as vpnbus reports it. A member
 notices a silent controller after the liveness timeout (vpnbus PeerSilent).
-CheckEndpoint is answered at once: OK, unless a test made that member's
-endpoint fail (`endpoint_fails`, `endpoint_fixed`).
+CheckEndpoint is answered at once: OK, unless the member is in
+`endpoint_faults` (set at construction; `endpoint_fixed` removes it).
 
 Time is virtual: `advance(seconds)` jumps from deadline to deadline (the
 cores' `next_deadline()`, request timeouts, controller silence), so a test
@@ -239,11 +239,8 @@ class SimCluster:
     def link_up(self, name: str) -> bool:
         return self.members[name].up and frozenset((CONTROLLER, name)) not in self._cut
 
-    def endpoint_fails(self, name: str, reason: str = "connection refused") -> None:
-        """The member's public endpoint fails its next checks (e.g. a firewall)."""
-        self.endpoint_faults[name] = reason
-
     def endpoint_fixed(self, name: str) -> None:
+        """The member's public endpoint answers from now on (its next check passes)."""
         self.endpoint_faults.pop(name, None)
 
     @property
