@@ -39,7 +39,16 @@ It owns, and is the only thing that wires together:
 - configuration sync: every change of the cluster hubs goes to placement
   (static hubs run on every server from the pushed config, so placement
   only lists them; dynamic instances are placed by sessions) and is pushed
-  whole to every member.
+  whole to every member;
+- endpoint checks: after a (re)join whose public IP, ports or certificate
+  differ from what was last checked, a CheckEndpoint (the caller opens TLS
+  to it and compares the certificate) answered with `endpoint_checked`; the
+  member gets no sessions until its endpoint is OK (registry `_unavailable`:
+  "endpoint not verified" / "endpoint failed: <reason>"). A failed endpoint is
+  checked again every ENDPOINT_RECHECK_S (30 s) while the member is joined, so
+  a fixed firewall brings it back without a rejoin; a log line only when the
+  verdict changes. SoftEther checks nothing and redirects clients to a wrong
+  public IP in a loop (upstream issue #1803).
 
 Replies and the actions a `receive` queued are ordered: the caller sends
 the reply first, then carries out the actions (a JoinAccepted must reach
@@ -53,7 +62,6 @@ number in one table (node/cluster/errors_map.py).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -69,8 +77,8 @@ from controller.placement import Action as PlacementAction
 from controller.placement import CreateHubInstance, Placement, PlacementDecision
 from controller.tickets import new_ticket
 from controller.registry import (
-    EMPTY_SKIP, ME_ID, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined, MemberLeft, MemberRejoined, MemberStatus,
-    Registry, RegistryEvent, hub_key,
+    EMPTY_SKIP, ME_ID, Endpoint, EndpointState, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined,
+    MemberLeft, MemberRejoined, MemberStatus, Registry, RegistryEvent, hub_key,
 )
 
 POLL_INTERVAL_S: Final = 0.5
@@ -83,6 +91,8 @@ MAX_LOGINS_IN_FLIGHT: Final = 4096
 MAX_SERVER_CERT_BYTES: Final = 16 * 1024
 """A hello is kept until its proof comes (256 at most): strangers must not park a 1 MiB frame each."""
 MAX_REJOIN_CHECKS: Final = 1024
+ENDPOINT_RECHECK_S: Final = 30.0
+"""How often a member whose endpoint failed is checked again."""
 DYNAMIC_HUB_TYPE: Final = 2
 """SoftEther's HUB_TYPE_FARM_DYNAMIC (1 is static): the hub_type of HubConfig."""
 
@@ -206,7 +216,21 @@ class LoginPlaced:
     outcome: LoginOutcome
 
 
-Action = Send | Request | Forget | SetLocalInstance | PollLocal | LoginPlaced | ClusterEvent | Log
+@dataclass(frozen=True, slots=True)
+class CheckEndpoint:
+    """Check that clients redirected to member `member_id` reach it: open TLS
+    to `ip` on its public `ports` (the caller chooses which, and says why) and
+    compare the certificate there with `cert` (DER). Report with
+    `endpoint_checked`. A newer CheckEndpoint for the same member supersedes
+    one still running: cancel that one, report only the newest."""
+
+    member_id: int
+    ip: str
+    ports: tuple[int, ...]
+    cert: bytes
+
+
+Action = Send | Request | Forget | SetLocalInstance | PollLocal | LoginPlaced | CheckEndpoint | ClusterEvent | Log
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,6 +306,10 @@ class ControllerCore:
         self._next_token = 1
         self._next_poll_at = now
         self._rejoin_checks: dict[bytes, float] = {}
+        self._endpoint_checking: dict[int, Endpoint] = {}
+        """Member id → the endpoint of the CheckEndpoint in flight."""
+        self._endpoint_recheck_at: dict[int, float] = {}
+        """Member id → when its failed endpoint is checked again."""
         self._sync_hubs()
 
     # ----- inputs: configuration ------------------------------------------------
@@ -393,6 +421,32 @@ class ControllerCore:
         self._place_login(login_id, now)
         return login_id
 
+    def endpoint_checked(self, member_id: int, ok: bool, reason: str, now: float) -> None:
+        """The outcome of CheckEndpoint for `member_id`: `ok`, or why not."""
+        asked = self._endpoint_checking.pop(member_id, None)
+        try:
+            m = self.registry.get(member_id)
+        except MemberUnknown:
+            return
+        if asked is None or asked != m.endpoint or m.is_me:
+            return  # not asked, or about an endpoint it no longer has
+        was = m.endpoint_state
+        changed = self.registry.endpoint_checked(member_id, ok, reason)
+        if ok:
+            self._endpoint_recheck_at.pop(member_id, None)
+        else:
+            self._endpoint_recheck_at[member_id] = now + ENDPOINT_RECHECK_S
+        if not changed:
+            return
+        where = f"{m.public_ip} port {','.join(map(str, m.public_ports))}"
+        who = f"member {printable(m.hostname)} (id {member_id})"
+        if ok:
+            again = " again: back in load balancing" if was is EndpointState.FAILED else ""
+            self._log(logging.INFO, f"{who}: public endpoint {where} verified{again}")
+        else:
+            self._log(logging.WARNING, f"{who}: public endpoint {where} failed: {printable(reason)}; no sessions "
+                      f"until it answers (checked again every {ENDPOINT_RECHECK_S:g} s)")
+
     # ----- time -----------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
@@ -409,9 +463,10 @@ class ControllerCore:
         if now >= self._next_poll_at:
             self._next_poll_at = max(self._next_poll_at + self.poll_interval_s, now)
             self._poll_round()
+        self._endpoint_rechecks(now)
 
     def next_deadline(self) -> float:
-        times = [self._next_poll_at, *self._rejoin_checks.values()]
+        times = [self._next_poll_at, *self._rejoin_checks.values(), *self._endpoint_recheck_at.values()]
         for core in (self.registry, self.placement):
             deadline = core.next_deadline()
             if deadline is not None:
@@ -475,6 +530,7 @@ class ControllerCore:
         self._events()
         self._push(peer)  # after the reply (see the module docstring)
         self._poll(self.registry.get(member_id))  # its first status makes it selectable: ask now
+        self._endpoint_joined(self.registry.get(member_id), now)
         return msg.JoinAccepted(member_id=member_id, controller_hostname=self.hostname, proof=proof_c)
 
     def _refusal(self, peer: bytes, address: str, host: str, why: str, now: float) -> None:
@@ -506,13 +562,7 @@ class ControllerCore:
         if decision.member_id == ME_ID:
             self._login_decided(login_id, KeepLocal(session_name=self._session_name(decision.hub, request.user_name)))
             return
-        member = self.registry.get(decision.member_id)
-        try:
-            ipaddress.IPv4Address(member.public_ip)
-        except ValueError:
-            login.skip[member.member_id] = f"public IP {member.public_ip!r} is not an IPv4 address"
-            self._place_login(login_id, now)
-            return
+        member = self.registry.get(decision.member_id)  # its endpoint is verified (an IPv4 address)
         ticket = new_ticket(self._random_bytes)
         session_name = self._session_name(decision.hub, request.user_name)
         login.redirect = RedirectTo(member_id=member.member_id, ip=member.public_ip, ports=member.public_ports,
@@ -546,6 +596,33 @@ class ControllerCore:
         """SoftEther's SessionName: SID-<USER>-<n>, n counting this hub's placed logins (hub->SessionCounter)."""
         n = self._session_counters[hub_key(hub)] = self._session_counters.get(hub_key(hub), 0) + 1
         return f"SID-{user_name.upper()}-{n}"
+
+    # ----- endpoint checks ------------------------------------------------------------------------
+
+    def _endpoint_joined(self, m: Member, now: float) -> None:
+        """After a (re)join: check a new endpoint; a failed one keeps its recheck."""
+        if m.endpoint_state is EndpointState.FAILED:  # same endpoint as the failed check (registry.joined)
+            self._endpoint_recheck_at.setdefault(m.member_id, now + ENDPOINT_RECHECK_S)
+        elif m.endpoint_state is EndpointState.UNCHECKED and self._endpoint_checking.get(m.member_id) != m.endpoint:
+            self._endpoint_recheck_at.pop(m.member_id, None)
+            self._check_endpoint(m)
+
+    def _endpoint_rechecks(self, now: float) -> None:
+        for member_id, due in list(self._endpoint_recheck_at.items()):
+            if now < due:
+                continue
+            del self._endpoint_recheck_at[member_id]  # a member away gets it again when it rejoins
+            try:
+                m = self.registry.get(member_id)
+            except MemberUnknown:
+                continue
+            if self._joined(m.public_key) is m and m.endpoint_state is EndpointState.FAILED \
+                    and member_id not in self._endpoint_checking:
+                self._check_endpoint(m)
+
+    def _check_endpoint(self, m: Member) -> None:
+        self._endpoint_checking[m.member_id] = m.endpoint
+        self._actions.append(CheckEndpoint(m.member_id, m.public_ip, m.public_ports, m.server_cert))
 
     # ----- registry events, placement actions, polls, pushes -------------------------------------
 

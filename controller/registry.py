@@ -26,6 +26,15 @@ through `member_life.transition` only; the registry emits past-tense events
 
 Load: the registry holds the `FreshLoad` book (see `selection`), so its
 `candidates(now)` already count sessions just redirected.
+
+Endpoint: a member gets sessions only once the controller verified that
+clients can reach it where the redirect sends them (its public IP and ports
+answer TLS with its own certificate; SoftEther does not check, and a wrong
+public IP sends clients round in a loop, upstream issue #1803). The verdict
+(`EndpointState`) is about one (public IP, ports, certificate): a rejoin with
+the same three keeps it, any change makes it UNCHECKED again. The core asks
+for the checks (CheckEndpoint) and feeds the verdicts in; the registry only
+keeps the verdict and refuses sessions without an OK one.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from enum import Enum
 
 from controller.errors import InvalidReport, MemberUnknown
 from controller.member_life import (
@@ -90,6 +100,18 @@ class MemberStatus:
     """Tickets stored and not yet redeemed: sessions about to arrive."""
 
 
+class EndpointState(Enum):
+    """Whether clients redirected to a member reach it (see the module docstring)."""
+
+    UNCHECKED = "unchecked"
+    OK = "ok"
+    FAILED = "failed"
+
+
+Endpoint = tuple[str, tuple[int, ...], bytes]
+"""(public IP, public ports, server certificate DER): what a redirect sends clients to."""
+
+
 @dataclass(slots=True)
 class Member:
     """One registry entry. Read it freely; only the Registry changes it."""
@@ -113,6 +135,24 @@ class Member:
     connected_at: float | None = None
     last_status_at: float | None = None
     evicted_at: float | None = None
+    endpoint_state: EndpointState = EndpointState.UNCHECKED
+    endpoint_error: str = ""
+    """Why its endpoint failed the last check ("" unless FAILED)."""
+    endpoint_checked: Endpoint | None = None
+    """The endpoint the verdict is about (None: never checked)."""
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.public_ip, self.public_ports, self.server_cert
+
+    def endpoint_problem(self) -> str | None:
+        """Why clients may not be sent here for its endpoint, None if they may
+        (always None for the controller: clients are already there)."""
+        if self.is_me or self.endpoint_state is EndpointState.OK:
+            return None
+        if self.endpoint_state is EndpointState.UNCHECKED:
+            return "endpoint not verified"
+        return f"endpoint failed: {self.endpoint_error}"
 
     def status_age(self, now: float) -> float | None:
         """Seconds since the last status report, None if none yet."""
@@ -229,6 +269,8 @@ class Registry:
         rejoin = m.state is MemberState.REJOINING
         self._change(m, MemberEvent.AUTHENTICATED)
         self._apply_info(m, info)
+        if m.endpoint_checked != m.endpoint:  # a new address, ports or certificate: check again
+            m.endpoint_state, m.endpoint_error = EndpointState.UNCHECKED, ""
         m.connected_at = m.last_heard_at = now
         m.last_status_at = None
         m.evicted_at = None
@@ -285,6 +327,16 @@ class Registry:
         """A session was just sent to `member_id` (ticket created): count it as load."""
         self.get(member_id)
         self.fresh.note_redirect(member_id, now)
+
+    def endpoint_checked(self, member_id: int, ok: bool, reason: str) -> bool:
+        """The verdict on `member_id`'s current endpoint; True if it changed
+        (OK/FAILED, or the reason of a failure)."""
+        m = self._member(member_id)
+        state = EndpointState.OK if ok else EndpointState.FAILED
+        error = "" if ok else (reason or "unknown reason")
+        changed = (m.endpoint_state, m.endpoint_error) != (state, error)
+        m.endpoint_state, m.endpoint_error, m.endpoint_checked = state, error, m.endpoint
+        return changed
 
     def record_hub_instance(self, member_id: int, name: str, dynamic: bool) -> None:
         """Placement asked `member_id` to run `name`; list it now (as SoftEther's SiCallCreateHub does)."""
@@ -410,7 +462,7 @@ class Registry:
             return "silent (evicted)"
         if silent >= self.suspect_after_s:
             return "silent (suspect)"
-        return None
+        return m.endpoint_problem()
 
     @staticmethod
     def _apply_info(m: Member, info: JoinInfo) -> None:
@@ -445,7 +497,8 @@ def _check_status(status: MemberStatus) -> None:
 
 
 __all__ = [
-    "ME_ID", "HubInstance", "JoinInfo", "Member", "MemberStatus", "Registry", "RegistryEvent", "hub_key",
+    "ME_ID", "Endpoint", "EndpointState", "HubInstance", "JoinInfo", "Member", "MemberStatus", "Registry",
+    "RegistryEvent", "hub_key",
     "MemberJoined", "MemberRejoined", "MemberJoinFailed", "MemberSuspected", "MemberRecovered", "MemberEvicted",
     "MemberDrained", "MemberUndrained", "MemberLeft",
 ]

@@ -51,10 +51,12 @@ class FakeMember:
     """A member made of the bus client and the join handshake, nothing else."""
 
     def __init__(self, controller_port: int, password: str, *, hostname: str = "fake", weight: int = 100,
-                 sessions: int = 0) -> None:
+                 sessions: int = 0, public_ports: tuple[int, ...] = (443,), server_cert: bytes = b"fake-cert") -> None:
         self.controller_port = controller_port
         self.password_hash = hash_admin_password(password)
         self.hostname, self.weight, self.sessions = hostname, weight, sessions
+        self.public_ports, self.server_cert = public_ports, server_cert
+        """What it joins with: nothing listens there unless a test sees to it (its endpoint check fails)."""
         self.keys = new_keypair()
         self.pushes: list[msg.PushConfig] = []
         self.polls = 0
@@ -78,7 +80,8 @@ class FakeMember:
         await self._wait_link()
         challenge = await self.client.request(msg.JoinHello(
             version=msg.PROTOCOL_VERSION, nonce=auth.hello(), hostname=self.hostname, public_ip="127.0.0.1",
-            public_ports=[443], weight=self.weight, max_sessions=0, server_cert=b"fake-cert"), timeout_s=5)
+            public_ports=list(self.public_ports), weight=self.weight, max_sessions=0, server_cert=self.server_cert),
+            timeout_s=5)
         proof = auth.receive_challenge(challenge.nonce)
         accepted = await self.client.request(msg.JoinProof(proof=proof), timeout_s=5)
         try:

@@ -11,6 +11,12 @@ hubs are replaced by the controller's push); then switch the cluster role
 in a task. Unlike SoftEther, an incomplete member setting is refused with
 ERR_INVALID_PARAMETER naming the field (SoftEther ignores it silently).
 GetFarmSetting never reveals the member password (zeros / empty).
+
+EnumFarmMember / GetFarmInfo carry SoftEther's fields plus one of ours,
+`EndpointError_str`: why the member gets no sessions for its public
+endpoint ("endpoint not verified", "endpoint failed: <reason>"; empty when
+it is verified, and for the controller). SoftEther clients ignore fields
+they do not know.
 """
 
 from __future__ import annotations
@@ -167,6 +173,7 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
         "NumHubs_u32": len(m.hubs),
         "AssignedClientLicense_u32": 0,
         "AssignedBridgeLicense_u32": 0,
+        "EndpointError_str": m.endpoint_problem() or "",
     }
 
 

@@ -14,7 +14,12 @@ It decides nothing. What it does (CLUSTER.md decisions 1-5):
 - one pump: after every input it carries out the core's actions (sends,
   requests as tasks that report back, forgotten routes, dynamic hub
   instances on this node, log lines; member events at debug level) and
-  re-arms the one timer at the core's next deadline.
+  re-arms the one timer at the core's next deadline;
+- endpoint checks (CheckEndpoint) as tasks, one per member (a newer one
+  cancels the older): TLS to the member's public IP on the ports a
+  redirected client can use, certificate compared with the member's
+  (node/cluster/endpoint_check.py says which ports and why), reported with
+  `endpoint_checked`.
 
 The liveness timeout (3 s) can be overridden with VPNCLUSTER_LIVENESS_S,
 for tests and benches. Times are the event loop's monotonic clock.
@@ -35,6 +40,7 @@ from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
 from node.cluster.controller_bus import (
     bind_router, bus_host, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
 )
+from node.cluster.endpoint_check import check_endpoint, ports_to_check
 from node.cluster.errors_map import bus_refusal
 from node.cluster.member_discovery import DISCOVERY_VERSION, PATH as DISCOVERY_PATH
 from node.state import model
@@ -69,6 +75,7 @@ class ControllerRole:
         self._timer: asyncio.TimerHandle | None = None
         self._requests: set[asyncio.Task[None]] = set()
         self._logins: dict[int, asyncio.Future[cc.LoginOutcome]] = {}
+        self._endpoint_checks: dict[int, asyncio.Task[None]] = {}
         self._running = False
 
     @property
@@ -187,6 +194,24 @@ class ControllerRole:
         if self._running:
             self._pump()
 
+    def _start_endpoint_check(self, action: cc.CheckEndpoint) -> None:
+        old = self._endpoint_checks.pop(action.member_id, None)
+        if old is not None:
+            old.cancel()  # superseded: only the newest is reported (the core's contract)
+        task = asyncio.ensure_future(self._check_endpoint(action))
+        self._endpoint_checks[action.member_id] = task
+        self._requests.add(task)  # stop() cancels it
+        task.add_done_callback(self._requests.discard)
+
+    async def _check_endpoint(self, action: cc.CheckEndpoint) -> None:
+        controller_ports = [model.listener_address(t)[1] for t in self.server.state.config.listeners]
+        ok, reason = await check_endpoint(action.ip, ports_to_check(action.ports, controller_ports), action.cert)
+        if self._endpoint_checks.get(action.member_id) is asyncio.current_task():
+            del self._endpoint_checks[action.member_id]
+        if self._running:
+            self.core.endpoint_checked(action.member_id, ok, reason, self._now())
+            self._pump()
+
     # ----- the pump -------------------------------------------------------------------
 
     def _pump(self) -> None:
@@ -232,6 +257,8 @@ class ControllerRole:
                 waiting.set_result(action.outcome)
         elif isinstance(action, cc.ClusterEvent):
             log.debug("%s", action.event)
+        elif isinstance(action, cc.CheckEndpoint):
+            self._start_endpoint_check(action)
 
     def _local_status(self) -> MemberStatus:
         config = self.server.state.config

@@ -14,6 +14,11 @@ Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
   GetFarmConnectionStatus only on a member (else 55).
 - Member ids in EnumFarmMember are opaque 32-bit numbers (not 1..N) and
   are reused after a member leaves and rejoins.
+- vpncluster adds `EndpointError_str` to EnumFarmMember / GetFarmInfo (why a
+  member gets no sessions for its public endpoint; empty when verified).
+  ClusterMemberList adds its column, and ClusterMemberInfoGet its row, only
+  when it is non-empty: otherwise (and against SoftEther, where the field is
+  absent) the output is vpncmd's.
 """
 
 from __future__ import annotations
@@ -101,6 +106,15 @@ MEMBER_LIST_COLUMNS: list[r.Field] = [
 ]
 
 
+ENDPOINT_COLUMN: r.Field = ("Public Endpoint Error", "EndpointError_str")
+
+
+def render_member_list(res: Result) -> str:
+    rows = res.get("FarmMemberList", [])
+    endpoint_errors = any(row.get("EndpointError_str") for row in rows)
+    return r.list_table(rows, MEMBER_LIST_COLUMNS + ([ENDPOINT_COLUMN] if endpoint_errors else []))
+
+
 def _member_id(ctx: Ctx) -> dict[str, Any]:
     return {"Id_u32": to_uint("id", ctx.args.arg)}
 
@@ -124,6 +138,8 @@ def render_member_info(res: Result) -> str:
         rows.append((f"Virtual Hub #{i}", f"{hub.get('HubName_str', '')} ({kind} Virtual Hub)"))
     rows.append(("Sessions", r.fmt_int(res.get("NumSessions_u32", 0))))
     rows.append(("TCP Connections", r.fmt_int(res.get("NumTcpConnections_u32", 0))))
+    if res.get("EndpointError_str"):
+        rows.append(("Public Endpoint Error", str(res["EndpointError_str"])))
     return r.rows_table(rows)
 
 
@@ -204,7 +220,7 @@ VERBS: list[Verb] = [
         methods=("EnumFarmMember",),
         summary="List the cluster members (controller only)",
         run=no_params("EnumFarmMember"),
-        render=lambda res: r.list_table(res.get("FarmMemberList", []), MEMBER_LIST_COLUMNS),
+        render=render_member_list,
     ),
     Verb(
         name="ClusterMemberInfoGet",

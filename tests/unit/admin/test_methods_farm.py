@@ -1,13 +1,17 @@
 """SetFarmSetting / GetFarmSetting in-process: validation naming the field,
 backup first, hub conversion per mode, pin deletion, the password never
-shown; EnumFarmMember / GetFarmInfo refuse off a controller; the error table."""
+shown; EnumFarmMember / GetFarmInfo refuse off a controller, and their rows
+say why a member's endpoint keeps sessions away; the error table."""
 
 from __future__ import annotations
 
 import pytest
 
 from controller import errors as ce
+from controller.member_life import MemberState
+from controller.registry import EndpointState, Member
 from node.admin.jsonvalue import b64
+from node.admin.methods_farm import _member_row
 from node.cluster.errors_map import error_number, rpc_error
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
@@ -109,3 +113,20 @@ def test_error_table():
     assert error_number(ce.MemberUnknown("x")) == Err.OBJECT_NOT_FOUND
     assert error_number(ce.IllegalTransition("m", "s", "e")) == Err.INTERNAL_ERROR
     assert rpc_error(ce.HubUnknown("no hub")).code == Err.HUB_NOT_FOUND
+
+
+class _Role:
+    def wall_time(self, monotonic_at):
+        return None
+
+
+def test_member_rows_say_why_the_endpoint_keeps_sessions_away():
+    me = Member(member_id=1, public_key=b"c" * 32, is_me=True, state=MemberState.ONLINE, last_heard_at=0.0)
+    member = Member(member_id=2, public_key=b"m" * 32, is_me=False, state=MemberState.ONLINE, last_heard_at=0.0,
+                    public_ip="192.0.2.7", public_ports=(5555,))
+    assert _member_row(_Role(), me)["EndpointError_str"] == ""
+    assert _member_row(_Role(), member)["EndpointError_str"] == "endpoint not verified"
+    member.endpoint_state, member.endpoint_error = EndpointState.FAILED, "192.0.2.7:5555: connection refused"
+    assert _member_row(_Role(), member)["EndpointError_str"] == "endpoint failed: 192.0.2.7:5555: connection refused"
+    member.endpoint_state, member.endpoint_error = EndpointState.OK, ""
+    assert _member_row(_Role(), member)["EndpointError_str"] == ""

@@ -1,11 +1,14 @@
 """ControllerRole in-process (bus on 127.0.0.1, no listener sockets): the
 discovery route, bus port saved once, dynamic hub actions on the controller
-itself, config sync into placement, clean stop; ClusterRoles.switch."""
+itself, config sync into placement, clean stop; ClusterRoles.switch; a
+member's public endpoint checked over real TLS."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import time
 
 import pytest
@@ -14,13 +17,14 @@ from zmq.utils import z85
 from controller import messages as msg
 from controller.errors import MemberUnknown
 from controller.core import SetLocalInstance
-from controller.registry import ME_ID
+from controller.registry import ME_ID, EndpointState
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
 from node.cluster.controller_role import DISCOVERY_PATH, MAX_SERVER_CERT_BYTES, ControllerRole
 from node.admin.methods_farm import convert_hubs
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
 from node.state import model
+from node.state.tlscert import certificate_der, ensure_certificate, server_context
 from tests.cluster_fakes import FakeMember, until
 from tests.unit.dataplane.fakes import make_server
 from vpnbus.endpoint import RemoteError
@@ -222,3 +226,52 @@ def test_hellos_of_strangers_are_refused_cheaply(tmp_path, caplog):
             await role.stop()
     asyncio.run(main())
     assert "join refused" in caplog.text and "\nforged log line" not in caplog.text
+
+
+async def tls_listener(cert_dir) -> tuple[asyncio.Server, int, bytes]:
+    """A TLS listener on 127.0.0.1 with its own certificate: (server, port, certificate DER)."""
+    cert_path, key_path = ensure_certificate(cert_dir)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_context(cert_path, key_path))
+    return server, server.sockets[0].getsockname()[1], certificate_der(cert_path)
+
+
+def test_an_endpoint_with_another_certificate_fails_the_check_then_the_right_one_passes(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "vpnd.cluster")
+    ports = []
+    (tmp_path / "other").mkdir()
+    (tmp_path / "member").mkdir()
+
+    async def main():
+        other, other_port, other_der = await tls_listener(tmp_path / "other")
+        mine, my_port, my_der = await tls_listener(tmp_path / "member")
+        ports.append(my_port)
+        server = controller_server(tmp_path)
+        server.state.change(lambda c: setattr(c, "admin_password_hash", hash_admin_password("pw")))
+        role = ControllerRole(server)
+        await role.start()
+        member = FakeMember(0, "pw", hostname="m1", public_ports=(other_port,), server_cert=my_der)
+        try:
+            await member.connect_bus(role.bus_port, role.keys.public)
+            await member.join()
+            entry = role.core.registry.get(member.member_id)
+            await until(lambda: entry.endpoint_state is not EndpointState.UNCHECKED)
+            assert entry.endpoint_state is EndpointState.FAILED
+            assert entry.endpoint_error.startswith(f"127.0.0.1:{other_port}: the TLS certificate there is not "
+                                                   "the member's (SHA-256 ")
+            assert hashlib.sha256(other_der).hexdigest()[:16] in entry.endpoint_error
+            why = role.core.registry.candidates(role._now())[-1].unavailable
+            assert why == f"endpoint failed: {entry.endpoint_error}"
+            # It rejoins with the port where its own certificate answers: checked again, and it passes.
+            member.public_ports = (my_port,)
+            await member.join()
+            await until(lambda: entry.endpoint_state is EndpointState.OK)
+            assert entry.endpoint_error == "" and entry.endpoint_checked == ("127.0.0.1", (my_port,), my_der)
+        finally:
+            await member.close()
+            await role.stop()
+            for listener in (other, mine):
+                listener.close()
+                await listener.wait_closed()
+    asyncio.run(main())
+    assert "the TLS certificate there is not the member's" in caplog.text
+    assert f"public endpoint 127.0.0.1 port {ports[0]} verified" in caplog.text

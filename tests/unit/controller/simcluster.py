@@ -15,6 +15,8 @@ Messages travel through one in-memory wire (a deque) and are lost when the
 link is down (`drop`, `partition`), as on the real bus; a request whose
 reply never comes fails after its timeout, as vpnbus reports it. A member
 notices a silent controller after the liveness timeout (vpnbus PeerSilent).
+CheckEndpoint is answered at once: OK, unless the member is in
+`endpoint_faults` (set at construction; `endpoint_fixed` removes it).
 
 Time is virtual: `advance(seconds)` jumps from deadline to deadline (the
 cores' `next_deadline()`, request timeouts, controller silence), so a test
@@ -180,7 +182,8 @@ def hub_config(name: str, dynamic: bool) -> msg.HubConfig:
 
 class SimCluster:
     def __init__(self, weights: list[int], *, controller_only: bool = True,
-                 liveness_timeout_s: float = 3.0, password_hashes: dict[str, bytes] | None = None) -> None:
+                 liveness_timeout_s: float = 3.0, password_hashes: dict[str, bytes] | None = None,
+                 endpoint_faults: dict[str, str] | None = None) -> None:
         self.now = 0.0
         self.liveness_timeout_s = liveness_timeout_s
         self.me = SimNode(name=CONTROLLER, key=b"C" * 32)
@@ -195,6 +198,10 @@ class SimCluster:
         for name, pw in (password_hashes or {}).items():
             self.members[name].password_hash = pw
         self._names = {m.key: name for name, m in self.members.items()}
+        self.endpoint_faults: dict[str, str] = dict(endpoint_faults or {})
+        """Member name → why its public endpoint fails a check (absent: it answers)."""
+        self.endpoint_checks: list[tuple[float, str]] = []
+        """(time, member name) of every endpoint check the controller asked for."""
         self.log: list[tuple[float, object]] = []
         self.actions: list[object] = []
         """Every hub instance order the controller gave, as placement actions."""
@@ -231,6 +238,10 @@ class SimCluster:
 
     def link_up(self, name: str) -> bool:
         return self.members[name].up and frozenset((CONTROLLER, name)) not in self._cut
+
+    def endpoint_fixed(self, name: str) -> None:
+        """The member's public endpoint answers from now on (its next check passes)."""
+        self.endpoint_faults.pop(name, None)
 
     @property
     def ids(self) -> dict[str, int]:
@@ -383,6 +394,11 @@ class SimCluster:
             self._placed[action.login_id] = action.outcome
         elif isinstance(action, (cc.ClusterEvent, cc.Log)):
             self.log.append((self.now, action.event if isinstance(action, cc.ClusterEvent) else action))
+        elif isinstance(action, cc.CheckEndpoint):
+            name = self._names[self.registry.get(action.member_id).public_key]
+            self.endpoint_checks.append((self.now, name))
+            reason = self.endpoint_faults.get(name)
+            self.core.endpoint_checked(action.member_id, reason is None, reason or "", self.now)
         # Forget changes nothing in memory.
 
     def _trace(self, peer: bytes, message: object) -> None:

@@ -1,5 +1,6 @@
 """ControllerCore fed by hand: join, polls on one deadline, eviction, rejoin
-checks, configuration pushes, and dynamic hubs placed on the controller."""
+checks, configuration pushes, dynamic hubs placed on the controller, and the
+check of a member's public endpoint before it gets sessions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from controller import core as cc
 from controller import messages as msg
-from controller.errors import AuthFailed
+from controller.errors import AuthFailed, NoEligibleServer
 from controller.join_desk import JoinThrottled
 from controller.joinauth import MemberJoinAuth
 from controller.registry import ME_ID, HubInstance, JoinInfo, MemberEvicted, MemberJoined, MemberStatus
@@ -33,9 +34,10 @@ def hello(auth: MemberJoinAuth, **changes: object) -> msg.JoinHello:
     return msg.JoinHello(**fields)  # type: ignore[arg-type]
 
 
-def join(core: cc.ControllerCore, now: float, key: bytes = MEMBER, password: bytes = PASSWORD) -> msg.JoinAccepted:
+def join(core: cc.ControllerCore, now: float, key: bytes = MEMBER, password: bytes = PASSWORD,
+         **changes: object) -> msg.JoinAccepted:
     auth = MemberJoinAuth(password, key, KEY)
-    challenge = core.receive(key, "10.0.0.9", hello(auth), now)
+    challenge = core.receive(key, "10.0.0.9", hello(auth, **changes), now)
     assert isinstance(challenge, msg.JoinChallenge)
     accepted = core.receive(key, "10.0.0.9", msg.JoinProof(proof=auth.receive_challenge(challenge.nonce)), now)
     assert isinstance(accepted, msg.JoinAccepted)
@@ -58,9 +60,11 @@ def test_join_pushes_the_config_then_polls_after_the_reply():
     assert [type(e.event) for e in of(actions, cc.ClusterEvent)] == [MemberJoined]
     member = core.registry.get(accepted.member_id)
     assert member.public_ip == "10.0.0.9"  # "" in the hello: the address its link comes from
-    # Its first report makes it selectable.
+    assert of(actions, cc.CheckEndpoint) == [cc.CheckEndpoint(accepted.member_id, "10.0.0.9", (443,), b"")]
+    # Its first report and a verified endpoint make it selectable.
     core.reply_received(requests[1].token, msg.StatusReport(points=100_000, sessions=0, tcp_connections=0,
                                                              max_sessions=0, hubs=[]), 1.1)
+    core.endpoint_checked(accepted.member_id, True, "", 1.1)
     assert core.place_session("VPN", 1.2).member_id == accepted.member_id
 
 
@@ -170,12 +174,15 @@ def report(core: cc.ControllerCore, token: int, now: float, sessions: int = 0) -
 
 
 def joined_members(core: cc.ControllerCore, *keys: bytes, now: float = 0.0) -> list[int]:
-    """Join each key and answer its first poll (it is then selectable)."""
+    """Join each key, answer its first poll and its endpoint check (it is then selectable)."""
     ids = []
     for key in keys:
         ids.append(join(core, now, key=key).member_id)
-        (poll,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.StatusPoll)]
+        actions = core.take_actions()
+        (poll,) = [r for r in of(actions, cc.Request) if isinstance(r.message, msg.StatusPoll)]
         report(core, poll.token, now)
+        for check in of(actions, cc.CheckEndpoint):
+            core.endpoint_checked(check.member_id, True, "", now)
     return ids
 
 
@@ -221,13 +228,114 @@ def test_the_controller_keeps_a_login_it_chose_and_an_unknown_hub_fails():
     assert isinstance(placed.outcome, cc.LoginFailed)
 
 
-def test_a_member_without_an_ipv4_public_address_is_not_a_redirect_target():
+# ----- the member's public endpoint -------------------------------------------------------
+
+IDLE = msg.StatusReport(points=100_000, sessions=0, tcp_connections=0, max_sessions=0, hubs=[])
+
+
+def answer_polls(core: cc.ControllerCore, actions: list[cc.Action], now: float) -> list[cc.Action]:
+    for r in of(actions, cc.Request):
+        if isinstance(r.message, msg.StatusPoll):
+            core.reply_received(r.token, IDLE, now)
+    return actions
+
+
+def run(core: cc.ControllerCore, start: float, end: float) -> list[cc.Action]:
+    """Timer ticks every 0.5 s from `start` to `end` with the member answering every poll (alive)."""
+    actions: list[cc.Action] = []
+    now = start
+    while now <= end:
+        core.handle_timer(now)
+        actions += answer_polls(core, core.take_actions(), now)
+        now += 0.5
+    return actions
+
+
+def joined_and_reported(core: cc.ControllerCore, now: float, **changes: object) -> tuple[int, list[cc.Action]]:
+    """Join and answer its first poll; returns its id and the actions of the join (CheckEndpoint among them)."""
+    member_id = join(core, now, **changes).member_id
+    return member_id, answer_polls(core, core.take_actions(), now)
+
+
+def skipped(core: cc.ControllerCore, now: float) -> str | None:
+    """Why placement skipped the member (None: it was chosen)."""
+    try:
+        decision = core.place_session("VPN", now)
+    except NoEligibleServer as exc:
+        views = {v.server_id: v.skipped for v in exc.decision.candidates}
+        return views[2]
+    assert decision.member_id == 2
+    return None
+
+
+def test_a_member_gets_sessions_only_once_its_endpoint_answers_and_is_rechecked_while_failing():
     core = make_core(hub_config("VPN", False))
-    auth = MemberJoinAuth(PASSWORD, MEMBER, KEY)
-    challenge = core.receive(MEMBER, "::1", hello(auth), 0.0)
-    core.receive(MEMBER, "::1", msg.JoinProof(proof=auth.receive_challenge(challenge.nonce)), 0.0)
-    (poll,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.StatusPoll)]
-    report(core, poll.token, 0.0)
-    core.place_login(LOGIN, 1.0)
-    (placed,) = of(core.take_actions(), cc.LoginPlaced)
-    assert isinstance(placed.outcome, cc.LoginFailed) and "IPv4" in str(placed.outcome.error)
+    member_id, actions = joined_and_reported(core, 0.0, public_ip="192.0.2.7", public_ports=[5555, 443],
+                                             server_cert=b"der")
+    check = cc.CheckEndpoint(member_id, "192.0.2.7", (5555, 443), b"der")
+    assert of(actions, cc.CheckEndpoint) == [check]
+    assert skipped(core, 0.1) == "endpoint not verified"
+    core.endpoint_checked(member_id, False, "192.0.2.7:5555: connection refused", 0.2)
+    (line,) = of(core.take_actions(), cc.Log)
+    assert line.level == logging.WARNING and "every 30 s" in line.text \
+        and "192.0.2.7 port 5555,443 failed: 192.0.2.7:5555: connection refused" in line.text
+    assert skipped(core, 0.3) == "endpoint failed: 192.0.2.7:5555: connection refused"
+    # Checked again every 30 s while it fails; a log line only when the verdict changes.
+    assert core.next_deadline() <= 0.2 + cc.ENDPOINT_RECHECK_S
+    actions = run(core, 0.5, 30.0)
+    assert not of(actions, cc.CheckEndpoint) and not of(actions, cc.Log)
+    assert of(run(core, 30.5, 30.5), cc.CheckEndpoint) == [check]
+    core.endpoint_checked(member_id, False, "192.0.2.7:5555: connection refused", 30.6)
+    assert not of(core.take_actions(), cc.Log)
+    assert skipped(core, 30.7) == "endpoint failed: 192.0.2.7:5555: connection refused"
+    assert of(run(core, 31.0, 61.0), cc.CheckEndpoint) == [check]  # at 60.6
+    core.endpoint_checked(member_id, True, "", 61.1)
+    (line,) = of(core.take_actions(), cc.Log)
+    assert line.level == logging.INFO and "verified again: back in load balancing" in line.text
+    assert skipped(core, 61.2) is None
+    assert not of(run(core, 61.5, 125.0), cc.CheckEndpoint)  # a good endpoint is not checked again
+
+
+def test_a_rejoin_keeps_the_verdict_unless_ip_ports_or_certificate_changed():
+    core = make_core(hub_config("VPN", False))
+    member_id, _ = joined_and_reported(core, 0.0)
+    core.endpoint_checked(member_id, True, "", 0.1)
+    core.take_actions()
+    # The same endpoint: no new check, selectable after its first status as before.
+    _, actions = joined_and_reported(core, 1.0)
+    assert not of(actions, cc.CheckEndpoint) and skipped(core, 1.1) is None
+    for at, change in ((2.0, dict(public_ports=[444])), (3.0, dict(public_ip="10.0.0.10")),
+                       (4.0, dict(server_cert=b"new"))):
+        _, actions = joined_and_reported(core, at, **change)
+        assert len(of(actions, cc.CheckEndpoint)) == 1, change
+        assert skipped(core, at + 0.1) == "endpoint not verified"
+        core.endpoint_checked(member_id, True, "", at + 0.2)
+        core.take_actions()
+    # A failed verdict is kept by a rejoin too, and checked again 30 s after it (not at once).
+    (check,) = of(joined_and_reported(core, 5.0, public_ports=[445])[1], cc.CheckEndpoint)
+    core.endpoint_checked(member_id, False, "timed out", 5.1)
+    core.handle_timer(9.0)  # evicted (silent since 5.0): not checked while it is away
+    core.take_actions()
+    core.handle_timer(5.1 + cc.ENDPOINT_RECHECK_S)
+    assert not of(core.take_actions(), cc.CheckEndpoint)
+    _, actions = joined_and_reported(core, 40.0, public_ports=[445])
+    assert not of(actions, cc.CheckEndpoint) and skipped(core, 40.1) == "endpoint failed: timed out"
+    assert not of(run(core, 40.5, 69.5), cc.CheckEndpoint)
+    assert of(run(core, 70.0, 70.0), cc.CheckEndpoint) == [check]
+
+
+def test_a_verdict_nobody_asked_for_or_about_an_old_endpoint_is_ignored():
+    core = make_core(hub_config("VPN", False))
+    member_id, _ = joined_and_reported(core, 0.0)
+    core.endpoint_checked(member_id, True, "", 0.1)
+    assert len(of(core.take_actions(), cc.Log)) == 1
+    core.endpoint_checked(member_id, False, "late duplicate", 0.2)  # no check in flight
+    core.endpoint_checked(99, True, "", 0.2)  # unknown member
+    core.endpoint_checked(ME_ID, False, "x", 0.2)
+    assert skipped(core, 0.3) is None and not of(core.take_actions(), cc.Log)
+    # Rejoined with another port while the check of the previous one ran: one check of the newest.
+    joined_and_reported(core, 1.0, public_ports=[444])
+    _, actions = joined_and_reported(core, 1.1, public_ports=[445])
+    assert [c.ports for c in of(actions, cc.CheckEndpoint)] == [(445,)]
+    core.endpoint_checked(member_id, True, "", 1.2)
+    assert skipped(core, 1.3) is None and core.registry.get(member_id).endpoint_checked == ("10.0.0.9", (445,), b"")

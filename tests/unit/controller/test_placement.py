@@ -27,6 +27,7 @@ def cluster():
         mid = reg.link_opened(bytes([i]) * 32, 0.0)
         reg.joined(mid, info(f"m{i}", w), 0.0)
         reg.status_reported(mid, MemberStatus(points=100_000, sessions=0), 0.0)
+        reg.endpoint_checked(mid, True, "")
         ids.append(mid)
     return reg, Placement(reg, controller_only=True), ids
 

@@ -32,6 +32,7 @@ def join(reg, key, name, now, weight=100):
     mid = reg.link_opened(key, now)
     reg.joined(mid, info(name, weight), now)
     reg.status_reported(mid, MemberStatus(points=100_000, sessions=0), now)
+    reg.endpoint_checked(mid, True, "")
     return mid
 
 
@@ -124,6 +125,8 @@ def test_joined_member_waits_for_first_status():
     reg.joined(a, info("a"), 0.0)
     assert reg.candidates(0.1)[1].unavailable == "awaiting first status"
     reg.status_reported(a, MemberStatus(points=99_000, sessions=1000), 0.2)
+    assert reg.candidates(0.3)[1].unavailable == "endpoint not verified"
+    reg.endpoint_checked(a, True, "")
     assert reg.candidates(0.3)[1].unavailable is None
     assert reg.candidates(0.3)[1].sessions == 1000
 

@@ -45,6 +45,7 @@ def test_other_policy_plugs_into_registry():
         mid = reg.link_opened(key, 0.0)
         reg.joined(mid, JoinInfo(hostname="m", public_ip="", public_ports=(1,)), 0.0)
         reg.status_reported(mid, MemberStatus(points=100_000, sessions=0), 0.0)
+        reg.endpoint_checked(mid, True, "")
     policy: SelectionPolicy = FirstEligible()
     assert reg.select(0.1, controller_only=True, policy=policy).chosen == 2
     assert reg.select(0.1, controller_only=True).chosen == 3

@@ -204,3 +204,20 @@ def test_a_member_that_does_not_store_its_ticket_is_skipped_for_the_next():
     assert landed == {"m1"}
     skipped = [ev for _, ev in sim.log if isinstance(ev, cc.Log) and "did not store a ticket" in ev.text]
     assert len(skipped) >= 1 and sim.now - 1.0 < 3.0  # before m0's eviction: skipped for its silence
+
+
+def test_member_whose_endpoint_fails_gets_no_sessions_until_its_recheck_passes():
+    sim = SimCluster([100, 100], endpoint_faults={"m1": "127.0.0.1:5555: connection refused"})
+    sim.create_hub("VPN", dynamic=False)
+    sim.advance(1.0)
+    assert [sim.connect("VPN", f"u{i}").server for i in range(10)] == ["m0"] * 10
+    (m1,) = [c for c in sim.registry.candidates(sim.now) if c.server_id == sim.ids["m1"]]
+    assert m1.unavailable == "endpoint failed: 127.0.0.1:5555: connection refused"  # what selection skips it for
+    # The operator fixes the firewall: the member is back after its recheck, without a rejoin.
+    sim.endpoint_fixed("m1")
+    sim.advance(28.0)
+    assert sim.connect("VPN", "early").server == "m0"
+    sim.advance(1.5)
+    assert sim.connect("VPN", "late").server == "m1"
+    assert sim.endpoint_checks == [(0.0, "m0"), (0.0, "m1"), (30.0, "m1")]
+    assert sim.members["m1"].joins_ok == 1

@@ -184,6 +184,36 @@ def test_member_cert_get_writes_pem(tmp_path):
     assert fake.calls == [("GetFarmInfo", {"Id_u32": 7})]
 
 
+MEMBER_ROW = {"Id_u32": 2, "Controller_bool": False, "ConnectedTime_dt": "2026-01-02T03:04:05.000Z",
+              "Hostname_str": "m1", "Ip_ip": "192.0.2.7", "Point_u32": 100000, "NumSessions_u32": 0,
+              "NumTcpConnections_u32": 0, "NumHubs_u32": 1, "AssignedClientLicense_u32": 0,
+              "AssignedBridgeLicense_u32": 0}
+
+
+def test_member_list_shows_the_endpoint_error_only_when_there_is_one():
+    verb = lookup("ClusterMemberList")
+    assert verb.render is not None
+    vpncmd = verb.render({"FarmMemberList": [MEMBER_ROW]})  # SoftEther: no such field
+    assert "Endpoint" not in vpncmd
+    assert verb.render({"FarmMemberList": [{**MEMBER_ROW, "EndpointError_str": ""}]}) == vpncmd
+    shown = verb.render({"FarmMemberList": [{**MEMBER_ROW, "Controller_bool": True, "EndpointError_str": ""},
+                                            {**MEMBER_ROW, "EndpointError_str": "endpoint failed: 192.0.2.7:5555: "
+                                             "connection refused"}]})
+    assert "Public Endpoint Error" in shown and "endpoint failed: 192.0.2.7:5555: connection refused" in shown
+    headers = lambda table: [h.strip() for h in table.splitlines()[0].split("|")]  # noqa: E731
+    assert headers(shown) == headers(vpncmd) + ["Public Endpoint Error"]  # vpncmd's columns, then ours
+
+
+def test_member_info_shows_the_endpoint_error_only_when_there_is_one():
+    verb = lookup("ClusterMemberInfoGet")
+    assert verb.render is not None
+    info = {**MEMBER_ROW, "Ports_u32": [5555], "Weight_u32": 100, "HubsList": []}
+    vpncmd = verb.render(info)
+    assert "Endpoint" not in vpncmd and verb.render({**info, "EndpointError_str": ""}) == vpncmd
+    shown = verb.render({**info, "EndpointError_str": "endpoint not verified"})
+    assert "Public Endpoint Error" in shown and "endpoint not verified" in shown
+
+
 def test_member_cert_get_unwritable_path_is_a_verb_error(tmp_path):
     fake = FakeServer({"GetFarmInfo": {"ServerCert_bin": base64.b64encode(b"x").decode()}})
     verb = lookup("ClusterMemberCertGet")
