@@ -21,8 +21,9 @@ Conversation, in order:
    vpnbus's heartbeats (3 s silence = evicted).
 4. Dynamic hubs: `CreateHubInstance` / `DeleteHubInstance` (placement).
 5. Sessions (clustered sessions issue): `CreateTicket` → `TicketCreated`;
-   admin views gather `EnumSessions`, `DeleteSession`, `EnumMacTable`,
-   `EnumIpTable` from every member.
+   admin views gather `EnumSessions`, `GetSessionStatus`, `DeleteSession`,
+   `EnumMacTable`, `EnumIpTable`, `DeleteMacTable`, `DeleteIpTable` from
+   every member.
 6. `Leave` (member → controller) when the member changes mode; `Rejoin`
    (controller → member) when an evicted member talks as if it were joined.
 
@@ -231,16 +232,25 @@ class TicketCreated:
     points: int
 
 
+# Collective administration (CLUSTERING.md §3.9.10; SoftEther's task calls
+# "enumsession", "getsessionstatus", "deletesession", "enummactable",
+# "enumiptable", "deletemactable", "deleteiptable"): the controller asks every
+# member concurrently and merges the answers with its own. A member answers
+# from its running hub instances; a hub it has no instance of has no sessions
+# and empty tables. "Not found" (session, table key) is a bus error carrying
+# ERR_OBJECT_NOT_FOUND; a local bridge refuses DeleteSession with
+# ERR_BRIDGE_CANT_DISCONNECT.
+
 @message("cluster.enum_sessions")
 class EnumSessions:
-    """Controller → member: list the sessions of one hub."""
+    """Controller → member: list the sessions of one hub. Reply: SessionList."""
 
     hub: str
 
 
 @message("cluster.session_row")
 class SessionRow:
-    """One session for EnumSession on the controller."""
+    """One session as EnumSession lists it (the server's own, unmarked)."""
 
     name: str
     username: str
@@ -251,7 +261,13 @@ class SessionRow:
     tcp_connections: int
     max_tcp_connections: int
     packet_bytes: int
+    """Bytes both ways (SoftEther's GetTrafficPacketSize)."""
     packet_count: int
+    """Packets both ways (GetTrafficPacketNum)."""
+    bridge: bool = False
+    """A local bridge session (user "Local Bridge")."""
+    unique_id: bytes = b""
+    """The client's NODE_INFO UniqueId (16 bytes, or empty)."""
 
 
 @message("cluster.session_list")
@@ -261,9 +277,50 @@ class SessionList:
     sessions: list[SessionRow]
 
 
+@message("cluster.get_session_status")
+class GetSessionStatus:
+    """Controller → member: one session's details, by name (case-insensitive).
+    Reply: SessionDetail, or a bus error ERR_OBJECT_NOT_FOUND."""
+
+    hub: str
+    name: str
+
+
+@message("cluster.session_detail")
+class SessionDetail:
+    """One session as GetSessionStatus shows it. Byte totals and traffic are
+    the client's view (SoftEther's server session counts what the client
+    sent as Send)."""
+
+    name: str
+    connection_name: str
+    username: str
+    real_username: str
+    client_ip: str
+    client_port: int
+    client_hostname: str
+    client_product: str
+    client_version: int
+    client_build: int
+    created_time: float
+    last_comm_time: float
+    tcp_connections: int
+    max_tcp_connections: int
+    use_encrypt: bool
+    use_compress: bool
+    session_key: bytes
+    unique_id: bytes
+    sent_bytes: int
+    received_bytes: int
+    traffic: dict[str, int]
+    """SoftEther's traffic names ("Send.UnicastBytes", ...), client's view."""
+    bridge: bool
+
+
 @message("cluster.delete_session")
 class DeleteSession:
-    """Controller → member: disconnect one session."""
+    """Controller → member: disconnect one session. Reply: Ack, or a bus error
+    ERR_OBJECT_NOT_FOUND / ERR_BRIDGE_CANT_DISCONNECT."""
 
     hub: str
     name: str
@@ -271,11 +328,15 @@ class DeleteSession:
 
 @message("cluster.enum_mac_table")
 class EnumMacTable:
+    """Controller → member: the MAC table of one hub. Reply: MacTable."""
+
     hub: str
 
 
 @message("cluster.mac_row")
 class MacRow:
+    key: int
+    """The entry's key on that server (DeleteMacTable names it)."""
     session_name: str
     mac: bytes
     vlan_id: int
@@ -285,16 +346,22 @@ class MacRow:
 
 @message("cluster.mac_table")
 class MacTable:
+    """Reply to EnumMacTable."""
+
     rows: list[MacRow]
 
 
 @message("cluster.enum_ip_table")
 class EnumIpTable:
+    """Controller → member: the IP table of one hub. Reply: IpTable."""
+
     hub: str
 
 
 @message("cluster.ip_row")
 class IpRow:
+    key: int
+    """The entry's key on that server (DeleteIpTable names it)."""
     session_name: str
     ip: str
     dhcp_allocated: bool
@@ -304,4 +371,24 @@ class IpRow:
 
 @message("cluster.ip_table")
 class IpTable:
+    """Reply to EnumIpTable."""
+
     rows: list[IpRow]
+
+
+@message("cluster.delete_mac_table")
+class DeleteMacTable:
+    """Controller → member: delete one MAC table entry. Reply: Ack, or a bus
+    error ERR_OBJECT_NOT_FOUND."""
+
+    hub: str
+    key: int
+
+
+@message("cluster.delete_ip_table")
+class DeleteIpTable:
+    """Controller → member: delete one IP table entry. Reply: Ack, or a bus
+    error ERR_OBJECT_NOT_FOUND."""
+
+    hub: str
+    key: int

@@ -8,6 +8,11 @@ stops the start with one line naming the file and the newest good backup.
 `--listen` replaces the saved listener list; without it the saved list is used
 (first start: SoftEther's 443, 992, 1194 and 5555 on all addresses).
 SIGTERM/SIGINT shut down cleanly. Logs go to stderr.
+
+The server's host name (ServerHostName, a cluster member's Hostname and the
+RemoteHostname of its sessions) is the machine's, as SoftEther's
+GetMachineName; VPNCLUSTER_HOSTNAME overrides it, so several nodes on one
+machine (tests, benches, drills) can be told apart.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from node.state.tlscert import CERT_NAME, KEY_NAME, certificate_der, ensure_cert
 log = logging.getLogger("vpnd")
 DEFAULT_LISTENERS = ["0.0.0.0:443", "0.0.0.0:992", "0.0.0.0:1194", "0.0.0.0:5555"]
 PASSWORD_FILE = "admin-password"
+HOSTNAME_ENV = "VPNCLUSTER_HOSTNAME"
 
 
 class StartupError(Exception):
@@ -131,6 +137,8 @@ async def run(args: argparse.Namespace) -> int:
                            f"{exc.strerror or exc} ({exc.filename or state_dir})") from None
     cert_der, context = _tls_identity(state_dir)
     server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der)
+    if os.environ.get(HOSTNAME_ENV):
+        server.hostname = os.environ[HOSTNAME_ENV]
     listener = Listener(server, context)
     dataplane = DataPlane(server)
     listener.vpn_handler = VpnHandler(server)

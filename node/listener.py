@@ -280,7 +280,7 @@ class Listener:
                 self.limits.established(writer)
                 await self.vpn_handler(conn, request, reader, writer, peer)
                 return
-            status, headers, body = self._route(request, path, peer)
+            status, headers, body = await self._route(request, path, peer)
             await send_response(conn, writer, status, headers, body,
                                 close=number == MAX_REQUESTS_PER_CONNECTION)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -298,10 +298,10 @@ class Listener:
             return ADMIN_BODY_LIMIT
         return OTHER_BODY_LIMIT
 
-    def _route(self, request: HttpRequest, path: str, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def _route(self, request: HttpRequest, path: str, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if path in ("/api", "/api/"):
             if request.method == "POST":
-                status, headers, body = handle_admin_post(self.server, request.headers, request.body, peer)
+                status, headers, body = await handle_admin_post(self.server, request.headers, request.body, peer)
                 return status, headers + self._cors(request), body
             if request.method == "OPTIONS":
                 return 200, self._cors(request), b""

@@ -9,7 +9,7 @@ import pkgutil
 
 import node.admin
 from node.admin.auth import AdminAuthFailed, authenticate, credentials
-from node.admin.dispatch import AdminContext, dispatch
+from node.admin.dispatch import AdminContext, dispatch_async
 from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
 from node.admin.jsonvalue import InvalidParams
 from node.server import VpnServer
@@ -42,8 +42,9 @@ def credentials_valid(server: VpnServer, headers: dict[str, str]) -> bool:
     return True
 
 
-def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes, peer: str) -> Response:
-    """Serve POST /api/. Wrong credentials: 401 with an HTML body (SoftEther
+async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes, peer: str) -> Response:
+    """Serve POST /api/ (a coroutine: some methods await the cluster bus).
+    Wrong credentials: 401 with an HTML body (SoftEther
     does the same); everything else: 200 with a JSON-RPC result or error."""
     json_headers = [("Content-Type", "application/json")]
     try:
@@ -63,7 +64,7 @@ def handle_admin_post(server: VpnServer, headers: dict[str, str], body: bytes, p
         return 200, json_headers, error_body(request.id, refusal)
     ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
     try:
-        result = dispatch(ctx, request.method, request.params)
+        result = await dispatch_async(ctx, request.method, request.params)
     except RpcError as exc:
         return 200, json_headers, error_body(request.id, exc)
     except InvalidParams as exc:

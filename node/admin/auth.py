@@ -5,7 +5,9 @@ Credentials come from `X-VPNADMIN-HUBNAME` + `X-VPNADMIN-PASSWORD`, or from
 hub name). The password is hashed with SHA-0 and compared with the stored
 hash in constant time. Unlike SoftEther we never run with an empty server
 password (vpnd always sets one), so there is no "anyone is admin" case; a hub
-administrator needs a non-empty hub password.
+administrator needs a non-empty hub password, and logs in on a standalone
+server or the cluster controller only (a member refuses it, as SoftEther's
+AdminCheckPassword with ERR_FARM_MEMBER_HUB_ADMIN).
 Passwords are hashed as the bytes the client sent (SoftEther hashes the raw
 header), so a UTF-8 password works: the listener hands headers over decoded
 as Latin-1, and `credentials` turns them back into those bytes, read as
@@ -20,7 +22,7 @@ import hashlib
 import hmac
 
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, sha0
-from node.state.model import Server
+from node.state.model import SERVER_MEMBER, Server
 
 
 class AdminAuthFailed(Exception):
@@ -74,6 +76,10 @@ def authenticate(config: Server, hub: str, password: str) -> str | None:
         if hmac.compare_digest(supplied, config.admin_password_hash):
             return None
         raise AdminAuthFailed("wrong server administrator password")
+    if config.farm.server_type == SERVER_MEMBER:
+        # AdminCheckPassword: ERR_FARM_MEMBER_HUB_ADMIN; hubs are administered
+        # on the controller, a member only by its server administrator (§3.9.10)
+        raise AdminAuthFailed("hub administrators log in on the cluster controller, not on a member")
     found = config.find_hub(hub)
     if found is None:
         raise AdminAuthFailed(f"no hub {hub!r}")

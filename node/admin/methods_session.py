@@ -11,39 +11,60 @@ user "Local Bridge") and cannot be disconnected (ERR_BRIDGE_CANT_DISCONNECT).
 A session's byte totals and traffic are shown from the client's side, as
 SoftEther's server session counts them (Send = what the client sent into
 the hub; checked against SoftEther 5.01 with a local bridge session).
-Switch times are monotonic; they are converted to wall-clock here.
+Switch times are monotonic; they are converted to wall-clock by
+node/cluster/member_services.py, which builds every server's own rows.
+
+On a running cluster controller every method covers the whole cluster
+(CLUSTERING.md §3.9.10; Admin.c StEnumSession → SiEnumSessionMain and
+friends): the controller's own rows (RemoteSession/RemoteItem false,
+RemoteHostname its own host name, as SoftEther's SiEnumLocalSession), then
+each member's, gathered concurrently with a deadline (node/admin/collective.py),
+marked RemoteSession/RemoteItem true with the member's host name, as
+SiCallEnumSession does. A member that did not answer is named under
+`MissingServers` and the call still succeeds. GetSessionStatus,
+DeleteSession, DeleteMacTable and DeleteIpTable look on the controller
+first, then ask every member (SoftEther asks them by name/key, as here):
+GetSessionStatus answers with the first member that has the session,
+DeleteSession and the table deletes act on every member that has it. Unlike
+SoftEther's controller, which answers success for a name or key no member
+has, these answer ERR_OBJECT_NOT_FOUND then (naming any missing member in
+the message). On a member, or standalone, they cover this server only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from node.admin.dispatch import AdminContext, Scope, admin_method
+from controller.messages import (
+    Ack, DeleteIpTable, DeleteMacTable, DeleteSession, EnumIpTable, EnumMacTable, EnumSessions,
+    GetSessionStatus, IpRow, MacRow, SessionDetail, SessionRow,
+)
+from node.admin.collective import (
+    MISSING_KEY, Answered, Missing, Refused, Server, ask_members, controller_of, note_missing,
+)
+from node.admin.dispatch import AdminContext, Scope, async_admin_method
 from node.admin.fields import traffic
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
 from node.admin.methods_hub import existing_hub
-from node.dataplane.hubs import BridgeSession, RunningHub, traffic_dict
-from node.dataplane.session import VpnSession
-from node.dataplane.switch import IpTableItem, MacTableItem, Traffic
+from node.cluster import member_services as own
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
 from node.softether.errors import Err
+from vpnbus.endpoint import RequestFailed
 
 log = logging.getLogger("vpnd.admin")
 
-BRIDGE_USER_PRINT = "Local Bridge"          # SoftEther's BRIDGE_USER_NAME_PRINT
 CLIENT_STATUS_ESTABLISHED = 3
 UNDERLAY_TCP_V4, UNDERLAY_TCP_V6 = "Standard TCP/IP (IPv4)", "Standard TCP/IP (IPv6)"
-DISCONNECT_REASON = "disconnected by the administrator"
+
+T = TypeVar("T")
 
 
-def _instance(ctx: AdminContext, hub_name: str) -> tuple[str, RunningHub | None]:
-    """(configured hub name, its running hub here or None). Raises ERR_HUB_NOT_FOUND."""
-    hub = existing_hub(ctx.server.state.config, hub_name)
-    return hub.name, ctx.server.running_hub(hub.name)
+def _hub(ctx: AdminContext, p: Params) -> str:
+    """The configured hub's name. Raises ERR_HUB_NOT_FOUND."""
+    return existing_hub(ctx.server.state.config, p.str("HubName")).name
 
 
 def _is_v6(addr: str) -> bool:
@@ -53,117 +74,6 @@ def _is_v6(addr: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _View:
-    """One session as the listings show it: a VPN session or a bridge session.
-    Byte totals and traffic are the client's view (SoftEther's server session
-    counts what the client sent as Send, what it received as Recv)."""
-
-    name: str
-    connection_name: str
-    username: str
-    real_username: str
-    client_ip: str
-    client_port: int
-    client_hostname: str
-    client_product: str
-    client_version: int
-    client_build: int
-    created_time: float
-    last_comm_time: float
-    tcp_connections: int
-    max_tcp_connections: int
-    use_encrypt: bool
-    use_compress: bool
-    session_key: bytes
-    unique_id: bytes
-    sent_bytes: int
-    received_bytes: int
-    traffic: dict[str, int]
-    bridge: bool
-
-
-def _client_traffic(t: Traffic | None) -> dict[str, int]:
-    """The switch counts from the hub's side; the session shows the client's."""
-    if t is None:
-        return {}
-    return {("Send." if k.startswith("Recv.") else "Recv.") + k.split(".", 1)[1]: v
-            for k, v in traffic_dict(t).items()}
-
-
-def _vpn_view(instance: RunningHub, s: VpnSession) -> _View:
-    return _View(
-        name=s.name, connection_name=s.connection_name, username=s.username, real_username=s.username,
-        client_ip=s.client_ip,
-        client_port=int(s.client_port), client_hostname=s.client_hostname,
-        client_product=s.client_product, client_version=int(s.client_version),
-        client_build=int(s.client_build), created_time=s.created_time, last_comm_time=s.last_comm_time,
-        tcp_connections=int(s.tcp_connections), max_tcp_connections=int(s.max_tcp_connections),
-        use_encrypt=bool(s.use_encrypt), use_compress=bool(s.use_compress),
-        session_key=bytes(s.session_key), unique_id=bytes(s.unique_id),
-        # the session counts from the server's side: what it received, the client sent
-        sent_bytes=int(s.total_recv_bytes), received_bytes=int(s.total_send_bytes),
-        traffic=_client_traffic(instance.port_traffic(s)), bridge=False)
-
-
-def _bridge_view(instance: RunningHub, b: BridgeSession) -> _View:
-    t = instance.port_traffic(b.port) if b.port is not None else None
-    return _View(
-        name=b.name, connection_name=b.name, username=BRIDGE_USER_PRINT, real_username="", client_ip="0.0.0.0", client_port=0,
-        client_hostname="", client_product="", client_version=0, client_build=0,
-        created_time=b.created_time, last_comm_time=b.created_time, tcp_connections=0,
-        max_tcp_connections=0, use_encrypt=False, use_compress=False, session_key=b.session_key,
-        unique_id=b"", sent_bytes=0, received_bytes=0, traffic=_client_traffic(t), bridge=True)
-
-
-def _views(instance: RunningHub | None) -> list[_View]:
-    if instance is None:
-        return []
-    return ([_bridge_view(instance, b) for b in list(instance.bridges.values())]
-            + [_vpn_view(instance, s) for s in list(instance.sessions.values())])
-
-
-def _session_row(ctx: AdminContext, v: _View) -> dict[str, Any]:
-    return {
-        "Name_str": v.name,
-        "Username_str": v.username,
-        "Ip_ip": "0.0.0.0" if _is_v6(v.client_ip) else ip(v.client_ip),
-        "ClientIP_ip": ip(v.client_ip),
-        "Hostname_str": v.client_hostname,
-        "MaxNumTcp_u32": v.max_tcp_connections,
-        "CurrentNumTcp_u32": v.tcp_connections,
-        # GetTrafficPacketSize/Num: everything, both ways
-        "PacketSize_u64": sum(n for k, n in v.traffic.items() if k.endswith("Bytes")),
-        "PacketNum_u64": sum(n for k, n in v.traffic.items() if k.endswith("Count")),
-        "RemoteSession_bool": False,
-        "RemoteHostname_str": ctx.server.hostname,
-        "LinkMode_bool": False,
-        "SecureNATMode_bool": False,
-        "BridgeMode_bool": v.bridge,
-        "Layer3Mode_bool": False,
-        "Client_BridgeMode_bool": v.bridge,
-        "Client_MonitorMode_bool": False,
-        "VLanId_u32": 0,
-        "UniqueId_bin": b64(_unique_id(v.unique_id)),
-        "IsDormantEnabled_bool": False,
-        "IsDormant_bool": False,
-        "LastCommDormant_dt": dt(0),
-        "CreatedTime_dt": dt(v.created_time),
-        "LastCommTime_dt": dt(v.last_comm_time),
-    }
-
-
-def _unique_id(raw: bytes) -> bytes:
-    # NODE_INFO.UniqueId is 16 bytes; a client that sent none shows zeros
-    return raw[:16].ljust(16, b"\0")
-
-
-@admin_method("EnumSession", Scope.HUB)
-def enum_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    name, instance = _instance(ctx, p.str("HubName"))
-    return {"HubName_str": name, "SessionList": [_session_row(ctx, v) for v in _views(instance)]}
-
-
 def _need_name(p: Params) -> str:
     name = p.str("Name")
     if not name:
@@ -171,29 +81,124 @@ def _need_name(p: Params) -> str:
     return name
 
 
-def _find_bridge(instance: RunningHub, name: str) -> BridgeSession | None:
-    key = name.lower()
-    return next((b for b in instance.bridges.values() if b.name.lower() == key), None)
+def _unique_id(raw: bytes) -> bytes:
+    # NODE_INFO.UniqueId is 16 bytes; a client that sent none shows zeros
+    return raw[:16].ljust(16, b"\0")
 
 
-def _find_view(ctx: AdminContext, p: Params) -> tuple[str, _View]:
-    session_name = _need_name(p)
-    hub_name, instance = _instance(ctx, p.str("HubName"))
-    if instance is not None:
-        s = instance.find_session(session_name)
-        if s is not None:
-            return hub_name, _vpn_view(instance, s)
-        b = _find_bridge(instance, session_name)
-        if b is not None:
-            return hub_name, _bridge_view(instance, b)
-    raise RpcError(Err.OBJECT_NOT_FOUND, f"no session {session_name!r} on hub {hub_name!r}")
+async def _from_members(ctx: AdminContext, method: str, hub: str, request: object,
+                        reply_type: type[T]) -> tuple[list[tuple[Server, T]], list[Refused], list[dict[str, Any]]]:
+    """On a controller, every member's answer: (replies, refusals, MissingServers entries).
+    Elsewhere nothing. A reply of another type counts as missing."""
+    role = controller_of(ctx.server)
+    if role is None:
+        return [], [], []
+    replies: list[tuple[Server, T]] = []
+    refusals: list[Refused] = []
+    missing: list[Missing | Refused] = []
+    for outcome in await ask_members(role, request):
+        if isinstance(outcome, Answered):
+            if isinstance(outcome.reply, reply_type):
+                replies.append((outcome.server, outcome.reply))
+            else:
+                missing.append(Missing(outcome.server, f"unexpected reply {type(outcome.reply).__name__}"))
+        elif isinstance(outcome, Refused) and outcome.code in (Err.OBJECT_NOT_FOUND, Err.BRIDGE_CANT_DISCONNECT):
+            refusals.append(outcome)
+        else:
+            missing.append(outcome)
+    return replies, refusals, note_missing(method, hub, missing)
 
 
-@admin_method("GetSessionStatus", Scope.HUB)
-def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    hub_name, v = _find_view(ctx, p)
+def _with_missing(result: dict[str, Any], missing: list[dict[str, Any]]) -> dict[str, Any]:
+    if missing:
+        result[MISSING_KEY] = missing
+    return result
+
+
+def _not_found(what: str, hub: str, missing: list[dict[str, Any]]) -> RpcError:
+    unknown = f" (no answer from {', '.join(m['Hostname'] for m in missing)})" if missing else ""
+    return RpcError(Err.OBJECT_NOT_FOUND, f"no {what} on hub {hub!r}{unknown}")
+
+
+async def _here_or_on_members(ctx: AdminContext, method: str, hub: str, request: object, reply_type: type[T],
+                              what: str) -> tuple[str, T, list[dict[str, Any]]]:
+    """(server host name, reply, MissingServers entries): this server's reply
+    if it has the object, else (on a controller) the first member's that has it
+    -- every member acts on the request, as each of SoftEther's does. Raises
+    RpcError: a refusal other than "not found" (here or from a member), or
+    ERR_OBJECT_NOT_FOUND when no server has it."""
+    try:
+        reply = own.serve(ctx.server, request)
+    except RequestFailed as exc:
+        if exc.code != Err.OBJECT_NOT_FOUND:
+            raise RpcError(exc.code, exc.text) from None
+    else:
+        assert isinstance(reply, reply_type)
+        return ctx.server.hostname, reply, []
+    replies, refusals, missing = await _from_members(ctx, method, hub, request, reply_type)
+    if replies:
+        server, found = replies[0]
+        return server.hostname, found, missing
+    for refusal in refusals:
+        if refusal.code != Err.OBJECT_NOT_FOUND:
+            raise RpcError(refusal.code, refusal.text)
+    raise _not_found(what, hub, missing)
+
+
+# -- sessions -------------------------------------------------------------------
+
+def _session_row(r: SessionRow, hostname: str, remote: bool) -> dict[str, Any]:
+    return {
+        "Name_str": r.name,
+        "Username_str": r.username,
+        "Ip_ip": "0.0.0.0" if _is_v6(r.client_ip) else ip(r.client_ip),
+        "ClientIP_ip": ip(r.client_ip),
+        "Hostname_str": r.client_hostname,
+        "MaxNumTcp_u32": r.max_tcp_connections,
+        "CurrentNumTcp_u32": r.tcp_connections,
+        "PacketSize_u64": r.packet_bytes,
+        "PacketNum_u64": r.packet_count,
+        "RemoteSession_bool": remote,
+        "RemoteHostname_str": hostname,
+        "LinkMode_bool": False,
+        "SecureNATMode_bool": False,
+        "BridgeMode_bool": r.bridge,
+        "Layer3Mode_bool": False,
+        "Client_BridgeMode_bool": r.bridge,
+        "Client_MonitorMode_bool": False,
+        "VLanId_u32": 0,
+        "UniqueId_bin": b64(_unique_id(r.unique_id)),
+        "IsDormantEnabled_bool": False,
+        "IsDormant_bool": False,
+        "LastCommDormant_dt": dt(0),
+        "CreatedTime_dt": dt(r.created_time),
+        "LastCommTime_dt": dt(r.last_comm_time),
+    }
+
+
+@async_admin_method("EnumSession", Scope.HUB)
+async def enum_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return await _listing(ctx, p, "EnumSession", "SessionList", EnumSessions,
+                          lambda reply: reply.sessions, _session_row)
+
+
+async def _listing(ctx: AdminContext, p: Params, method: str, list_key: str, request_of: Callable[..., Any],
+                   items_of: Callable[[Any], list[Any]], row: Callable[[Any, str, bool], dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """This server's rows, then each member's (on a controller); `request_of(hub=...)`
+    is the bus request, `items_of` its reply's items, `row` one item as JSON."""
+    hub = _hub(ctx, p)
+    request = request_of(hub=hub)
+    reply = own.serve(ctx.server, request)
+    rows = [row(item, ctx.server.hostname, False) for item in items_of(reply)]
+    replies, _, missing = await _from_members(ctx, method, hub, request, type(reply))
+    for server, member_reply in replies:
+        rows += [row(item, server.hostname, True) for item in items_of(member_reply)]
+    return _with_missing({"HubName_str": hub, list_key: rows}, missing)
+
+
+def _status(hub_name: str, v: SessionDetail, server_hostname: str) -> dict[str, Any]:
     v6 = _is_v6(v.client_ip)
-    server = ctx.server
     return {
         "HubName_str": hub_name,
         "Name_str": v.name,
@@ -206,7 +211,7 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "Client_Ip_Address_ip": ip(v.client_ip),
         # connection status (OutRpcClientGetConnectionStatus)
         "AccountName_utf": "",
-        "ServerName_str": "" if v.bridge else server.hostname,
+        "ServerName_str": "" if v.bridge else server_hostname,
         "ServerProductName_str": PRODUCT_NAME,
         "ProtocolVersion_str": "",
         "CipherName_str": "",
@@ -250,7 +255,7 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "ClientOsVer_str": "",
         "ClientOsProductId_str": "",
         "ClientHostname_str": v.client_hostname,
-        "ServerHostname_str": "" if v.bridge else server.hostname,
+        "ServerHostname_str": "" if v.bridge else server_hostname,
         "ProxyHostname_str": "",
         "UniqueId_bin": b64(_unique_id(v.unique_id)),
         "ClientProductVer_u32": v.client_version,
@@ -267,78 +272,80 @@ def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     }
 
 
-@admin_method("DeleteSession", Scope.HUB)
-def delete_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
+@async_admin_method("GetSessionStatus", Scope.HUB)
+async def get_session_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     session_name = _need_name(p)
-    hub_name, instance = _instance(ctx, p.str("HubName"))
-    if instance is not None and _find_bridge(instance, session_name) is not None:
-        raise RpcError(Err.BRIDGE_CANT_DISCONNECT, f"{session_name} is a local bridge (use DeleteLocalBridge)")
-    s = instance.find_session(session_name) if instance is not None else None
-    if instance is None or s is None:
-        raise RpcError(Err.OBJECT_NOT_FOUND, f"no session {session_name!r} on hub {hub_name!r}")
-    log.info("admin %s disconnects session %s of hub %s", ctx.peer, s.name, hub_name)
-    # the admin call answers at once; the session ends on its own task, as StopSession
-    instance.disconnect(s, DISCONNECT_REASON)
-    return {"HubName_str": hub_name, "Name_str": s.name}
+    hub = _hub(ctx, p)
+    host, detail, missing = await _here_or_on_members(
+        ctx, "GetSessionStatus", hub, GetSessionStatus(hub=hub, name=session_name), SessionDetail,
+        f"session {session_name!r}")
+    return _with_missing(_status(hub, detail, host), missing)
 
 
-def _mac_row(ctx: AdminContext, instance: RunningHub, e: MacTableItem) -> dict[str, Any]:
+@async_admin_method("DeleteSession", Scope.HUB)
+async def delete_session(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    session_name = _need_name(p)
+    hub = _hub(ctx, p)
+    log.info("admin %s disconnects session %s of hub %s", ctx.peer, session_name, hub)
+    _, _, missing = await _here_or_on_members(
+        ctx, "DeleteSession", hub, DeleteSession(hub=hub, name=session_name), Ack, f"session {session_name!r}")
+    return _with_missing({"HubName_str": hub, "Name_str": session_name}, missing)
+
+
+# -- MAC and IP tables --------------------------------------------------------------
+
+def _mac_row(e: MacRow, hostname: str, remote: bool) -> dict[str, Any]:
     return {
         "Key_u32": e.key,
         "SessionName_str": e.session_name,
-        "MacAddress_bin": b64(e.mac_address),
+        "MacAddress_bin": b64(e.mac),
         "VlanId_u32": e.vlan_id,
-        "CreatedTime_dt": dt(instance.wall(e.created_time)),
-        "UpdatedTime_dt": dt(instance.wall(e.updated_time)),
-        "RemoteItem_bool": False,
-        "RemoteHostname_str": ctx.server.hostname,
+        "CreatedTime_dt": dt(e.created_time),
+        "UpdatedTime_dt": dt(e.updated_time),
+        "RemoteItem_bool": remote,
+        "RemoteHostname_str": hostname,
     }
 
 
-def _ip_row(ctx: AdminContext, instance: RunningHub, e: IpTableItem) -> dict[str, Any]:
-    text = str(ipaddress.ip_address(bytes(e.ip_address)))
+def _ip_row(e: IpRow, hostname: str, remote: bool) -> dict[str, Any]:
     return {
         "Key_u32": e.key,
         "SessionName_str": e.session_name,
-        "Ip_ip": text,
-        "IpV6_ip": text,
-        "IpAddress_ip": text,
+        "Ip_ip": e.ip,
+        "IpV6_ip": e.ip,
+        "IpAddress_ip": e.ip,
         "DhcpAllocated_bool": e.dhcp_allocated,
-        "CreatedTime_dt": dt(instance.wall(e.created_time)),
-        "UpdatedTime_dt": dt(instance.wall(e.updated_time)),
-        "RemoteItem_bool": False,
-        "RemoteHostname_str": ctx.server.hostname,
+        "CreatedTime_dt": dt(e.created_time),
+        "UpdatedTime_dt": dt(e.updated_time),
+        "RemoteItem_bool": remote,
+        "RemoteHostname_str": hostname,
     }
 
 
-@admin_method("EnumMacTable", Scope.HUB)
-def enum_mac_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    name, instance = _instance(ctx, p.str("HubName"))
-    rows = [_mac_row(ctx, instance, e) for e in instance.hub.mac_table()] if instance else []
-    return {"HubName_str": name, "MacTable": rows}
+@async_admin_method("EnumMacTable", Scope.HUB)
+async def enum_mac_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return await _listing(ctx, p, "EnumMacTable", "MacTable", EnumMacTable, lambda reply: reply.rows, _mac_row)
 
 
-@admin_method("EnumIpTable", Scope.HUB)
-def enum_ip_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    name, instance = _instance(ctx, p.str("HubName"))
-    rows = [_ip_row(ctx, instance, e) for e in instance.hub.ip_table()] if instance else []
-    return {"HubName_str": name, "IpTable": rows}
+@async_admin_method("EnumIpTable", Scope.HUB)
+async def enum_ip_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return await _listing(ctx, p, "EnumIpTable", "IpTable", EnumIpTable, lambda reply: reply.rows, _ip_row)
 
 
-def _delete_entry(ctx: AdminContext, p: Params, mac: bool) -> dict[str, Any]:
-    name, instance = _instance(ctx, p.str("HubName"))
+async def _delete_entry(ctx: AdminContext, p: Params, mac: bool) -> dict[str, Any]:
+    hub = _hub(ctx, p)
     key = p.u32("Key")
-    switch = instance.hub.switch if instance else None
-    if switch is None or not (switch.delete_mac(key) if mac else switch.delete_ip(key)):
-        raise RpcError(Err.OBJECT_NOT_FOUND, f"no {'MAC' if mac else 'IP'} table entry {key} on hub {name!r}")
-    return {"HubName_str": name, "Key_u32": key}
+    request = DeleteMacTable(hub=hub, key=key) if mac else DeleteIpTable(hub=hub, key=key)
+    _, _, missing = await _here_or_on_members(ctx, type(request).__name__, hub, request, Ack,
+                                              f"{'MAC' if mac else 'IP'} table entry {key}")
+    return _with_missing({"HubName_str": hub, "Key_u32": key}, missing)
 
 
-@admin_method("DeleteMacTable", Scope.HUB)
-def delete_mac_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    return _delete_entry(ctx, p, mac=True)
+@async_admin_method("DeleteMacTable", Scope.HUB)
+async def delete_mac_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return await _delete_entry(ctx, p, mac=True)
 
 
-@admin_method("DeleteIpTable", Scope.HUB)
-def delete_ip_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
-    return _delete_entry(ctx, p, mac=False)
+@async_admin_method("DeleteIpTable", Scope.HUB)
+async def delete_ip_table(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return await _delete_entry(ctx, p, mac=False)

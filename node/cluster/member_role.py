@@ -46,6 +46,7 @@ from controller.messages import (
     StatusReport,
 )
 from controller.points import DEFAULT_MAX_SESSIONS, points
+from node.cluster import member_services
 from node.cluster.controller_bus import BUS_DIR, key_bytes, liveness_from_env, node_keys
 from node.cluster.member_discovery import TIMEOUT_S as DISCOVERY_TIMEOUT_S
 from node.cluster.member_discovery import DiscoveryFailed, discover
@@ -370,6 +371,9 @@ class MemberRole:
                               f"the controller asked us to join again ({msg.reason})"):
                 self._pump()
             return Ack()
+        reply = member_services.serve(self.server, msg)  # sessions and tables (collective administration)
+        if reply is not None:
+            return reply
         raise RequestFailed(Err.NOT_SUPPORTED, f"{type(msg).__name__} is not served by this member")
 
     def status_report(self) -> StatusReport:

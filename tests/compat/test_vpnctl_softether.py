@@ -278,7 +278,7 @@ def test_sessions_and_tables_of_a_real_client(softether_lab):
         name = sessions[0]["Name_str"]
         assert sessions[0]["Username_str"] == "carol" and name.startswith("SID-CAROL-")
         row = table_rows(ok(vpnctl(srv, "SessionList", hub="lan")))[0]
-        assert row[0] == name and row[2] == "Local" and row[3] == "carol"
+        assert row[0] == name and row[2] == "Local Session" and row[3] == "carol"
         detail = ok(vpnctl(srv, "SessionGet", name, hub="lan"))
         assert item(detail, "User Name") == "carol"
         # The TAP device going up makes the kernel send IPv6 ND frames: the hub learns its MAC.

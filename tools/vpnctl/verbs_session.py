@@ -6,6 +6,14 @@ Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
   `RemoteItem_bool` with `RemoteHostname_str`).
 - vpncmd's MacTable/IpTable take an optional session name and show only its
   entries; the server has no such filter, so it is applied here.
+- The Location column is vpncmd's: SessionList asks GetServerInfo first (as
+  PsSessionList does; a failure counts as standalone). Standalone: "Local
+  Session"; in a cluster: "On '<RemoteHostname>'" (remote rows, and local
+  rows whose server named itself), else "Local Session". MacTable/IpTable:
+  "On '<RemoteHostname>'", or "On This Server" when no host name is given.
+- A vpncluster controller names the members that did not answer in time
+  under `MissingServers` (SoftEther clients ignore it); the tables get a
+  warning line per missing server under them.
 - Session names look like SID-<USER IN CAPITALS>-<n>.
 - Local bridges name the hub `HubNameLB_str` (not HubName_str).
 """
@@ -16,24 +24,67 @@ from typing import Any
 
 from tools.vpnctl import render as r
 from tools.vpnctl.args import Param, Positional, to_yes_no
+from tools.vpnctl.client import AdminError
 from tools.vpnctl.spec import Ctx, Result, Verb, no_params, simple
 from tools.vpnctl.verbs_server import traffic_fields
 
-def _location(item: dict[str, Any], flag: str) -> str:
-    return str(item.get("RemoteHostname_str", "")) if item.get(flag) else "Local"
+SERVER_TYPE_KEY = "_ServerType"
+"""vpnctl's note in SessionList's result: GetServerInfo's ServerType_u32."""
+MISSING_KEY = "MissingServers"
+
+
+def _session_location(item: dict[str, Any], server_type: int) -> str:
+    # Command.c PsSessionList: SM_SESS_NORMAL / SM_SESS_REMOTE / SM_SESS_LOCAL(_2)
+    host = str(item.get("RemoteHostname_str", ""))
+    if server_type == 0 or (not item.get("RemoteSession_bool") and not host):
+        return "Local Session"
+    return f"On '{host}'"
+
+
+def _table_location(item: dict[str, Any]) -> str:
+    # Command.c PsMacTable/PsIpTable: SM_MACIP_LOCAL / SM_MACIP_SERVER
+    host = str(item.get("RemoteHostname_str", ""))
+    return f"On '{host}'" if host else "On This Server"
+
+
+def missing_note(res: Result) -> str:
+    """One warning line per server that did not answer (empty when none)."""
+    lines = []
+    for m in res.get(MISSING_KEY, []):
+        lines.append(f"Warning: cluster member {m.get('Hostname', '?')} (ID {m.get('Id', '?')}) did not answer "
+                     f"({m.get('Reason', '')}); its entries are not listed.")
+    return "\n".join(lines)
+
+
+def _with_note(table: str, res: Result) -> str:
+    note = missing_note(res)
+    return f"{table}\n{note}" if note else table
 
 
 def render_session_list(res: Result) -> str:
+    server_type = int(res.get(SERVER_TYPE_KEY, 0))
     rows = []
     for s in res.get("SessionList", []):
+        bridge = bool(s.get("BridgeMode_bool"))
         rows.append(
             {
                 **s,
-                "_Location": _location(s, "RemoteSession_bool"),
-                "_Tcp": f"{s.get('CurrentNumTcp_u32', 0)} / {s.get('MaxNumTcp_u32', 0)}",
+                "_Location": _session_location(s, server_type),
+                "_Host": "Ethernet Bridge" if bridge else s.get("Hostname_str", ""),
+                "_Tcp": "None" if bridge else f"{s.get('CurrentNumTcp_u32', 0)} / {s.get('MaxNumTcp_u32', 0)}",
             }
         )
-    return r.list_table(rows, SESSION_LIST_COLUMNS)
+    return _with_note(r.list_table(rows, SESSION_LIST_COLUMNS), res)
+
+
+def _session_list(ctx: Ctx) -> Result:
+    """GetServerInfo (for the Location column, as vpncmd), then EnumSession."""
+    hub = ctx.need_hub("SessionList")
+    try:
+        server_type = int(ctx.client.call("GetServerInfo").get("ServerType_u32", 0))
+    except AdminError:
+        server_type = 0
+    return {**ctx.client.call("EnumSession", {"HubName_str": hub}), SERVER_TYPE_KEY: server_type}
 
 
 SESSION_LIST_COLUMNS: list[r.Field] = [
@@ -41,7 +92,7 @@ SESSION_LIST_COLUMNS: list[r.Field] = [
     ("VLAN ID", "VLanId_u32", lambda v: "-" if not v else str(v)),
     ("Location", "_Location", str),
     ("User Name", "Username_str"),
-    ("Source Host Name", "Hostname_str"),
+    ("Source Host Name", "_Host", str),
     ("TCP Connections", "_Tcp", str),
     ("Transfer Bytes", "PacketSize_u64", r.fmt_int),
     ("Transfer Packets", "PacketNum_u64", r.fmt_int),
@@ -115,8 +166,8 @@ IP_COLUMNS: list[r.Field] = [
 
 
 def render_mac_table(res: Result) -> str:
-    rows = [{**e, "_Location": _location(e, "RemoteItem_bool")} for e in res.get("MacTable", [])]
-    return r.list_table(rows, MAC_COLUMNS)
+    rows = [{**e, "_Location": _table_location(e)} for e in res.get("MacTable", [])]
+    return _with_note(r.list_table(rows, MAC_COLUMNS), res)
 
 
 def render_ip_table(res: Result) -> str:
@@ -125,8 +176,8 @@ def render_ip_table(res: Result) -> str:
         ip = str(e.get("IpAddress_ip") or e.get("Ip_ip", ""))
         if e.get("DhcpAllocated_bool"):
             ip += " (DHCP)"
-        rows.append({**e, "_Ip": ip, "_Location": _location(e, "RemoteItem_bool")})
-    return r.list_table(rows, IP_COLUMNS)
+        rows.append({**e, "_Ip": ip, "_Location": _table_location(e)})
+    return _with_note(r.list_table(rows, IP_COLUMNS), res)
 
 
 # -- local bridges ------------------------------------------------------------
@@ -164,10 +215,10 @@ _DEVICE = Param(name="DEVICE", required=True)
 VERBS: list[Verb] = [
     Verb(
         name="SessionList",
-        methods=("EnumSession",),
+        methods=("GetServerInfo", "EnumSession"),
         summary="List the sessions of the Virtual Hub",
         hub_scoped=True,
-        run=simple("EnumSession", _hub_name("SessionList")),
+        run=_session_list,
         render=render_session_list,
     ),
     Verb(

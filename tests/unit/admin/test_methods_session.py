@@ -8,11 +8,12 @@ import asyncio
 import base64
 
 import pytest
+from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import parse_dt
 from node.dataplane.hubs import RunningHub
 from node.softether.errors import Err
 from node.state import model
-from tests.unit.admin.admin_call import call, error_of
+from tests.unit.admin.admin_call import acall, call, error_of
 from tests.unit.dataplane.fakes import BCAST, FakeSession, ipv4_frame, mac, make_server
 
 WALL, MONO = 1_800_000_000.0, 500.0
@@ -76,14 +77,15 @@ def test_delete_session_closes_it_in_a_task(setup):
     server, inst, alice, _ = setup
 
     async def main():
-        res = call(server, "DeleteSession", {"HubName_str": "DEFAULT", "Name_str": "SID-ALICE-1"})
+        res = await acall(server, "DeleteSession", {"HubName_str": "DEFAULT", "Name_str": "SID-ALICE-1"})
         assert res == {"HubName_str": "DEFAULT", "Name_str": "SID-ALICE-1"}
         for _ in range(10):
             await asyncio.sleep(0)
         assert alice.close_reasons == ["disconnected by the administrator"]
         assert "SID-ALICE-1" not in inst.sessions
-        assert error_of(server, "DeleteSession", {"HubName_str": "DEFAULT", "Name_str": "SID-ALICE-1"}) \
-            == Err.OBJECT_NOT_FOUND
+        with pytest.raises(RpcError) as info:
+            await acall(server, "DeleteSession", {"HubName_str": "DEFAULT", "Name_str": "SID-ALICE-1"})
+        assert info.value.code == Err.OBJECT_NOT_FOUND
 
     asyncio.run(main())
 

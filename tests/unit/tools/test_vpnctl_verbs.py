@@ -78,7 +78,6 @@ def run_verb(words: list[str], hub: str | None = None, answers=None) -> FakeServ
             },
         ),
         (["ClusterMemberInfoGet", "42"], None, "GetFarmInfo", {"Id_u32": 42}),
-        (["SessionList"], "h", "EnumSession", {"HubName_str": "h"}),
         (["SessionGet", "SID-1"], "h", "GetSessionStatus", {"HubName_str": "h", "Name_str": "SID-1"}),
         (["SessionDisconnect", "SID-1"], "h", "DeleteSession", {"HubName_str": "h", "Name_str": "SID-1"}),
         (["MacTable"], "h", "EnumMacTable", {"HubName_str": "h"}),
@@ -251,3 +250,36 @@ def test_hub_scoped_verbs_need_a_hub():
         with pytest.raises(UsageError, match="--hub"):
             verb.run(Ctx(client=fake, args=bind(verb.name, words, verb.positional, verb.params), hub=None))
         assert fake.calls == []
+
+
+def test_session_list_asks_the_server_type_first_as_vpncmd():
+    fake = run_verb(["SessionList"], "h", {"GetServerInfo": {"ServerType_u32": 1}})
+    assert fake.calls == [("GetServerInfo", {}), ("EnumSession", {"HubName_str": "h"})]
+
+
+def test_session_list_location_column_and_missing_note_as_vpncmd():
+    from tools.vpnctl.verbs_session import render_session_list
+
+    rows = [
+        {"Name_str": "SID-A-1", "RemoteSession_bool": False, "RemoteHostname_str": "ctl"},
+        {"Name_str": "SID-B-1", "RemoteSession_bool": True, "RemoteHostname_str": "m2"},
+        {"Name_str": "SID-LOCALBRIDGE-2", "BridgeMode_bool": True, "RemoteHostname_str": "ctl"},
+    ]
+    missing = [{"Id": 3, "Hostname": "m3", "Reason": "no answer within 0.3 s"}]
+    text = render_session_list({"SessionList": rows, "_ServerType": 1, "MissingServers": missing})
+    lines = text.splitlines()
+    assert "On 'ctl'" in lines[2] and "On 'm2'" in lines[3] and "Ethernet Bridge" in lines[4]
+    assert lines[-1].startswith("Warning: cluster member m3 (ID 3) did not answer (no answer within 0.3 s)")
+    standalone = render_session_list({"SessionList": rows[:1], "_ServerType": 0})
+    assert "Local Session" in standalone and "Warning" not in standalone
+
+
+def test_table_location_as_vpncmd():
+    from tools.vpnctl.verbs_session import render_ip_table, render_mac_table
+
+    macs = [{"Key_u32": 1, "RemoteHostname_str": "m2"}, {"Key_u32": 2}]
+    text = render_mac_table({"MacTable": macs})
+    assert "On 'm2'" in text and "On This Server" in text
+    ips = render_ip_table({"IpTable": [{"Key_u32": 1, "IpAddress_ip": "10.0.0.1", "RemoteHostname_str": "m2"}],
+                           "MissingServers": [{"Id": 4, "Hostname": "m4", "Reason": "timeout"}]})
+    assert "On 'm2'" in ips and ips.splitlines()[-1].startswith("Warning: cluster member m4 (ID 4)")
