@@ -14,7 +14,6 @@ from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, 
 from node.admin.jsonvalue import InvalidParams
 from node.server import VpnServer
 from node.softether.errors import Err
-from node.state import model
 
 log = logging.getLogger("vpnd.admin")
 
@@ -57,11 +56,6 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
         request = parse_request(body)
     except BadRequest as bad:
         return 200, json_headers, error_body(bad.id, bad.error)
-    if hub_admin_of is not None and server.state.config.farm.server_type == model.SERVER_MEMBER:
-        # Manual 3.9.10: hubs are administered on the controller; a member
-        # serves only the server administrator.
-        refusal = RpcError(Err.FARM_MEMBER_HUB_ADMIN, "Virtual Hubs are administered on the cluster controller")
-        return 200, json_headers, error_body(request.id, refusal)
     ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
     try:
         result = await dispatch_async(ctx, request.method, request.params)
