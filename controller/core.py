@@ -9,7 +9,8 @@ login to place (`place_session`) and the passing of time (`handle_timer`)
 actions (`take_actions`: messages to send, requests to make, routes to
 forget, dynamic hub instances to start or stop on this node, decided
 logins, log lines)
-and says when it next needs the timer (`next_deadline`). The daemon's
+and says when it next needs the timer (`next_deadline`). Its input and
+action records are in controller/core_io.py. The daemon's
 ControllerRole and the in-memory simulation drive this one class, so the
 simulation tests the daemon's own logic.
 
@@ -69,6 +70,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from controller import messages as msg
+from controller.core_io import (
+    Action, CheckEndpoint, ClusterConfig, ClusterEvent, Forget, KeepLocal, LoginFailed, LoginOutcome, LoginPlaced,
+    LoginRequest, Log, PollLocal, RedirectTo, Request, Send, SetLocalInstance,
+)
 from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown, NoEligibleServer
 from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
@@ -78,7 +83,7 @@ from controller.placement import CreateHubInstance, Placement, PlacementDecision
 from controller.tickets import new_ticket
 from controller.registry import (
     EMPTY_SKIP, ME_ID, Endpoint, EndpointState, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined,
-    MemberLeft, MemberRejoined, MemberStatus, Registry, RegistryEvent, hub_key,
+    MemberLeft, MemberRejoined, MemberStatus, Registry, hub_key,
 )
 
 POLL_INTERVAL_S: Final = 0.5
@@ -104,147 +109,6 @@ class NotJoined(ControllerError):
 
 class JoinRefused(AuthFailed):
     """A join was refused; the text says why (already logged by the core)."""
-
-
-# -- what the caller must do (pulled with take_actions) -------------------------
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send a one-way message to `peer` (best effort: a lost one is harmless)."""
-
-    peer: bytes
-    message: object
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """Send request `message` to `peer` and report its outcome with `token`:
-    reply_received, or request_failed (timeout, refusal, unreachable)."""
-
-    token: int
-    peer: bytes
-    message: object
-    timeout_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Forget:
-    """Stop watching `peer` on the bus (after replies already queued are sent)."""
-
-    peer: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SetLocalInstance:
-    """Start (`running`) or stop this node's instance of dynamic hub `hub`."""
-
-    hub: str
-    running: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PollLocal:
-    """Report this node's own load now with `local_status`."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterEvent:
-    """A member's life changed (joined, evicted, ...): for observers; nothing to do."""
-
-    event: RegistryEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """One line for the operator; `level` is a logging level."""
-
-    level: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginRequest:
-    """A VPN login the controller authenticated and must now place."""
-
-    hub: str
-    user_name: str
-    """The login name the client gave."""
-    real_user_name: str
-    """The user object that authenticated it (may be "*")."""
-    group: str = ""
-    admin: bool = False
-    """A hub administrator login: stays on the controller for a static hub."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeepLocal:
-    """The controller takes the session itself."""
-
-    session_name: str
-    """SID-<USER>-<n>, from the same per-hub counter as redirected sessions (unique in the cluster)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedirectTo:
-    """The chosen member stored `ticket`: send the client SoftEther's redirect."""
-
-    member_id: int
-    ip: str
-    """The member's public IPv4 address."""
-    ports: tuple[int, ...]
-    ticket: bytes
-    cert: bytes
-    """The member's TLS certificate, DER (the client pins it)."""
-    session_name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginFailed:
-    """No server could take the login; `error` maps to SoftEther's number."""
-
-    error: ControllerError
-
-
-LoginOutcome = KeepLocal | RedirectTo | LoginFailed
-
-
-@dataclass(frozen=True, slots=True)
-class LoginPlaced:
-    """Login `login_id` (from place_login) is decided."""
-
-    login_id: int
-    outcome: LoginOutcome
-
-
-@dataclass(frozen=True, slots=True)
-class CheckEndpoint:
-    """Check that clients redirected to member `member_id` reach it: open TLS
-    to `ip` on its public `ports` (the caller chooses which, and says why) and
-    compare the certificate there with `cert` (DER). Report with
-    `endpoint_checked`. A newer CheckEndpoint for the same member supersedes
-    one still running: cancel that one, report only the newest."""
-
-    member_id: int
-    ip: str
-    ports: tuple[int, ...]
-    cert: bytes
-
-
-Action = Send | Request | Forget | SetLocalInstance | PollLocal | LoginPlaced | CheckEndpoint | ClusterEvent | Log
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterConfig:
-    """What the core needs of the controller's configuration."""
-
-    serial: int
-    """The config serial, sent with every push (members ignore older ones)."""
-    password_hash: bytes
-    """SHA-0 of the admin password: what members prove they know."""
-    controller_only: bool
-    """"Controller functions only": the controller takes no sessions."""
-    hubs: tuple[msg.HubConfig, ...]
-    """Every cluster hub (static or dynamic), whole, as pushed to members."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ import time
 from typing import TYPE_CHECKING
 
 from controller import core as cc
+from controller import core_io as ci
 from controller.errors import ControllerError, NotInThisMode
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
@@ -57,9 +58,9 @@ log = logging.getLogger("vpnd.cluster")
 MAX_SERVER_CERT_BYTES = cc.MAX_SERVER_CERT_BYTES
 
 
-def cluster_config(config: model.Server) -> cc.ClusterConfig:
+def cluster_config(config: model.Server) -> ci.ClusterConfig:
     """What the core needs of the node's configuration."""
-    return cc.ClusterConfig(serial=config.serial, password_hash=config.admin_password_hash,
+    return ci.ClusterConfig(serial=config.serial, password_hash=config.admin_password_hash,
                             controller_only=config.farm.controller_only, hubs=tuple(hub_configs(config)))
 
 
@@ -74,7 +75,7 @@ class ControllerRole:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._requests: set[asyncio.Task[None]] = set()
-        self._logins: dict[int, asyncio.Future[cc.LoginOutcome]] = {}
+        self._logins: dict[int, asyncio.Future[ci.LoginOutcome]] = {}
         self._endpoint_checks: dict[int, asyncio.Task[None]] = {}
         self._running = False
 
@@ -114,7 +115,7 @@ class ControllerRole:
         await asyncio.gather(*self._requests, return_exceptions=True)
         for waiting in self._logins.values():
             if not waiting.done():
-                waiting.set_result(cc.LoginFailed(error=NotInThisMode("the cluster controller role stopped")))
+                waiting.set_result(ci.LoginFailed(error=NotInThisMode("the cluster controller role stopped")))
         self._logins.clear()
         if self._bus is not None:
             await self._bus.close()
@@ -181,7 +182,7 @@ class ControllerRole:
             log.exception("cluster controller: liveness tick failed")
         self._pump()
 
-    async def _request(self, action: cc.Request) -> None:
+    async def _request(self, action: ci.Request) -> None:
         assert self._bus is not None
         try:
             reply = await self._bus.request(key_text(action.peer), action.message, timeout_s=action.timeout_s)
@@ -194,7 +195,7 @@ class ControllerRole:
         if self._running:
             self._pump()
 
-    def _start_endpoint_check(self, action: cc.CheckEndpoint) -> None:
+    def _start_endpoint_check(self, action: ci.CheckEndpoint) -> None:
         old = self._endpoint_checks.pop(action.member_id, None)
         if old is not None:
             old.cancel()  # superseded: only the newest is reported (the core's contract)
@@ -203,7 +204,7 @@ class ControllerRole:
         self._requests.add(task)  # stop() cancels it
         task.add_done_callback(self._requests.discard)
 
-    async def _check_endpoint(self, action: cc.CheckEndpoint) -> None:
+    async def _check_endpoint(self, action: ci.CheckEndpoint) -> None:
         controller_ports = [model.listener_address(t)[1] for t in self.server.state.config.listeners]
         ok, reason = await check_endpoint(action.ip, ports_to_check(action.ports, controller_ports), action.cert)
         if self._endpoint_checks.get(action.member_id) is asyncio.current_task():
@@ -229,35 +230,35 @@ class ControllerRole:
         assert self._loop is not None
         self._timer = self._loop.call_at(self._core.next_deadline(), self._on_timer)
 
-    def _carry_out(self, action: cc.Action) -> None:
+    def _carry_out(self, action: ci.Action) -> None:
         assert self._bus is not None
-        if isinstance(action, cc.Send):
+        if isinstance(action, ci.Send):
             try:
                 self._bus.notify(key_text(action.peer), action.message)
             except BusError as exc:
                 log.debug("cannot send %s: %s", type(action.message).__name__, exc)
-        elif isinstance(action, cc.Request):
+        elif isinstance(action, ci.Request):
             task = asyncio.ensure_future(self._request(action))
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
-        elif isinstance(action, cc.Forget):
+        elif isinstance(action, ci.Forget):
             self._bus.forget(key_text(action.peer))
-        elif isinstance(action, cc.SetLocalInstance):
+        elif isinstance(action, ci.SetLocalInstance):
             self.server.dynamic_instances.set(action.hub, action.running)
-        elif isinstance(action, cc.PollLocal):
+        elif isinstance(action, ci.PollLocal):
             try:
                 self.core.local_status(self._local_status(), self._now())
             except Exception:
                 log.exception("cluster controller: status poll round failed")
-        elif isinstance(action, cc.Log):
+        elif isinstance(action, ci.Log):
             log.log(action.level, "%s", action.text)
-        elif isinstance(action, cc.LoginPlaced):
+        elif isinstance(action, ci.LoginPlaced):
             waiting = self._logins.pop(action.login_id, None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(action.outcome)
-        elif isinstance(action, cc.ClusterEvent):
+        elif isinstance(action, ci.ClusterEvent):
             log.debug("%s", action.event)
-        elif isinstance(action, cc.CheckEndpoint):
+        elif isinstance(action, ci.CheckEndpoint):
             self._start_endpoint_check(action)
 
     def _local_status(self) -> MemberStatus:
@@ -274,13 +275,13 @@ class ControllerRole:
 
     # ----- for the VPN listener ------------------------------------------------------------
 
-    async def place_login(self, login: cc.LoginRequest) -> cc.LoginOutcome:
+    async def place_login(self, login: ci.LoginRequest) -> ci.LoginOutcome:
         """Where an authenticated VPN login goes (see ControllerCore.place_login);
         bounded by the core's ticket deadlines."""
         if not self._running:
-            return cc.LoginFailed(error=NotInThisMode("the cluster controller role is not running"))
+            return ci.LoginFailed(error=NotInThisMode("the cluster controller role is not running"))
         assert self._loop is not None
-        outcome: asyncio.Future[cc.LoginOutcome] = self._loop.create_future()
+        outcome: asyncio.Future[ci.LoginOutcome] = self._loop.create_future()
         self._logins[self.core.place_login(login, self._now())] = outcome
         self._pump()
         return await outcome

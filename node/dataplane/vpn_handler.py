@@ -95,7 +95,7 @@ from typing import TYPE_CHECKING, Callable, Container, TypeVar
 
 import h11
 
-from controller.core import LoginFailed, LoginRequest, RedirectTo
+from controller.core_io import LoginFailed, LoginRequest, RedirectTo
 from controller.errors import TicketError
 from controller.tickets import TicketBook
 from node.cluster.errors_map import error_number

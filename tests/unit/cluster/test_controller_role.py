@@ -16,7 +16,7 @@ from zmq.utils import z85
 
 from controller import messages as msg
 from controller.errors import MemberUnknown
-from controller.core import SetLocalInstance
+from controller.core_io import SetLocalInstance
 from controller.registry import ME_ID, EndpointState
 from node.cluster.controller_bus import LIVENESS_ENV, liveness_from_env
 from node.cluster.controller_role import DISCOVERY_PATH, MAX_SERVER_CERT_BYTES, ControllerRole

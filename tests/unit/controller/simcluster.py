@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from controller import core as cc
+from controller import core_io as ci
 from controller import messages as msg
 from controller.errors import ControllerError
 from controller.joinauth import MemberJoinAuth
@@ -210,7 +211,7 @@ class SimCluster:
         self._pending: dict[int, _Pending] = {}
         self._request_ids = itertools.count(1)
         self._random = itertools.count(1)
-        self._placed: dict[int, cc.LoginOutcome] = {}
+        self._placed: dict[int, ci.LoginOutcome] = {}
         for m in self.members.values():
             m.link.start(self.now)
         self.advance(0.0)
@@ -273,7 +274,7 @@ class SimCluster:
         ticket and acknowledges it (a silent one is skipped after the ticket
         deadline, virtual time passing meanwhile). Returns the server the
         client goes to, the ticket to log in with there, and its id."""
-        login_id = self.core.place_login(cc.LoginRequest(hub=hub, user_name=user, real_user_name=user), self.now)
+        login_id = self.core.place_login(ci.LoginRequest(hub=hub, user_name=user, real_user_name=user), self.now)
         self._pump()
         for _ in range(MAX_STEPS):
             if login_id in self._placed:
@@ -283,9 +284,9 @@ class SimCluster:
             raise RuntimeError("login never placed")
         outcome = self._placed.pop(login_id)
         self.log.append((self.now, outcome))
-        if isinstance(outcome, cc.LoginFailed):
+        if isinstance(outcome, ci.LoginFailed):
             raise LinkDown(str(outcome.error))
-        if isinstance(outcome, cc.KeepLocal):
+        if isinstance(outcome, ci.KeepLocal):
             # The controller keeps it: the client logs in here, no ticket on the wire.
             ticket = new_ticket(lambda n: next(self._random).to_bytes(n, "big"))
             grant = TicketGrant(hub=hub, user_name=user, real_user_name=user, session_name=outcome.session_name)
@@ -361,8 +362,8 @@ class SimCluster:
 
     # ----- the controller's edge (what ControllerRole does) ----------------------------
 
-    def _config(self) -> cc.ClusterConfig:
-        return cc.ClusterConfig(serial=self.serial, password_hash=PASSWORD_HASH,
+    def _config(self) -> ci.ClusterConfig:
+        return ci.ClusterConfig(serial=self.serial, password_hash=PASSWORD_HASH,
                                 controller_only=self.controller_only, hubs=tuple(self.me.configs.values()))
 
     def _pump(self) -> None:
@@ -376,25 +377,25 @@ class SimCluster:
                 return
         raise RuntimeError("controller did not settle")
 
-    def _carry_out(self, action: cc.Action) -> None:
-        if isinstance(action, cc.Send):
+    def _carry_out(self, action: ci.Action) -> None:
+        if isinstance(action, ci.Send):
             self._send(CONTROLLER, self._names[action.peer], action.message)
             self._trace(action.peer, action.message)
-        elif isinstance(action, cc.Request):
+        elif isinstance(action, ci.Request):
             self._request(CONTROLLER, self._names[action.peer], action.message, action.timeout_s,
                           token=action.token)
-        elif isinstance(action, cc.SetLocalInstance):
+        elif isinstance(action, ci.SetLocalInstance):
             self.me.set_instance(action.hub, action.running)
             order = CreateHubInstance(member_id=ME_ID, hub=action.hub, dynamic=True) if action.running \
                 else DeleteHubInstance(member_id=ME_ID, hub=action.hub, reason="")
             self.actions.append(order)
-        elif isinstance(action, cc.PollLocal):
+        elif isinstance(action, ci.PollLocal):
             self.core.local_status(self.me.status(self.now), self.now)
-        elif isinstance(action, cc.LoginPlaced):
+        elif isinstance(action, ci.LoginPlaced):
             self._placed[action.login_id] = action.outcome
-        elif isinstance(action, (cc.ClusterEvent, cc.Log)):
-            self.log.append((self.now, action.event if isinstance(action, cc.ClusterEvent) else action))
-        elif isinstance(action, cc.CheckEndpoint):
+        elif isinstance(action, (ci.ClusterEvent, ci.Log)):
+            self.log.append((self.now, action.event if isinstance(action, ci.ClusterEvent) else action))
+        elif isinstance(action, ci.CheckEndpoint):
             name = self._names[self.registry.get(action.member_id).public_key]
             self.endpoint_checks.append((self.now, name))
             reason = self.endpoint_faults.get(name)

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from controller import core as cc
+from controller import core_io as ci
 from controller import messages as msg
 from controller.errors import AuthFailed, NoEligibleServer
 from controller.join_desk import JoinThrottled
@@ -22,7 +23,7 @@ PASSWORD = b"p" * 20
 
 
 def make_core(*hubs: msg.HubConfig, controller_only: bool = True) -> cc.ControllerCore:
-    config = cc.ClusterConfig(serial=1, password_hash=PASSWORD, controller_only=controller_only, hubs=hubs)
+    config = ci.ClusterConfig(serial=1, password_hash=PASSWORD, controller_only=controller_only, hubs=hubs)
     info = JoinInfo(hostname="ctl", public_ip="127.0.0.1", public_ports=(443,))
     return cc.ControllerCore(key=KEY, info=info, config=config, now=0.0)
 
@@ -45,7 +46,7 @@ def join(core: cc.ControllerCore, now: float, key: bytes = MEMBER, password: byt
     return accepted
 
 
-def of(actions: list[cc.Action], kind: type) -> list:
+def of(actions: list[ci.Action], kind: type) -> list:
     return [a for a in actions if isinstance(a, kind)]
 
 
@@ -54,13 +55,13 @@ def test_join_pushes_the_config_then_polls_after_the_reply():
     core.take_actions()
     accepted = join(core, 1.0)
     actions = core.take_actions()
-    requests = of(actions, cc.Request)
+    requests = of(actions, ci.Request)
     assert [type(r.message) for r in requests] == [msg.PushConfig, msg.StatusPoll]
     assert requests[0].message.hubs == [hub_config("VPN", False)] and requests[0].peer == MEMBER
-    assert [type(e.event) for e in of(actions, cc.ClusterEvent)] == [MemberJoined]
+    assert [type(e.event) for e in of(actions, ci.ClusterEvent)] == [MemberJoined]
     member = core.registry.get(accepted.member_id)
     assert member.public_ip == "10.0.0.9"  # "" in the hello: the address its link comes from
-    assert of(actions, cc.CheckEndpoint) == [cc.CheckEndpoint(accepted.member_id, "10.0.0.9", (443,), b"")]
+    assert of(actions, ci.CheckEndpoint) == [ci.CheckEndpoint(accepted.member_id, "10.0.0.9", (443,), b"")]
     # Its first report and a verified endpoint make it selectable.
     core.reply_received(requests[1].token, msg.StatusReport(points=100_000, sessions=0, tcp_connections=0,
                                                              max_sessions=0, hubs=[]), 1.1)
@@ -72,7 +73,7 @@ def test_wrong_password_is_refused_logged_once_and_throttled():
     core = make_core()
     with pytest.raises(AuthFailed):
         join(core, 0.0, password=b"x" * 20)
-    logs = of(core.take_actions(), cc.Log)
+    logs = of(core.take_actions(), ci.Log)
     assert len(logs) == 1 and logs[0].level == logging.WARNING and "join refused" in logs[0].text
     with pytest.raises(JoinThrottled):
         join(core, 1.0)
@@ -91,15 +92,15 @@ def test_hello_with_another_protocol_or_a_huge_certificate_is_refused():
 def test_polls_run_on_the_core_deadline_and_one_per_member_in_flight():
     core = make_core()
     join(core, 0.0)
-    join_poll = of(core.take_actions(), cc.Request)[1]
+    join_poll = of(core.take_actions(), ci.Request)[1]
     assert core.next_deadline() == 0.0  # the first round is due at start
     core.handle_timer(0.0)
     first = core.take_actions()
-    assert of(first, cc.PollLocal) and not of(first, cc.Request)  # the join's poll is still in flight
+    assert of(first, ci.PollLocal) and not of(first, ci.Request)  # the join's poll is still in flight
     assert core.next_deadline() == pytest.approx(cc.POLL_INTERVAL_S)
     core.request_failed(join_poll.token, "timed out", 0.4)
     core.handle_timer(0.5)
-    assert [type(r.message) for r in of(core.take_actions(), cc.Request)] == [msg.StatusPoll]
+    assert [type(r.message) for r in of(core.take_actions(), ci.Request)] == [msg.StatusPoll]
 
 
 def test_silent_member_is_evicted_told_to_rejoin_and_forgotten():
@@ -108,10 +109,10 @@ def test_silent_member_is_evicted_told_to_rejoin_and_forgotten():
     core.take_actions()
     core.handle_timer(3.0)
     actions = core.take_actions()
-    assert [type(e.event) for e in of(actions, cc.ClusterEvent)][-1] is MemberEvicted
-    sends = of(actions, cc.Send)
+    assert [type(e.event) for e in of(actions, ci.ClusterEvent)][-1] is MemberEvicted
+    sends = of(actions, ci.Send)
     assert sends and isinstance(sends[0].message, msg.Rejoin) and sends[0].peer == MEMBER
-    assert of(actions, cc.Forget) == [cc.Forget(MEMBER)]
+    assert of(actions, ci.Forget) == [ci.Forget(MEMBER)]
     assert [m.member_id for m in core.listed_members(3.0)] == [ME_ID]
     assert join(core, 4.0).member_id == member_id  # same key, same id
 
@@ -120,31 +121,31 @@ def test_a_stranger_that_talks_as_if_joined_is_told_to_rejoin():
     core = make_core()
     with pytest.raises(cc.NotJoined):
         core.receive(MEMBER, "", msg.Leave(reason="x"), 0.0)
-    assert isinstance(of(core.take_actions(), cc.Send)[0].message, msg.Rejoin)
+    assert isinstance(of(core.take_actions(), ci.Send)[0].message, msg.Rejoin)
     core.peer_seen(MEMBER, 1.0)  # heartbeats only (it thinks it is joined)
     assert core.next_deadline() <= 1.0 + cc.REJOIN_GRACE_S
     core.handle_timer(1.0 + cc.REJOIN_GRACE_S)
-    assert [s.message.reason for s in of(core.take_actions(), cc.Send)] == [
+    assert [s.message.reason for s in of(core.take_actions(), ci.Send)] == [
         "not joined (evicted or unknown to this controller)"]
     # A peer that is joining by then is left alone.
     core.peer_seen(MEMBER, 5.0)
     auth = MemberJoinAuth(PASSWORD, MEMBER, KEY)
     core.receive(MEMBER, "", hello(auth), 5.5)
     core.handle_timer(5.0 + cc.REJOIN_GRACE_S)
-    assert not of(core.take_actions(), cc.Send)
+    assert not of(core.take_actions(), ci.Send)
 
 
 def test_configuration_changes_are_pushed_to_every_member():
     core = make_core()
     join(core, 0.0)
     core.take_actions()
-    config = cc.ClusterConfig(serial=7, password_hash=PASSWORD, controller_only=True,
+    config = ci.ClusterConfig(serial=7, password_hash=PASSWORD, controller_only=True,
                               hubs=(hub_config("D", True),))
     core.configure(config, 1.0)
-    (push,) = [r for r in of(core.take_actions(), cc.Request) if isinstance(r.message, msg.PushConfig)]
+    (push,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.PushConfig)]
     assert push.message.serial == 7 and core.placement.is_dynamic("D")
     core.request_failed(push.token, "over the frame limit", 1.5)
-    (line,) = of(core.take_actions(), cc.Log)
+    (line,) = of(core.take_actions(), ci.Log)
     assert "serial 7" in line.text and "over the frame limit" in line.text
 
 
@@ -152,10 +153,10 @@ def test_dynamic_hub_placed_on_the_controller_is_a_local_instance():
     core = make_core(hub_config("D", True), controller_only=False)
     core.take_actions()
     assert core.place_session("D", 0.1).member_id == ME_ID
-    assert of(core.take_actions(), cc.SetLocalInstance) == [cc.SetLocalInstance("D", running=True)]
+    assert of(core.take_actions(), ci.SetLocalInstance) == [ci.SetLocalInstance("D", running=True)]
     empty = MemberStatus(points=100_000, sessions=0, hubs=(HubInstance(name="D", dynamic=True, sessions=0),))
     core.local_status(empty, 61.0)  # still empty after the create history
-    assert of(core.take_actions(), cc.SetLocalInstance) == [cc.SetLocalInstance("D", running=False)]
+    assert of(core.take_actions(), ci.SetLocalInstance) == [ci.SetLocalInstance("D", running=False)]
 
 
 def test_leave_drains_then_forgets_the_route():
@@ -164,7 +165,7 @@ def test_leave_drains_then_forgets_the_route():
     core.take_actions()
     assert core.receive(MEMBER, "", msg.Leave(reason="mode change"), 1.0) == msg.Ack()
     actions = core.take_actions()
-    assert of(actions, cc.Forget) == [cc.Forget(MEMBER)]
+    assert of(actions, ci.Forget) == [ci.Forget(MEMBER)]
     assert [m.member_id for m in core.listed_members(1.0)] == [ME_ID]
 
 
@@ -179,26 +180,26 @@ def joined_members(core: cc.ControllerCore, *keys: bytes, now: float = 0.0) -> l
     for key in keys:
         ids.append(join(core, now, key=key).member_id)
         actions = core.take_actions()
-        (poll,) = [r for r in of(actions, cc.Request) if isinstance(r.message, msg.StatusPoll)]
+        (poll,) = [r for r in of(actions, ci.Request) if isinstance(r.message, msg.StatusPoll)]
         report(core, poll.token, now)
-        for check in of(actions, cc.CheckEndpoint):
+        for check in of(actions, ci.CheckEndpoint):
             core.endpoint_checked(check.member_id, True, "", now)
     return ids
 
 
-LOGIN = cc.LoginRequest(hub="VPN", user_name="alice", real_user_name="alice")
+LOGIN = ci.LoginRequest(hub="VPN", user_name="alice", real_user_name="alice")
 
 
 def test_a_login_is_redirected_once_the_member_stored_its_ticket():
     core = make_core(hub_config("VPN", False))
     (m1,) = joined_members(core, MEMBER)
     login_id = core.place_login(LOGIN, 1.0)
-    (create,) = of(core.take_actions(), cc.Request)
+    (create,) = of(core.take_actions(), ci.Request)
     assert isinstance(create.message, msg.CreateTicket) and create.peer == MEMBER
     assert create.timeout_s == cc.TICKET_ACK_TIMEOUT_S and create.message.session_name == "SID-ALICE-1"
     core.reply_received(create.token, msg.TicketCreated(points=99_900), 1.1)
-    (placed,) = of(core.take_actions(), cc.LoginPlaced)
-    assert placed.login_id == login_id and isinstance(placed.outcome, cc.RedirectTo)
+    (placed,) = of(core.take_actions(), ci.LoginPlaced)
+    assert placed.login_id == login_id and isinstance(placed.outcome, ci.RedirectTo)
     assert placed.outcome.member_id == m1 and placed.outcome.ticket == create.message.ticket
     assert placed.outcome.ip == "10.0.0.9" and placed.outcome.ports == (443,)
 
@@ -207,14 +208,14 @@ def test_a_member_that_does_not_store_the_ticket_is_skipped_for_the_next():
     core = make_core(hub_config("VPN", False))
     first, second = joined_members(core, MEMBER, b"N" * 32)
     core.place_login(LOGIN, 1.0)
-    (create,) = of(core.take_actions(), cc.Request)
+    (create,) = of(core.take_actions(), ci.Request)
     tried = core.registry.by_key(create.peer).member_id
     core.request_failed(create.token, "request timed out", 1.5)
-    (retry,) = of(core.take_actions(), cc.Request)
+    (retry,) = of(core.take_actions(), ci.Request)
     assert core.registry.by_key(retry.peer).member_id == ({first, second} - {tried}).pop()
     core.request_failed(retry.token, "unreachable", 1.6)
-    (placed,) = of(core.take_actions(), cc.LoginPlaced)
-    assert isinstance(placed.outcome, cc.LoginFailed)  # nobody left: never a hang
+    (placed,) = of(core.take_actions(), ci.LoginPlaced)
+    assert isinstance(placed.outcome, ci.LoginFailed)  # nobody left: never a hang
     assert "did not store the ticket" in str(placed.outcome.error)
 
 
@@ -222,10 +223,10 @@ def test_the_controller_keeps_a_login_it_chose_and_an_unknown_hub_fails():
     core = make_core(hub_config("VPN", False), controller_only=False)
     core.take_actions()
     core.place_login(LOGIN, 0.5)
-    assert [p.outcome for p in of(core.take_actions(), cc.LoginPlaced)] == [cc.KeepLocal(session_name="SID-ALICE-1")]
-    core.place_login(cc.LoginRequest(hub="nope", user_name="a", real_user_name="a"), 0.6)
-    (placed,) = of(core.take_actions(), cc.LoginPlaced)
-    assert isinstance(placed.outcome, cc.LoginFailed)
+    assert [p.outcome for p in of(core.take_actions(), ci.LoginPlaced)] == [ci.KeepLocal(session_name="SID-ALICE-1")]
+    core.place_login(ci.LoginRequest(hub="nope", user_name="a", real_user_name="a"), 0.6)
+    (placed,) = of(core.take_actions(), ci.LoginPlaced)
+    assert isinstance(placed.outcome, ci.LoginFailed)
 
 
 # ----- the member's public endpoint -------------------------------------------------------
@@ -233,16 +234,16 @@ def test_the_controller_keeps_a_login_it_chose_and_an_unknown_hub_fails():
 IDLE = msg.StatusReport(points=100_000, sessions=0, tcp_connections=0, max_sessions=0, hubs=[])
 
 
-def answer_polls(core: cc.ControllerCore, actions: list[cc.Action], now: float) -> list[cc.Action]:
-    for r in of(actions, cc.Request):
+def answer_polls(core: cc.ControllerCore, actions: list[ci.Action], now: float) -> list[ci.Action]:
+    for r in of(actions, ci.Request):
         if isinstance(r.message, msg.StatusPoll):
             core.reply_received(r.token, IDLE, now)
     return actions
 
 
-def run(core: cc.ControllerCore, start: float, end: float) -> list[cc.Action]:
+def run(core: cc.ControllerCore, start: float, end: float) -> list[ci.Action]:
     """Timer ticks every 0.5 s from `start` to `end` with the member answering every poll (alive)."""
-    actions: list[cc.Action] = []
+    actions: list[ci.Action] = []
     now = start
     while now <= end:
         core.handle_timer(now)
@@ -251,7 +252,7 @@ def run(core: cc.ControllerCore, start: float, end: float) -> list[cc.Action]:
     return actions
 
 
-def joined_and_reported(core: cc.ControllerCore, now: float, **changes: object) -> tuple[int, list[cc.Action]]:
+def joined_and_reported(core: cc.ControllerCore, now: float, **changes: object) -> tuple[int, list[ci.Action]]:
     """Join and answer its first poll; returns its id and the actions of the join (CheckEndpoint among them)."""
     member_id = join(core, now, **changes).member_id
     return member_id, answer_polls(core, core.take_actions(), now)
@@ -272,28 +273,28 @@ def test_a_member_gets_sessions_only_once_its_endpoint_answers_and_is_rechecked_
     core = make_core(hub_config("VPN", False))
     member_id, actions = joined_and_reported(core, 0.0, public_ip="192.0.2.7", public_ports=[5555, 443],
                                              server_cert=b"der")
-    check = cc.CheckEndpoint(member_id, "192.0.2.7", (5555, 443), b"der")
-    assert of(actions, cc.CheckEndpoint) == [check]
+    check = ci.CheckEndpoint(member_id, "192.0.2.7", (5555, 443), b"der")
+    assert of(actions, ci.CheckEndpoint) == [check]
     assert skipped(core, 0.1) == "endpoint not verified"
     core.endpoint_checked(member_id, False, "192.0.2.7:5555: connection refused", 0.2)
-    (line,) = of(core.take_actions(), cc.Log)
+    (line,) = of(core.take_actions(), ci.Log)
     assert line.level == logging.WARNING and "every 30 s" in line.text \
         and "192.0.2.7 port 5555,443 failed: 192.0.2.7:5555: connection refused" in line.text
     assert skipped(core, 0.3) == "endpoint failed: 192.0.2.7:5555: connection refused"
     # Checked again every 30 s while it fails; a log line only when the verdict changes.
     assert core.next_deadline() <= 0.2 + cc.ENDPOINT_RECHECK_S
     actions = run(core, 0.5, 30.0)
-    assert not of(actions, cc.CheckEndpoint) and not of(actions, cc.Log)
-    assert of(run(core, 30.5, 30.5), cc.CheckEndpoint) == [check]
+    assert not of(actions, ci.CheckEndpoint) and not of(actions, ci.Log)
+    assert of(run(core, 30.5, 30.5), ci.CheckEndpoint) == [check]
     core.endpoint_checked(member_id, False, "192.0.2.7:5555: connection refused", 30.6)
-    assert not of(core.take_actions(), cc.Log)
+    assert not of(core.take_actions(), ci.Log)
     assert skipped(core, 30.7) == "endpoint failed: 192.0.2.7:5555: connection refused"
-    assert of(run(core, 31.0, 61.0), cc.CheckEndpoint) == [check]  # at 60.6
+    assert of(run(core, 31.0, 61.0), ci.CheckEndpoint) == [check]  # at 60.6
     core.endpoint_checked(member_id, True, "", 61.1)
-    (line,) = of(core.take_actions(), cc.Log)
+    (line,) = of(core.take_actions(), ci.Log)
     assert line.level == logging.INFO and "verified again: back in load balancing" in line.text
     assert skipped(core, 61.2) is None
-    assert not of(run(core, 61.5, 125.0), cc.CheckEndpoint)  # a good endpoint is not checked again
+    assert not of(run(core, 61.5, 125.0), ci.CheckEndpoint)  # a good endpoint is not checked again
 
 
 def test_a_rejoin_keeps_the_verdict_unless_ip_ports_or_certificate_changed():
@@ -303,39 +304,39 @@ def test_a_rejoin_keeps_the_verdict_unless_ip_ports_or_certificate_changed():
     core.take_actions()
     # The same endpoint: no new check, selectable after its first status as before.
     _, actions = joined_and_reported(core, 1.0)
-    assert not of(actions, cc.CheckEndpoint) and skipped(core, 1.1) is None
+    assert not of(actions, ci.CheckEndpoint) and skipped(core, 1.1) is None
     for at, change in ((2.0, dict(public_ports=[444])), (3.0, dict(public_ip="10.0.0.10")),
                        (4.0, dict(server_cert=b"new"))):
         _, actions = joined_and_reported(core, at, **change)
-        assert len(of(actions, cc.CheckEndpoint)) == 1, change
+        assert len(of(actions, ci.CheckEndpoint)) == 1, change
         assert skipped(core, at + 0.1) == "endpoint not verified"
         core.endpoint_checked(member_id, True, "", at + 0.2)
         core.take_actions()
     # A failed verdict is kept by a rejoin too, and checked again 30 s after it (not at once).
-    (check,) = of(joined_and_reported(core, 5.0, public_ports=[445])[1], cc.CheckEndpoint)
+    (check,) = of(joined_and_reported(core, 5.0, public_ports=[445])[1], ci.CheckEndpoint)
     core.endpoint_checked(member_id, False, "timed out", 5.1)
     core.handle_timer(9.0)  # evicted (silent since 5.0): not checked while it is away
     core.take_actions()
     core.handle_timer(5.1 + cc.ENDPOINT_RECHECK_S)
-    assert not of(core.take_actions(), cc.CheckEndpoint)
+    assert not of(core.take_actions(), ci.CheckEndpoint)
     _, actions = joined_and_reported(core, 40.0, public_ports=[445])
-    assert not of(actions, cc.CheckEndpoint) and skipped(core, 40.1) == "endpoint failed: timed out"
-    assert not of(run(core, 40.5, 69.5), cc.CheckEndpoint)
-    assert of(run(core, 70.0, 70.0), cc.CheckEndpoint) == [check]
+    assert not of(actions, ci.CheckEndpoint) and skipped(core, 40.1) == "endpoint failed: timed out"
+    assert not of(run(core, 40.5, 69.5), ci.CheckEndpoint)
+    assert of(run(core, 70.0, 70.0), ci.CheckEndpoint) == [check]
 
 
 def test_a_verdict_nobody_asked_for_or_about_an_old_endpoint_is_ignored():
     core = make_core(hub_config("VPN", False))
     member_id, _ = joined_and_reported(core, 0.0)
     core.endpoint_checked(member_id, True, "", 0.1)
-    assert len(of(core.take_actions(), cc.Log)) == 1
+    assert len(of(core.take_actions(), ci.Log)) == 1
     core.endpoint_checked(member_id, False, "late duplicate", 0.2)  # no check in flight
     core.endpoint_checked(99, True, "", 0.2)  # unknown member
     core.endpoint_checked(ME_ID, False, "x", 0.2)
-    assert skipped(core, 0.3) is None and not of(core.take_actions(), cc.Log)
+    assert skipped(core, 0.3) is None and not of(core.take_actions(), ci.Log)
     # Rejoined with another port while the check of the previous one ran: one check of the newest.
     joined_and_reported(core, 1.0, public_ports=[444])
     _, actions = joined_and_reported(core, 1.1, public_ports=[445])
-    assert [c.ports for c in of(actions, cc.CheckEndpoint)] == [(445,)]
+    assert [c.ports for c in of(actions, ci.CheckEndpoint)] == [(445,)]
     core.endpoint_checked(member_id, True, "", 1.2)
     assert skipped(core, 1.3) is None and core.registry.get(member_id).endpoint_checked == ("10.0.0.9", (445,), b"")

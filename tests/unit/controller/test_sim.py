@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller import core as cc
+from controller import core_io as ci
 from controller.errors import AuthFailed, TicketError, TicketReused
 from controller.member_life import MemberState
 from controller.placement import CreateHubInstance, DeleteHubInstance, HubLife
@@ -202,7 +202,7 @@ def test_a_member_that_does_not_store_its_ticket_is_skipped_for_the_next():
     sim.partition(CONTROLLER, "m0")  # still listed: its silence is not yet a verdict
     landed = {sim.connect("VPN").server for _ in range(4)}
     assert landed == {"m1"}
-    skipped = [ev for _, ev in sim.log if isinstance(ev, cc.Log) and "did not store a ticket" in ev.text]
+    skipped = [ev for _, ev in sim.log if isinstance(ev, ci.Log) and "did not store a ticket" in ev.text]
     assert len(skipped) >= 1 and sim.now - 1.0 < 3.0  # before m0's eviction: skipped for its silence
 
 
