@@ -109,23 +109,32 @@ def test_logins_are_redirected_to_members_and_spread_by_points(cluster):
     asyncio.run(main())
 
 
+def pair_on_dynamic_hub(cluster: LocalCluster, net: str) -> tuple[UserspaceClient, UserspaceClient]:
+    """alice (<net>.1) and bob (<net>.2) on the dynamic hub, through the controller."""
+    return (UserspaceClient(controller_address(cluster), DYN, "alice", "pw-alice", retry=RETRY, ip=f"{net}.1"),
+            UserspaceClient(controller_address(cluster), DYN, "bob", "pw-bob", retry=RETRY, ip=f"{net}.2"))
+
+
+async def pings_through(a: UserspaceClient, b: UserspaceClient) -> None:
+    assert a.ip is not None and b.ip is not None
+    rtts = await ping(a, a.ip, b.ip, count=3, timeout_s=5)
+    assert all(r is not None for r in rtts)
+
+
 def test_dynamic_hub_runs_on_one_member_and_its_sessions_talk(cluster):
     async def main():
-        a = UserspaceClient(controller_address(cluster), DYN, "alice", "pw-alice", retry=RETRY, ip="10.80.0.1")
-        b = UserspaceClient(controller_address(cluster), DYN, "bob", "pw-bob", retry=RETRY, ip="10.80.0.2")
+        a, b = pair_on_dynamic_hub(cluster, "10.80.0")
         async with a, b:
             await a.wait_connected(20)
             await b.wait_connected(20)
             assert port_of(a) == port_of(b) != cluster.controller.port
-            rtts = await ping(a, "10.80.0.1", "10.80.0.2", count=3, timeout_s=5)
-            assert all(r is not None for r in rtts)
+            await pings_through(a, b)
     asyncio.run(main())
 
 
 def test_sessions_of_a_killed_member_come_back_on_the_other(cluster):
     async def main():
-        a = UserspaceClient(controller_address(cluster), DYN, "alice", "pw-alice", retry=RETRY, ip="10.81.0.1")
-        b = UserspaceClient(controller_address(cluster), DYN, "bob", "pw-bob", retry=RETRY, ip="10.81.0.2")
+        a, b = pair_on_dynamic_hub(cluster, "10.81.0")
         async with a, b:
             await a.wait_connected(20)
             await b.wait_connected(20)
@@ -136,8 +145,7 @@ def test_sessions_of_a_killed_member_come_back_on_the_other(cluster):
                 await wait_async(lambda c=c: c.status.state.value == "connected" and port_of(c) != first,
                                  "reconnected on the other member", 30)
             assert port_of(a) == port_of(b)  # the dynamic hub was placed again, on one member
-            rtts = await ping(a, "10.81.0.1", "10.81.0.2", count=3, timeout_s=5)
-            assert all(r is not None for r in rtts)
+            await pings_through(a, b)
     asyncio.run(main())
 
 
