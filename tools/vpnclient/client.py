@@ -61,6 +61,7 @@ class ClientConfig:
     hashed_password: bytes
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout_s: float = CONNECTING_TIMEOUT_S
+    local_address: str | None = None  # source IP of every connection (None: the kernel's choice)
 
 
 class Refused(Exception):
@@ -164,7 +165,7 @@ class VpnClient:
             try:
                 event, conn = await connect(host, port, hub=cfg.hub, username=cfg.username,
                                             credentials=creds, expected_cert=expected_cert,
-                                            timeout_s=cfg.connect_timeout_s)
+                                            timeout_s=cfg.connect_timeout_s, local_address=cfg.local_address)
             except ServerError as e:
                 if hop == 0 and e.code in FATAL_ERRORS:
                     raise Refused(e) from None
@@ -227,18 +228,22 @@ class UserspaceClient:
 
     `mac` is this host's MAC (random unless given); with `ip` the client
     answers ARP requests and pings for that address by itself.
+    `local_address` is the source IP of its TCP connections (e.g. 127.0.0.N
+    for many clients against a server's per-IP connection limit).
     """
 
     def __init__(self, server: str, hub: str, username: str, password: str, *,
                  retry: RetryPolicy | None = None, ip: str | None = None, mac: bytes | None = None,
-                 status_path: str | None = None, connect_timeout_s: float = CONNECTING_TIMEOUT_S) -> None:
+                 status_path: str | None = None, connect_timeout_s: float = CONNECTING_TIMEOUT_S,
+                 local_address: str | None = None) -> None:
         host, _, port = server.rpartition(":")
         self.mac = mac or random_mac()
         self.ip = ip
         self.port = UserspacePort(responder=Responder(self.mac, ip) if ip else None)
         config = ClientConfig(host=host.strip("[]"), port=int(port), hub=hub, username=username,
                               hashed_password=PasswordLogin.from_plain(username, password).hashed_password,
-                              retry=retry or RetryPolicy(), connect_timeout_s=connect_timeout_s)
+                              retry=retry or RetryPolicy(), connect_timeout_s=connect_timeout_s,
+                              local_address=local_address)
         self.client = VpnClient(config, self.port, status_path=status_path)
         self._task: asyncio.Task | None = None
 
