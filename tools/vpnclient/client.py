@@ -88,8 +88,15 @@ class VpnClient:
         self._task: asyncio.Task | None = None
 
     def stop(self) -> None:
-        """Stop from any callback on the loop (e.g. a SIGTERM handler)."""
+        """Stop from any callback on the loop (e.g. a SIGTERM handler).
+
+        Besides cancelling the run, closes the current session: a cancel can
+        be lost (Python 3.11's asyncio.wait_for returns the result when its
+        future completes as the cancel arrives, e.g. a login answered just
+        then), and the run must end anyway rather than keep a session open."""
         self._stopping = True
+        if self.connection is not None:
+            self.connection.close()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -131,6 +138,9 @@ class VpnClient:
                 log.warning("attempt %d failed: %s; retrying in %.2f s", self.backoff.failures, text, delay)
                 await asyncio.sleep(delay)
                 continue
+            if self._stopping:  # stop() came while logging in and its cancel was lost
+                conn.close()
+                break
             self.backoff.succeeded()
             self.connection = conn
             w = conn.welcome
@@ -140,11 +150,13 @@ class VpnClient:
             log.info("connected to %s%s: session %s, timeout %d ms", conn.server,
                      " (redirected)" if redirected else "", w.session_name, w.timeout_ms)
             self.port.attach(conn)
-            while not conn.closed.done():  # refresh the counters in the status file now and then
+            while not conn.closed.done() and not self._stopping:  # refresh the status file now and then
                 await asyncio.wait([conn.closed], timeout=STATUS_REFRESH_S)
                 if self.status_path and not conn.closed.done():
                     self.status.updated_at = time.time()
                     self._write_status()
+            if self._stopping:
+                break  # _finish drops the connection
             reason = conn.closed.result()
             self._drop_connection()
             text, code = describe(reason or ProtocolError("closed", Err.DISCONNECTED))

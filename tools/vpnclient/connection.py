@@ -246,6 +246,9 @@ async def connect(host: str, port: int, *, hub: str, username: str, credentials:
     server = f"{host}:{port}"
     login = ClientLogin(host=host, hub=hub, username=username, credentials=credentials)
     proto = _Protocol(login, loop)
+    # Nobody awaits login_done after a timeout or a certificate mismatch: take its
+    # exception anyway, or asyncio logs "Future exception was never retrieved".
+    proto.login_done.add_done_callback(lambda f: None if f.cancelled() else f.exception())
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(lambda: proto, host, port, ssl=tls or client_context(),
