@@ -140,7 +140,13 @@ class OurCluster(BenchCluster):
     def restart(self, name: str) -> None:
         node = self.nodes()[name]
         node.start()
-        wait_until(lambda: node.port in self.local.listed_ports(), f"{name} rejoined", JOIN_TIMEOUT_S)
+
+        def listed() -> bool:
+            try:
+                return node.port in self.local.listed_ports()
+            except AdminError:  # e.g. the controller closed the idle kept-alive admin connection (TLS EOF):
+                return False    # the client reconnects on the next call
+        wait_until(listed, f"{name} rejoined", JOIN_TIMEOUT_S)
 
     def close(self) -> None:
         self.local.close()
