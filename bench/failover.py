@@ -230,12 +230,19 @@ SEQ = re.compile(r"icmp_seq=(\d+) ttl")
 
 
 def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, limit_s: float) -> tuple[float | None, str]:
+    # The last run's session may still be listed (a restarted or thawed member drops it late): the
+    # victim would be that member, the fault would miss the client's session, the gap read 0.05 s.
+    for _ in range(100):  # bounded: ~25 s
+        if not any(c > 0 for c in cluster.sessions({"real"}).values()):
+            break
+        time.sleep(0.25)
     cli.must("AccountConnect", "a1")
     try:
         victim = "?"
-        for _ in range(100):  # bounded: ~20 s
+        for _ in range(100):  # bounded: ~20 s; exactly one server holds the new session
             counts = cluster.sessions({"real"})
-            victim = next((n for n, c in counts.items() if c > 0), "?")
+            holders = [n for n, c in counts.items() if c > 0]
+            victim = holders[0] if len(holders) == 1 and counts[holders[0]] == 1 else "?"
             if victim != "?":
                 break
             time.sleep(0.2)
