@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tabulate import tabulate  # noqa: E402
 
-from tests.softether_lab import SoftEtherLab, skip_reason  # noqa: E402
-from tests.vpnd_proc import Vpnd  # noqa: E402
 from tools.vpnctl.client import AdminClient  # noqa: E402
+from tools.vpndrill.cluster import Node  # noqa: E402
+from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason  # noqa: E402
 
 
 def _rate(fn, calls: int) -> float:
@@ -64,7 +64,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-admin-") as tmp:
-        node = Vpnd(Path(tmp) / "vpnd").start()
+        node = Node("vpnd", Path(tmp) / "vpnd", "bench-admin-pw")
+        node.start()
         try:
             with AdminClient("127.0.0.1", node.port, node.password) as client:
                 ours = measure(client, args.calls, args.runs)

@@ -20,6 +20,9 @@ answering ARP and ping for 10.77.0.2) stays connected through the controller.
 (c) sessions set up per second through the controller, and the spread of a
     --big (1000) connect burst against weights 100/100/200 (goal: within
     ±5% of the weight share). SoftEther gets --big-softether (200).
+    Each burst client connects from its own loopback address (127.1.x.y), as
+    clients on many machines would: from one address a server takes at most
+    256 connections (MAX_CONNECTIONS_PER_IP, as SoftEther).
 
 Where each session landed is read from every server (EnumSession, sessions
 it holds itself), so a table shows at once whether the controller
@@ -52,7 +55,8 @@ from tools.vpnclient import probe  # noqa: E402
 from tools.vpnclient.client import UserspaceClient  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.lab.clusters import (  # noqa: E402
-    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, describe, inside_netns, run_in_private_netns, wait_sessions,
+    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, describe, inside_netns, run_in_private_netns,
+    wait_link_up, wait_sessions,
 )
 from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
 from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason, wait_account  # noqa: E402
@@ -85,11 +89,19 @@ async def first_ping(cluster: BenchCluster, n: int) -> tuple[float, str, bool]:
         await a.stop()
 
 
+def source_ip(i: int) -> str:
+    """Client i's own loopback source address (127.1.0.1, 127.1.0.2, ...): a
+    burst of one machine's clients then measures the cluster, not the
+    servers' limit of 256 connections per client IP (SoftEther's and ours)."""
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
 async def burst(cluster: BenchCluster, count: int, *, ping: bool) -> dict:
     """`count` userspace clients at once: time until all connected (and, with
     `ping`, until all got a reply from B); where they landed."""
     clients = [UserspaceClient(cluster.controller, HUB, "load", USERS["load"], retry=RETRY,
-                               ip=f"10.78.{i // 250}.{i % 250 + 1}") for i in range(count)]
+                               ip=f"10.78.{i // 250}.{i % 250 + 1}", local_address=source_ip(i))
+               for i in range(count)]
     t0 = time.monotonic()
     connected_at: list[float] = []
 
@@ -171,11 +183,16 @@ def real_client_first_ping(selab: SoftEtherLab, cluster: BenchCluster, ns: str, 
         times, where = [], []
         for _ in range(runs):
             subprocess.run(["ip", "neigh", "flush", "dev", "vpn_vpn1"], check=False, timeout=10)
-            pinger = subprocess.Popen(["ping", "-n", "-q", "-c", "1", "-w", str(int(PING_WAIT_S)), "-i", "0.05", B_IP],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             t0 = time.monotonic()
             cli.must("AccountConnect", "a1")
-            code = pinger.wait(PING_WAIT_S + 5)
+            # The client set its TAP down at the last AccountDisconnect and sets it up once the session
+            # is established: a ping started before that exits at once with "Network is unreachable".
+            code = 1
+            if wait_link_up("vpn_vpn1", PING_WAIT_S - (time.monotonic() - t0)):
+                left = max(1, int(PING_WAIT_S - (time.monotonic() - t0)))
+                code = subprocess.run(["ping", "-n", "-q", "-c", "1", "-w", str(left), "-i", "0.05", B_IP],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      timeout=PING_WAIT_S + 5).returncode
             took = time.monotonic() - t0
             counts = cluster.sessions({"real"})
             cli.cmd("AccountDisconnect", "a1")
@@ -242,13 +259,16 @@ def inner(args) -> int:
         elif skip_reason():
             NOTES.append(f"SoftEther: skipped: {skip_reason()}")
         else:
-            with SoftEtherLab(tmp / "se") as selab:
-                real = RealCluster(selab, weights, HUB, USERS)
-                res["se"] = asyncio.run(measure_cluster(
-                    real, args, lambda: run_softether_real_client(real, selab, ns, args.runs)))
-            with SoftEtherLab(tmp / "se-big") as selab:
-                real = RealCluster(selab, big_weights, HUB, USERS)
-                res["se_big"] = asyncio.run(measure_big(real, args.big_softether))
+            try:  # a SoftEther cluster that does not come up must not lose our figures
+                with SoftEtherLab(tmp / "se") as selab:
+                    real = RealCluster(selab, weights, HUB, USERS)
+                    res["se"] = asyncio.run(measure_cluster(
+                        real, args, lambda: run_softether_real_client(real, selab, ns, args.runs)))
+                with SoftEtherLab(tmp / "se-big") as selab:
+                    real = RealCluster(selab, big_weights, HUB, USERS)
+                    res["se_big"] = asyncio.run(measure_big(real, args.big_softether))
+            except LabError as e:
+                NOTES.append(f"SoftEther: not measured: {str(e)[:300]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(res, args, weights, big_weights)

@@ -5,12 +5,15 @@ member list (EnumFarmMember) stops showing a member that
   silent  was stopped with SIGSTOP (its connection stays open, it says nothing),
 
 and how long until it is back (restart / SIGCONT: rejoin). Plus the
-staleness of the figures in the list: a scripted member (tests/cluster_fakes.py)
-changes its session count and we time until EnumFarmMember shows it.
+staleness of the figures in the list: VPN sessions (tools/vpnclient
+UserspaceClient, through the controller, which only controls, so each lands
+on the member) log in or out one at a time and we time until EnumFarmMember
+shows the member's new session count (up: the controller counts a session
+when it places the login; down: from the member's report).
 
 Real vpnd processes: one controller, one member (the victim), built and
 driven by vpndrill's code (tools/vpndrill: the cluster, the kill / stop run
-and its timing). The list is polled every 30 ms over one kept-alive HTTPS
+and its timing; tools/vpndrill/lab/clusters.py: the cluster with a hub). The list is polled every 30 ms over one kept-alive HTTPS
 connection; "out" is from the signal to the first list without the member,
 "back" from the restart / SIGCONT to the first list with it. Median and max
 of RUNS.
@@ -35,13 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tabulate import tabulate  # noqa: E402
 
-from tests.cluster_fakes import FakeMember  # noqa: E402
+from tools.vpnclient.client import UserspaceClient  # noqa: E402
+from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.cluster import LocalCluster  # noqa: E402
+from tools.vpndrill.lab.clusters import OurCluster  # noqa: E402
 from tools.vpndrill.scenarios import run_once  # noqa: E402
 
 POLL_S = 0.02
 DEADLINE_S = 30.0
-FAKE_HOST = "bench-fake"
+HUB, USER, PASSWORD = "detect", "load", "pw-load"
 
 
 async def time_until(cond, what: str) -> float:
@@ -53,17 +58,34 @@ async def time_until(cond, what: str) -> float:
     raise RuntimeError(f"{what}: not within {DEADLINE_S} s")
 
 
-async def staleness(cluster: LocalCluster, fake: FakeMember, runs: int) -> list[float]:
-    ages = []
-    for i in range(1, runs + 1):
-        await asyncio.sleep(0.137 * i % 0.5)  # start at different points of the poll cycle
-        fake.sessions = i
+def member_sessions(cluster: LocalCluster) -> int | None:
+    rows = cluster.member_rows()
+    return rows[0]["NumSessions_u32"] if rows else None
 
-        def shows() -> bool:
-            rows = cluster.member_rows()
-            return any(r["Hostname_str"] == FAKE_HOST and r["NumSessions_u32"] == i for r in rows)
-        ages.append(await time_until(shows, "new session count listed"))
-    return ages
+
+async def staleness(ours: OurCluster, runs: int) -> tuple[list[float], list[float]]:
+    """Sessions log in (then out) one at a time: the time until the
+    controller's list shows the member's new count, up and down."""
+    cluster = ours.local
+    clients: list[UserspaceClient] = []
+    ups, downs = [], []
+    base = await asyncio.to_thread(member_sessions, cluster) or 0
+    try:
+        for i in range(1, runs + 1):
+            await asyncio.sleep(0.137 * i % 0.5)  # start at different points of the poll cycle
+            c = UserspaceClient(ours.controller, HUB, USER, PASSWORD, retry=RetryPolicy(max_retries=5))
+            clients.append(c)
+            await c.wait_connected(DEADLINE_S)
+            if ours.name_of(c.status.server) != "member1":
+                raise RuntimeError(f"session {i} landed on {c.status.server}, not on the member")
+            ups.append(await time_until(lambda n=base + i: member_sessions(cluster) == n, "login listed"))
+        for i in range(runs - 1, -1, -1):
+            await asyncio.sleep(0.137 * i % 0.5)
+            await clients.pop().stop()
+            downs.append(await time_until(lambda n=base + i: member_sessions(cluster) == n, "logout listed"))
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+    return ups, downs
 
 
 def summary(name: str, values: list[float]) -> list:
@@ -71,17 +93,13 @@ def summary(name: str, values: list[float]) -> list:
 
 
 async def main_async(runs: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="detect-") as tmp, LocalCluster(Path(tmp), members=1) as cluster:
+    with tempfile.TemporaryDirectory(prefix="detect-") as tmp:
+        ours = await asyncio.to_thread(OurCluster, Path(tmp), [100], HUB, {USER: PASSWORD})
+        cluster = ours.local
         member = cluster.members[0]
-        fake = None
         try:
-            await asyncio.to_thread(cluster.start)
-            fake = FakeMember(cluster.controller.port, cluster.controller.password, hostname=FAKE_HOST)
-            await fake.connect()
-            await fake.join()
             table = []
-            # The drill's run (tools/vpndrill/scenarios.py) in a thread, so that the
-            # fake member on this loop keeps answering the controller's polls.
+            # The drill's run (tools/vpndrill/scenarios.py) in a thread.
             for name, scenario in (("dead (kill -9)", "kill"), ("silent (SIGSTOP)", "stop")):
                 outs, backs = [], []
                 for i in range(runs):
@@ -96,14 +114,16 @@ async def main_async(runs: int) -> None:
                     print(f"  {name}: out after {r.out_s:.2f} s, back after {r.back_s:.2f} s", flush=True)
                 table.append(summary(f"{name}: out of the list", outs))
                 table.append(summary(f"{name}: back in the list", backs))
-            table.append(summary("member list staleness (session count)", await staleness(cluster, fake, runs * 2)))
+            await asyncio.sleep(1.0)  # the member's hub is back after its rejoin
+            ups, downs = await staleness(ours, runs)
+            table.append(summary("member list staleness: session count after a login", ups))
+            table.append(summary("member list staleness: session count after a logout", downs))
             print(tabulate(table, headers=["measure", "runs", "median s", "min s", "max s"]))
         except Exception:
             print(f"controller log:\n{cluster.controller.log_tail(3000)}\nmember log:\n{member.log_tail(3000)}")
             raise
         finally:
-            if fake is not None:
-                await fake.close()
+            await asyncio.to_thread(ours.close)
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -57,6 +57,7 @@ from tools.vpnclient.gaps import GapTracker  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.lab.clusters import (  # noqa: E402
     BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, inside_netns, run_in_private_netns,
+    wait_link_up,
 )
 from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
 from tools.vpndrill.lab.softether import SoftEtherClient, SoftEtherLab, skip_reason, wait_account  # noqa: E402
@@ -95,6 +96,75 @@ def inject(cluster: BenchCluster, victim: str, fault: str) -> Callable[[], None]
         f"add rule inet {NFT_TABLE} out tcp dport {port} drop\n"
         f"add rule inet {NFT_TABLE} out tcp sport {port} drop\n")
     return lambda: nft(f"delete table inet {NFT_TABLE}\n")
+
+
+# ---- ping targets ---------------------------------------------------------------------------
+
+HOSTS_TRIES = 15
+
+
+async def hosts_on_every_member(cluster: BenchCluster) -> dict[str, UserspaceClient]:
+    """B on every member, connected afresh for each run: a fault moves the
+    victim's B too (it reconnects through the controller to another member),
+    so B set up once would be missing on the restarted or thawed member in
+    the next run ("B does not answer ARP"). Waits (bounded) until a thawed or
+    restarted member takes sessions again."""
+    members = set(cluster.servers()) - {"controller"}
+    hosts: dict[str, UserspaceClient] = {}
+    for _ in range(HOSTS_TRIES):
+        hosts = await connect_hosts(cluster, "host", USERS["host"], B_IP, RETRY)
+        if set(hosts) >= members:
+            return hosts
+        await asyncio.gather(*(h.stop() for h in hosts.values()), return_exceptions=True)
+        await asyncio.sleep(1.0)
+    raise Skip(f"B could not be placed on every member (only on {', '.join(sorted(hosts)) or 'none'})")
+
+
+async def stop_hosts(hosts: dict[str, UserspaceClient]) -> None:
+    await asyncio.gather(*(h.stop() for h in hosts.values()), return_exceptions=True)
+
+
+RunResult = tuple[float | None, str]
+
+
+async def runs_per_fault(cluster: BenchCluster, faults: list[str], runs: int, limit_s: float,
+                         one_run: Callable[[str], Awaitable[RunResult]]) -> dict:
+    """`runs` runs of `one_run(fault)` per fault, each with fresh ping targets
+    and bounded in time: {fault: {"gaps": [...], "victims": [...]}}. A run
+    that cannot measure (Skip) or overruns is recorded as SKIP(reason)."""
+    out: dict = {}
+    for fault in faults:
+        gaps: list[float | None] = []
+        victims = []
+        for _ in range(runs):
+            try:
+                hosts = await hosts_on_every_member(cluster)
+                try:
+                    gap, victim = await bounded(one_run(fault), limit_s + RUN_SLACK_S)
+                finally:
+                    await stop_hosts(hosts)
+            except Skip as e:  # this run could not measure: say why, go on with the next
+                gap, victim = None, f"SKIP({e})"
+            gaps.append(gap)
+            victims.append(victim)
+            await asyncio.sleep(1.0)
+        out[fault] = {"gaps": gaps, "victims": victims}
+    return out
+
+
+RUN_SLACK_S = 60.0
+
+
+async def bounded(aw: Awaitable[RunResult], timeout_s: float) -> RunResult:
+    """`aw`'s result, or Skip after `timeout_s` (with where it hung on stderr).
+    asyncio.wait, not wait_for: a cancel the run swallows must not hang us."""
+    task = asyncio.ensure_future(aw)
+    await asyncio.wait([task], timeout=timeout_s)
+    if task.done():
+        return task.result()
+    task.print_stack(file=sys.stderr)
+    task.cancel()
+    raise Skip(f"the run did not end within {timeout_s:.0f} s")
 
 
 # ---- our client ---------------------------------------------------------------------------
@@ -150,21 +220,8 @@ async def our_client_run(cluster: BenchCluster, fault: str, limit_s: float) -> t
 
 
 async def measure_ours_client(cluster: BenchCluster, faults: list[str], runs: int, limit_s: float) -> dict:
-    out: dict = {}
-    hosts = await connect_hosts(cluster, "host", USERS["host"], B_IP, RETRY)
-    try:
-        for fault in faults:
-            gaps: list[float | None] = []
-            victims = []
-            for _ in range(runs):
-                gap, victim = await our_client_run(cluster, fault, limit_s)
-                gaps.append(gap)
-                victims.append(victim)
-                await asyncio.sleep(1.0)
-            out[fault] = {"gaps": gaps, "victims": victims}
-    finally:
-        await asyncio.gather(*(h.stop() for h in hosts.values()), return_exceptions=True)
-    return out
+    return await runs_per_fault(cluster, faults, runs, limit_s,
+                                lambda fault: our_client_run(cluster, fault, limit_s))
 
 
 # ---- SoftEther's client -------------------------------------------------------------------
@@ -173,12 +230,19 @@ SEQ = re.compile(r"icmp_seq=(\d+) ttl")
 
 
 def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, limit_s: float) -> tuple[float | None, str]:
+    # The last run's session may still be listed (a restarted or thawed member drops it late): the
+    # victim would be that member, the fault would miss the client's session, the gap read 0.05 s.
+    for _ in range(100):  # bounded: ~25 s
+        if not any(c > 0 for c in cluster.sessions({"real"}).values()):
+            break
+        time.sleep(0.25)
     cli.must("AccountConnect", "a1")
     try:
         victim = "?"
-        for _ in range(100):  # bounded: ~20 s
+        for _ in range(100):  # bounded: ~20 s; exactly one server holds the new session
             counts = cluster.sessions({"real"})
-            victim = next((n for n, c in counts.items() if c > 0), "?")
+            holders = [n for n, c in counts.items() if c > 0]
+            victim = holders[0] if len(holders) == 1 and counts[holders[0]] == 1 else "?"
             if victim != "?":
                 break
             time.sleep(0.2)
@@ -186,6 +250,8 @@ def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, lim
             raise Skip("the controller kept the session (no redirect to a member): no member to fail")
         if victim == "?":
             raise Skip("the real client's session was not found on any server")
+        if not wait_link_up("vpn_vpn1", 20):  # set down at the last AccountDisconnect, up once established
+            raise Skip("the real client's TAP vpn_vpn1 did not come up")
         pinger = subprocess.Popen(["ping", "-n", "-O", "-i", str(INTERVAL_S), "-w", str(int(limit_s + 30)), B_IP],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         undo = None
@@ -213,7 +279,9 @@ def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, lim
             pinger.wait(10)
             if undo is not None:
                 undo()
-        resumed = fault_seq is not None and bool(answered) and answered[-1] > fault_seq
+        if fault_seq is None:
+            raise Skip(f"no ping answer from B on {victim} before the fault")
+        resumed = bool(answered) and answered[-1] > fault_seq
         if not resumed:
             return None, victim
         steps = max(b - a for a, b in zip(answered, answered[1:]))
@@ -224,25 +292,18 @@ def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, lim
         time.sleep(1.0)
 
 
-def measure_real_client(selab: SoftEtherLab, cluster: BenchCluster, ns: str, faults: list[str], runs: int,
-                        limit_s: float) -> dict:
+async def measure_real_client(selab: SoftEtherLab, cluster: BenchCluster, ns: str, faults: list[str], runs: int,
+                              limit_s: float) -> dict:
     reason = skip_reason(need_client=True)
     if reason:
         raise Skip(reason)
-    cli = selab.client(ns, f"rc-{os.getpid()}-{cluster.label[:4]}")
+    cli = await asyncio.to_thread(selab.client, ns, f"rc-{os.getpid()}-{cluster.label[:4]}")
     try:
-        real_client_account(cli, cluster, "real", USERS["real"], f"{A_IP}/24")
-        out: dict = {}
-        for fault in faults:
-            gaps, victims = [], []
-            for _ in range(runs):
-                gap, victim = real_client_run(cli, cluster, fault, limit_s)
-                gaps.append(gap)
-                victims.append(victim)
-            out[fault] = {"gaps": gaps, "victims": victims}
-        return out
+        await asyncio.to_thread(real_client_account, cli, cluster, "real", USERS["real"], f"{A_IP}/24")
+        return await runs_per_fault(cluster, faults, runs, limit_s, lambda fault: asyncio.to_thread(
+            real_client_run, cli, cluster, fault, limit_s))
     finally:
-        cli.stop()
+        await asyncio.to_thread(cli.stop)
 
 
 # ---- driver -------------------------------------------------------------------------------
@@ -251,21 +312,17 @@ def measure_real_client(selab: SoftEtherLab, cluster: BenchCluster, ns: str, fau
 def measure(cluster: BenchCluster, selab: SoftEtherLab, ns: str, args, faults: list[str]) -> dict[str, dict | str]:
     res: dict[str, dict | str] = {}
 
-    async def with_hosts() -> None:
+    async def both_clients() -> None:
         try:
             res["our vpnclient"] = await measure_ours_client(cluster, faults, args.runs, args.limit)
         except Skip as e:
             res["our vpnclient"] = str(e)
-        hosts = await connect_hosts(cluster, "host", USERS["host"], B_IP, RETRY)
         try:
-            res["SoftEther vpnclient"] = await asyncio.to_thread(
-                measure_real_client, selab, cluster, ns, faults, args.runs, args.limit)
+            res["SoftEther vpnclient"] = await measure_real_client(selab, cluster, ns, faults, args.runs, args.limit)
         except (Skip, LabError) as e:
             res["SoftEther vpnclient"] = str(e)[:300]
-        finally:
-            await asyncio.gather(*(h.stop() for h in hosts.values()), return_exceptions=True)
 
-    asyncio.run(with_hosts())
+    asyncio.run(both_clients())
     return res
 
 
@@ -278,8 +335,10 @@ def summary(r: dict | str | None, fault: str) -> tuple[float | None, str]:
     if not runs:
         return None, "not run"
     ok = [g for g in runs["gaps"] if g is not None]
-    failed = sum(g is None for g in runs["gaps"])
-    detail = " ".join("NO-RESUME" if g is None else f"{g:.2f}" for g in runs["gaps"])
+    skipped = sum(v.startswith("SKIP(") for v in runs["victims"])
+    failed = sum(g is None for g in runs["gaps"]) - skipped
+    detail = " ".join("SKIP" if v.startswith("SKIP(") else "NO-RESUME" if g is None else f"{g:.2f}"
+                      for g, v in zip(runs["gaps"], runs["victims"]))
     detail += f" (victims {','.join(runs['victims'])})" + (f"; {failed} did not resume" if failed else "")
     return (statistics.median(ok) if ok else None), detail
 
@@ -304,7 +363,10 @@ def inner(args) -> int:
                 real = RealCluster(selab, [100, 100], HUB, USERS)
                 results["se"] = measure(real, selab, ns, args, faults)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"kept the servers' directories and logs in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     rows = []
     for client in ("our vpnclient", "SoftEther vpnclient"):
         for fault in faults:
@@ -328,6 +390,7 @@ def main() -> int:
     p.add_argument("--faults", default=",".join(FAULTS), help="kill,freeze,cut (default all)")
     p.add_argument("--limit", type=float, default=60.0, help="seconds a run waits for traffic to resume (default 60)")
     p.add_argument("--no-softether", action="store_true", help="our cluster only")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir with every server's logs (path printed)")
     args = p.parse_args()
     if args.quick:
         args.runs = min(args.runs, 2)

@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(iproute2 iperf3 iputils-ping ethtool procps
+              # nft: bench/failover.py cuts a member's port with a rule in its own netns
+              nftables
               softether-vpnserver softether-vpnclient softether-vpncmd)
 
 missing=()

@@ -61,6 +61,7 @@ class ClientConfig:
     hashed_password: bytes
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout_s: float = CONNECTING_TIMEOUT_S
+    local_address: str | None = None  # source IP of every connection (None: the kernel's choice)
 
 
 class Refused(Exception):
@@ -87,8 +88,15 @@ class VpnClient:
         self._task: asyncio.Task | None = None
 
     def stop(self) -> None:
-        """Stop from any callback on the loop (e.g. a SIGTERM handler)."""
+        """Stop from any callback on the loop (e.g. a SIGTERM handler).
+
+        Besides cancelling the run, closes the current session: a cancel can
+        be lost (Python 3.11's asyncio.wait_for returns the result when its
+        future completes as the cancel arrives, e.g. a login answered just
+        then), and the run must end anyway rather than keep a session open."""
         self._stopping = True
+        if self.connection is not None:
+            self.connection.close()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -130,6 +138,9 @@ class VpnClient:
                 log.warning("attempt %d failed: %s; retrying in %.2f s", self.backoff.failures, text, delay)
                 await asyncio.sleep(delay)
                 continue
+            if self._stopping:  # stop() came while logging in and its cancel was lost
+                conn.close()
+                break
             self.backoff.succeeded()
             self.connection = conn
             w = conn.welcome
@@ -139,11 +150,13 @@ class VpnClient:
             log.info("connected to %s%s: session %s, timeout %d ms", conn.server,
                      " (redirected)" if redirected else "", w.session_name, w.timeout_ms)
             self.port.attach(conn)
-            while not conn.closed.done():  # refresh the counters in the status file now and then
+            while not conn.closed.done() and not self._stopping:  # refresh the status file now and then
                 await asyncio.wait([conn.closed], timeout=STATUS_REFRESH_S)
                 if self.status_path and not conn.closed.done():
                     self.status.updated_at = time.time()
                     self._write_status()
+            if self._stopping:
+                break  # _finish drops the connection
             reason = conn.closed.result()
             self._drop_connection()
             text, code = describe(reason or ProtocolError("closed", Err.DISCONNECTED))
@@ -164,7 +177,7 @@ class VpnClient:
             try:
                 event, conn = await connect(host, port, hub=cfg.hub, username=cfg.username,
                                             credentials=creds, expected_cert=expected_cert,
-                                            timeout_s=cfg.connect_timeout_s)
+                                            timeout_s=cfg.connect_timeout_s, local_address=cfg.local_address)
             except ServerError as e:
                 if hop == 0 and e.code in FATAL_ERRORS:
                     raise Refused(e) from None
@@ -227,18 +240,22 @@ class UserspaceClient:
 
     `mac` is this host's MAC (random unless given); with `ip` the client
     answers ARP requests and pings for that address by itself.
+    `local_address` is the source IP of its TCP connections (e.g. 127.0.0.N
+    for many clients against a server's per-IP connection limit).
     """
 
     def __init__(self, server: str, hub: str, username: str, password: str, *,
                  retry: RetryPolicy | None = None, ip: str | None = None, mac: bytes | None = None,
-                 status_path: str | None = None, connect_timeout_s: float = CONNECTING_TIMEOUT_S) -> None:
+                 status_path: str | None = None, connect_timeout_s: float = CONNECTING_TIMEOUT_S,
+                 local_address: str | None = None) -> None:
         host, _, port = server.rpartition(":")
         self.mac = mac or random_mac()
         self.ip = ip
         self.port = UserspacePort(responder=Responder(self.mac, ip) if ip else None)
         config = ClientConfig(host=host.strip("[]"), port=int(port), hub=hub, username=username,
                               hashed_password=PasswordLogin.from_plain(username, password).hashed_password,
-                              retry=retry or RetryPolicy(), connect_timeout_s=connect_timeout_s)
+                              retry=retry or RetryPolicy(), connect_timeout_s=connect_timeout_s,
+                              local_address=local_address)
         self.client = VpnClient(config, self.port, status_path=status_path)
         self._task: asyncio.Task | None = None
 

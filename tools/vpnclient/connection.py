@@ -231,8 +231,13 @@ def _peer_cert(transport: asyncio.BaseTransport) -> bytes:
 
 async def connect(host: str, port: int, *, hub: str, username: str, credentials: Credentials,
                   expected_cert: bytes | None = None, timeout_s: float = CONNECTING_TIMEOUT_S,
-                  tls: ssl.SSLContext | None = None) -> tuple[LoginEvent, Connection | None]:
+                  tls: ssl.SSLContext | None = None,
+                  local_address: str | None = None) -> tuple[LoginEvent, Connection | None]:
     """Log in at host:port. Returns (Welcomed, Connection) or (Redirected, None).
+
+    `local_address`: the source IP of the TCP connection (default: the
+    kernel's choice), e.g. 127.0.0.N so that many clients on one machine do
+    not all count against a server's per-IP connection limit.
 
     Raises ConnectFailed (TCP/TLS/timeout), CertMismatch, ServerError (the
     server refused: `code`), ProtocolError (the server spoke nonsense).
@@ -241,10 +246,14 @@ async def connect(host: str, port: int, *, hub: str, username: str, credentials:
     server = f"{host}:{port}"
     login = ClientLogin(host=host, hub=hub, username=username, credentials=credentials)
     proto = _Protocol(login, loop)
+    # Nobody awaits login_done after a timeout or a certificate mismatch: take its
+    # exception anyway, or asyncio logs "Future exception was never retrieved".
+    proto.login_done.add_done_callback(lambda f: None if f.cancelled() else f.exception())
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(lambda: proto, host, port, ssl=tls or client_context(),
-                                   server_hostname=host, ssl_handshake_timeout=timeout_s),
+                                   server_hostname=host, ssl_handshake_timeout=timeout_s,
+                                   local_addr=(local_address, 0) if local_address else None),
             timeout_s)
     except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
         raise ConnectFailed(f"cannot connect to {server}: {e or 'timeout'}") from None

@@ -140,7 +140,13 @@ class OurCluster(BenchCluster):
     def restart(self, name: str) -> None:
         node = self.nodes()[name]
         node.start()
-        wait_until(lambda: node.port in self.local.listed_ports(), f"{name} rejoined", JOIN_TIMEOUT_S)
+
+        def listed() -> bool:
+            try:
+                return node.port in self.local.listed_ports()
+            except AdminError:  # e.g. the controller closed the idle kept-alive admin connection (TLS EOF):
+                return False    # the client reconnects on the next call
+        wait_until(listed, f"{name} rejoined", JOIN_TIMEOUT_S)
 
     def close(self) -> None:
         self.local.close()
@@ -268,6 +274,31 @@ def real_client_account(cli: SoftEtherClient, cluster: BenchCluster, user: str, 
     subprocess.run(["ip", "link", "set", "vpn_vpn1", "up"], check=True, timeout=10)
 
 
+IFF_UP = 0x1
+
+
+def wait_link_up(ifname: str, timeout_s: float) -> bool:
+    """Wait until interface `ifname` (in the caller's namespace) is up; False after `timeout_s`.
+
+    SoftEther's vpnclient sets its TAP device down when an account
+    disconnects and up again once the next session is established. While it
+    is down the kernel has no route to the TAP's subnet, so a `ping` started
+    then exits at once ("connect: Network is unreachable"): start pings on
+    the real client's TAP only after this returns True. The address stays
+    on the device; the kernel adds the subnet route again when it goes up."""
+    flags = Path(f"/sys/class/net/{ifname}/flags")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if int(flags.read_text(), 16) & IFF_UP:
+                return True
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
 # ---- a private network namespace for a whole benchmark -------------------------------------
 
 INSIDE_ENV = "VPNBENCH_NETNS"
@@ -323,4 +354,4 @@ def wait_sessions(cluster: BenchCluster, want: int, users: set[str], timeout_s: 
 
 
 __all__ = ["BenchCluster", "LabError", "OurCluster", "RealCluster", "connect_hosts", "describe", "real_client_account", "inside_netns",
-           "run_in_private_netns", "wait_sessions"]
+           "run_in_private_netns", "wait_link_up", "wait_sessions"]
