@@ -45,7 +45,7 @@ import pytest
 
 from tests.netns.cluster_lab import CONTROLLER_IP, HUB, LAN_HOST, LAN_PREFIX, USERS, ClusterLab, Member, PingStream
 from tests.netns.lab import Lab, requires_root
-from tests.netns.nsvpnd import PORT
+from tools.vpndrill.lab.nsvpnd import PORT
 from tests.softether_lab import SoftEtherClient, SoftEtherLab, account_status, require_softether
 
 pytestmark = [pytest.mark.softether, *requires_root, pytest.mark.timeout(180)]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.netns.lab import Lab
-from tests.netns.nsvpnd import PORT, NsVpnd, wait_for
+from tools.vpndrill.lab.nsvpnd import PORT, NsVpnd, wait_for
 from tests.softether_lab import in_netns
 from tools.vpnclient.gaps import GapReport, GapTracker
 from tools.vpndrill.cluster import LIVENESS_ENV, discover_bus

@@ -30,7 +30,7 @@ import pytest
 
 from tests.netns.cluster_lab import HUB, LAN_HOST, LAN_PREFIX, USERS, ClusterLab, Member, PingStream
 from tests.netns.lab import requires_root
-from tests.netns.nsvpnd import ROOT, PORT
+from tools.vpndrill.lab.nsvpnd import PORT, ROOT
 
 pytestmark = [*requires_root, pytest.mark.timeout(180)]
 
