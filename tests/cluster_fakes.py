@@ -115,6 +115,22 @@ class FakeMember:
             await self.client.close()
 
 
+async def _send_bounded(sock: zmq.asyncio.Socket, data: bytes, timeout_s: float = 5.0) -> bool:
+    """Send without blocking for ever: a DEALER whose handshake the server
+    just refused may have no pipe for a moment (libzmq reconnects every
+    100 ms), and an awaited send would then wait for a pipe that a refused
+    peer never gets. Returns whether the frame was queued."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            await sock.send(data, zmq.NOBLOCK)  # zmq.asyncio: a finished future, Again if no pipe
+            return True
+        except zmq.Again:
+            await asyncio.sleep(0.05)
+    return False
+
+
 async def hostile_peers(bus_port: int, controller_key: str) -> None:
     """Every kind of junk at the bus endpoint; returns when all was sent."""
     endpoint = f"tcp://127.0.0.1:{bus_port}"
@@ -126,7 +142,7 @@ async def hostile_peers(bus_port: int, controller_key: str) -> None:
         plain = ctx.socket(zmq.DEALER)
         plain.setsockopt(zmq.LINGER, 0)
         plain.connect(endpoint)
-        await plain.send(b"hello without curve")
+        await _send_bounded(plain, b"hello without curve")
         stranger_keys = new_keypair()
         curve = ctx.socket(zmq.DEALER)
         curve.setsockopt(zmq.LINGER, 0)
@@ -137,7 +153,7 @@ async def hostile_peers(bus_port: int, controller_key: str) -> None:
         curve.connect(endpoint)
         for junk in (os.urandom(100), b"\xc1\xff\x00", b"\x81\xa1v\x01",  # not msgpack / bad envelope
                      b"\x85\xa1v\x01\xa4type\xaecluster.status\xa2id\x01\xa8reply_to\xc0\xa4body\x80"):
-            await curve.send(junk)
+            await _send_bounded(curve, junk)
         await asyncio.sleep(0.5)
         plain.close()
         curve.close()
