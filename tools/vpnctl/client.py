@@ -195,7 +195,8 @@ class AdminClient:
             conn.request("POST", "/api/", body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read(MAX_RESPONSE_BYTES + 1)
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+            # SSLEOFError: the server dropped an idle kept-alive connection without a TLS close.
             self.close()
             raise _StaleConnection() from None
         except (socket.timeout, TimeoutError):

@@ -232,6 +232,18 @@ def test_stale_keepalive_connection_is_retried_once(fake):
         assert c.call("Test") == {"ok_bool": True}
 
 
+def test_a_kept_alive_connection_ended_without_a_tls_close_is_retried_once(fake, monkeypatch):
+    srv = fake(lambda h, b: result({"ok_bool": True}))
+    with AdminClient("127.0.0.1", srv.port, "pw") as c:
+        c.call("Test")
+        stale = c._conn
+
+        def eof(*args, **kwargs):
+            raise ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+        monkeypatch.setattr(stale, "getresponse", eof)
+        assert c.call("Test") == {"ok_bool": True} and c._conn is not stale
+
+
 # -- the CLI's one-line errors and exit codes ----------------------------------------
 
 

@@ -144,8 +144,8 @@ class OurCluster(BenchCluster):
         def listed() -> bool:
             try:
                 return node.port in self.local.listed_ports()
-            except AdminError:  # e.g. the controller closed the idle kept-alive admin connection (TLS EOF):
-                return False    # the client reconnects on the next call
+            except AdminError:  # the controller busy or between answers: ask again
+                return False
         wait_until(listed, f"{name} rejoined", JOIN_TIMEOUT_S)
 
     def close(self) -> None:
