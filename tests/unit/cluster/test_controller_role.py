@@ -259,6 +259,7 @@ def test_an_endpoint_with_another_certificate_fails_the_check_then_the_right_one
             assert entry.endpoint_error.startswith(f"127.0.0.1:{other_port}: the TLS certificate there is not "
                                                    "the member's (SHA-256 ")
             assert hashlib.sha256(other_der).hexdigest()[:16] in entry.endpoint_error
+            await until(lambda: entry.last_status_at is not None)  # else "awaiting first status" comes first
             why = role.core.registry.candidates(role._now())[-1].unavailable
             assert why == f"endpoint failed: {entry.endpoint_error}"
             # It rejoins with the port where its own certificate answers: checked again, and it passes.
