@@ -542,7 +542,8 @@ class ControllerCore:
 
     def _status_reported(self, member_id: int, report: msg.StatusReport, now: float) -> None:
         status = MemberStatus(points=report.points, sessions=report.sessions, tcp_connections=report.tcp_connections,
-                              hubs=tuple(HubInstance(name=h.name, dynamic=h.dynamic, sessions=h.sessions)
+                              hubs=tuple(HubInstance(name=h.name, dynamic=h.dynamic, sessions=h.sessions,
+                                                      mac_entries=h.mac_entries, ip_entries=h.ip_entries)
                                          for h in report.hubs),
                               tickets_outstanding=report.tickets_outstanding)
         try:

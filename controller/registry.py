@@ -71,6 +71,8 @@ class HubInstance:
     name: str
     dynamic: bool
     sessions: int = 0
+    mac_entries: int = 0
+    ip_entries: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -134,33 +134,36 @@ def get_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     return hub_struct(existing_hub(ctx.server.state.config, p.str("HubName")))
 
 
-def _remote_sessions(ctx: AdminContext) -> dict[str, int]:
-    """Sessions per hub (lower-case name) on the members, which a controller
-    adds to its own (SoftEther's StEnumHub does the same)."""
-    out: dict[str, int] = {}
+def _remote_counts(ctx: AdminContext) -> dict[str, tuple[int, int, int]]:
+    """Sessions, MAC and IP table entries per hub (lower-case name) on the
+    members, which a controller adds to its own (SoftEther's StEnumHub does
+    the same from the members' last status)."""
+    out: dict[str, tuple[int, int, int]] = {}
     for member in remote_members(ctx.server):
         for hub in member.hubs.values():
-            out[hub.name.lower()] = out.get(hub.name.lower(), 0) + hub.sessions
+            s, m, i = out.get(hub.name.lower(), (0, 0, 0))
+            out[hub.name.lower()] = (s + hub.sessions, m + hub.mac_entries, i + hub.ip_entries)
     return out
 
 
 @admin_method("EnumHub", Scope.ANY)
 def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     rows = []
-    remote = _remote_sessions(ctx)
+    remote = _remote_counts(ctx)
     for hub in hubs_here(ctx.server):
         if not ctx.is_server_admin and hub.name.lower() != (ctx.hub_admin_of or "").lower():
             continue
         run = ctx.server.running_hub(hub.name)
+        sessions, macs, ips = remote.get(hub.name.lower(), (0, 0, 0))
         rows.append({
             "HubName_str": hub.name,
             "Online_bool": hub.online,
             "HubType_u32": hub.hub_type,
-            "NumSessions_u32": (run.session_count() if run else 0) + remote.get(hub.name.lower(), 0),
+            "NumSessions_u32": (run.session_count() if run else 0) + sessions,
             "NumUsers_u32": len(hub.users),
             "NumGroups_u32": 0,
-            "NumMacTables_u32": run.mac_table_size() if run else 0,
-            "NumIpTables_u32": run.ip_table_size() if run else 0,
+            "NumMacTables_u32": (run.mac_table_size() if run else 0) + macs,
+            "NumIpTables_u32": (run.ip_table_size() if run else 0) + ips,
             "LastCommTime_dt": dt(0),
             "CreatedTime_dt": dt(hub.created_time),
             "LastLoginTime_dt": dt(0),

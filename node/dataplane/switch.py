@@ -39,6 +39,7 @@ number of ports. Times are whatever monotonic `now` the caller passes.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Hashable, Iterable
 
@@ -162,7 +163,12 @@ class Switch:
         self._ports: dict[Hashable, _Port] = {}
         self._macs: dict[bytes, _MacEntry] = {}
         self._ips: dict[bytes, _IpEntry] = {}
-        self._next_key = 1
+        # Table keys name entries in DeleteMacTable/DeleteIpTable. A cluster's
+        # collective tables list every server's entries together and a
+        # delete is offered to every server, so each switch starts at a
+        # random key: keys are unique across the cluster, as SoftEther's
+        # (pointer values) are in practice.
+        self._next_key = random.randrange(1, 0xFFFFFFFF)
         self._last_purge = float("-inf")
         # hub-wide flood totals: broadcast bytes/count, unicast bytes/count
         self._fbb = self._fbc = self._fub = self._fuc = 0

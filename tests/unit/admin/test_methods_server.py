@@ -7,15 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from controller.registry import HubInstance
 from node.state import model
 from tests.unit.admin.admin_call import call
 from tests.unit.dataplane.fakes import make_server
-
-
-@dataclass
-class _Hub:
-    name: str
-    sessions: int
 
 
 @dataclass
@@ -28,8 +23,13 @@ class _Member:
 
 class _ControllerRole:
     def listed_members(self):
-        return [_Member(True, 99, 99, {"a": _Hub("A", 99)}), _Member(False, 3, 4, {"a": _Hub("A", 3)}),
-                _Member(False, 5, 6, {"a": _Hub("a", 1), "gone": _Hub("Gone", 4)})]
+        return [_Member(True, 99, 99, {"a": _hub("A", 99)}), _Member(False, 3, 4, {"a": _hub("A", 3)}),
+                _Member(False, 5, 6, {"a": _hub("a", 1), "gone": _hub("Gone", 4)})]
+
+
+def _hub(name: str, sessions: int) -> HubInstance:
+    # each session on a member has brought one MAC and two IP entries
+    return HubInstance(name=name, dynamic=False, sessions=sessions, mac_entries=sessions, ip_entries=2 * sessions)
 
 
 def _counts(res):
@@ -54,4 +54,5 @@ def test_server_status_adds_members_on_a_controller_only(tmp_path):
                             "NumTcpConnections_u32": 10, "NumTcpConnectionsRemote_u32": 10}
     assert res["NumHubStatic_u32"] == 1 and res["ServerType_u32"] == model.SERVER_CONTROLLER
     hubs = call(server, "EnumHub", {})["HubList"]
-    assert [(h["HubName_str"], h["NumSessions_u32"]) for h in hubs] == [("A", 4)]
+    assert [(h["HubName_str"], h["NumSessions_u32"], h["NumMacTables_u32"], h["NumIpTables_u32"])
+            for h in hubs] == [("A", 4, 4, 8)]

@@ -239,6 +239,17 @@ def test_delete_by_key(sw):
     assert sw.delete_mac(m.key) and sw.mac_table() == []
 
 
+def test_keys_differ_between_switches():
+    # Two servers of a cluster learning the same host: the collective table
+    # lists both entries and a delete by key must name one of them only.
+    a, b = Switch(), Switch()
+    for s in (a, b):
+        s.add_port(1, "one")
+        s.forward(1, arp(A, (10, 0, 0, 1), (10, 0, 0, 2)), 0.0)
+    keys = {e.key for s in (a, b) for e in (*s.mac_table(), *s.ip_table())}
+    assert len(keys) == 4 and all(0 < k <= 0xFFFFFFFF for k in keys)
+
+
 def test_traffic_counters(sw):
     bc = eth(BCAST, A)                      # 60 bytes, flooded to p2 and p3
     sw.forward("p1", bc, 0.0)
