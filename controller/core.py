@@ -49,7 +49,12 @@ It owns, and is the only thing that wires together:
   checked again every ENDPOINT_RECHECK_S (30 s) while the member is joined, so
   a fixed firewall brings it back without a rejoin; a log line only when the
   verdict changes. SoftEther checks nothing and redirects clients to a wrong
-  public IP in a loop (upstream issue #1803).
+  public IP in a loop (upstream issue #1803);
+- arrivals (controller/arrivals.py): a client that comes back soon after a
+  redirect is sent to another server than the one it came back from, and a
+  member whose tickets stay unredeemed while clients are sent to it is
+  taken out of load balancing until its endpoint answers a check again
+  (a member whose clients' path is cut while its cluster link is up).
 
 Replies and the actions a `receive` queued are ordered: the caller sends
 the reply first, then carries out the actions (a JoinAccepted must reach
@@ -74,7 +79,8 @@ from controller.core_io import (
     Action, CheckEndpoint, ClusterConfig, ClusterEvent, Forget, KeepLocal, LoginFailed, LoginOutcome, LoginPlaced,
     LoginRequest, Log, PollLocal, RedirectTo, Request, Send, SetLocalInstance,
 )
-from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown, NoEligibleServer
+from controller.arrivals import Arrivals, ClientKey, client_key
+from controller.errors import AuthFailed, ControllerError, HubUnknown, InvalidReport, MemberUnknown, NoEligibleServer
 from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
 from controller.member_life import HOSTS_HUBS, MemberState
@@ -131,6 +137,9 @@ class _Login:
     request: LoginRequest
     skip: dict[int, str]
     """Servers that did not acknowledge its ticket: why."""
+    client: ClientKey | None = None
+    avoid: int | None = None
+    """The member this client came back from, if another server may take it."""
     redirect: RedirectTo | None = None
     """The ticket in flight."""
 
@@ -174,6 +183,7 @@ class ControllerCore:
         """Member id → the endpoint of the CheckEndpoint in flight."""
         self._endpoint_recheck_at: dict[int, float] = {}
         """Member id → when its failed endpoint is checked again."""
+        self.arrivals = Arrivals()
         self._sync_hubs()
 
     # ----- inputs: configuration ------------------------------------------------
@@ -232,7 +242,7 @@ class ControllerCore:
         pending = self._pending.pop(token, None)
         if isinstance(pending, _TicketAck):
             if isinstance(reply, msg.TicketCreated):
-                self._ticket_stored(pending.login_id)
+                self._ticket_stored(pending.login_id, now)
             else:
                 self._ticket_refused(pending.login_id, f"answered {type(reply).__name__}", now)
         elif isinstance(pending, _Poll):
@@ -281,7 +291,11 @@ class ControllerCore:
             self._actions.append(LoginPlaced(login_id, LoginFailed(error=NoEligibleServer(
                 "too many logins waiting for a member's ticket acknowledgement"))))
             return login_id
-        self._logins[login_id] = _Login(request=login, skip={})
+        client = client_key(login.client_ip, login.unique_id, login.user_name)
+        avoid = self.arrivals.came_back_from(client, now)
+        if avoid is not None and (login.admin or self._is_dynamic(login.hub)):
+            avoid = None   # admins stay here; a dynamic hub is not split for one client
+        self._logins[login_id] = _Login(request=login, skip={}, client=client, avoid=avoid)
         self._place_login(login_id, now)
         return login_id
 
@@ -305,7 +319,7 @@ class ControllerCore:
         where = f"{m.public_ip} port {','.join(map(str, m.public_ports))}"
         who = f"member {printable(m.hostname)} (id {member_id})"
         if ok:
-            again = " again: back in load balancing" if was is EndpointState.FAILED else ""
+            again = " again: back in load balancing" if was in (EndpointState.FAILED, EndpointState.SUSPECT) else ""
             self._log(logging.INFO, f"{who}: public endpoint {where} verified{again}")
         else:
             self._log(logging.WARNING, f"{who}: public endpoint {where} failed: {printable(reason)}; no sessions "
@@ -419,8 +433,15 @@ class ControllerCore:
         login = self._logins[login_id]
         request = login.request
         try:
-            decision = self.place_session(request.hub, now, admin=request.admin, skip=login.skip)
-        except ControllerError as exc:  # HubUnknown, NoEligibleServer
+            decision = self.place_session(request.hub, now, admin=request.admin, skip=self._login_skip(login, now))
+        except NoEligibleServer as exc:
+            if login.avoid is not None:  # the member it came back from is the only one left: try it
+                login.avoid = None
+                self._place_login(login_id, now)
+                return
+            self._login_decided(login_id, LoginFailed(error=exc))
+            return
+        except ControllerError as exc:  # HubUnknown
             self._login_decided(login_id, LoginFailed(error=exc))
             return
         if decision.member_id == ME_ID:
@@ -436,9 +457,24 @@ class ControllerCore:
                                   session_name=session_name, policy={})
         self._request(member.public_key, create, self.ticket_ack_timeout_s, _TicketAck(login_id))
 
-    def _ticket_stored(self, login_id: int) -> None:
+    def _is_dynamic(self, hub: str) -> bool:
+        try:
+            return self.placement.is_dynamic(hub)
+        except HubUnknown:
+            return False   # placing it fails with HubUnknown
+
+    def _login_skip(self, login: _Login, now: float) -> Mapping[int, str]:
+        """The servers this login may not go to: those that refused its
+        ticket, and for a static hub the member it was just sent to if it
+        comes back from there (controller/arrivals.py)."""
+        if login.avoid is None:
+            return login.skip
+        return {**login.skip, login.avoid: "the client came back from it just now"}
+
+    def _ticket_stored(self, login_id: int, now: float) -> None:
         login = self._logins.get(login_id)
         if login is not None and login.redirect is not None:
+            self.arrivals.redirected(login.client, login.redirect.member_id, now)
             self._login_decided(login_id, login.redirect)
 
     def _ticket_refused(self, login_id: int, reason: str, now: float) -> None:
@@ -484,6 +520,16 @@ class ControllerCore:
                     and member_id not in self._endpoint_checking:
                 self._check_endpoint(m)
 
+    def _suspect_endpoint(self, m: Member, unredeemed: int) -> None:
+        """Clients sent to `m` are not arriving (controller/arrivals.py): no
+        more until its endpoint answers a check again."""
+        if m.member_id in self._endpoint_checking or not self.registry.endpoint_suspect(m.member_id):
+            return
+        self._log(logging.WARNING, f"member {printable(m.hostname)} (id {m.member_id}): {unredeemed} redirected "
+                  f"client(s) have not arrived for {self.arrivals.unredeemed_s:g} s: no sessions until its public "
+                  f"endpoint answers a check again")
+        self._check_endpoint(m)
+
     def _check_endpoint(self, m: Member) -> None:
         self._endpoint_checking[m.member_id] = m.endpoint
         self._actions.append(CheckEndpoint(m.member_id, m.public_ip, m.public_ports, m.server_cert))
@@ -497,6 +543,7 @@ class ControllerCore:
                 self.placement.member_joined(ev.member_id)
             elif isinstance(ev, (MemberEvicted, MemberLeft)):
                 self.placement.member_gone(ev.member_id)
+                self.arrivals.forget_member(ev.member_id)
                 if isinstance(ev, MemberEvicted):
                     self._evicted(ev)
 
@@ -549,6 +596,8 @@ class ControllerCore:
         try:
             self.registry.status_reported(member_id, status, now)
             self._perform(self.placement.status_reported(member_id, now))
+            if self.arrivals.tickets_reported(member_id, status.tickets_outstanding, now):
+                self._suspect_endpoint(self.registry.get(member_id), status.tickets_outstanding)
         except (InvalidReport, MemberUnknown) as exc:
             self._log(logging.INFO, f"status report of member {member_id} ignored: {exc}")
         except ControllerError as exc:

@@ -84,6 +84,10 @@ class LoginRequest:
     group: str = ""
     admin: bool = False
     """A hub administrator login: stays on the controller for a static hub."""
+    client_ip: str = ""
+    unique_id: bytes = b""
+    """The client's machine id (SoftEther login `unique_id`; optional): with
+    its address and user name it tells a client coming back (controller/arrivals.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

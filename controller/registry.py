@@ -108,6 +108,8 @@ class EndpointState(Enum):
     UNCHECKED = "unchecked"
     OK = "ok"
     FAILED = "failed"
+    SUSPECT = "suspect"
+    """Verified before, but redirected clients are not arriving: checked again (controller/arrivals.py)."""
 
 
 Endpoint = tuple[str, tuple[int, ...], bytes]
@@ -154,6 +156,8 @@ class Member:
             return None
         if self.endpoint_state is EndpointState.UNCHECKED:
             return "endpoint not verified"
+        if self.endpoint_state is EndpointState.SUSPECT:
+            return "endpoint checked again: redirected clients did not arrive"
         return f"endpoint failed: {self.endpoint_error}"
 
     def status_age(self, now: float) -> float | None:
@@ -339,6 +343,15 @@ class Registry:
         changed = (m.endpoint_state, m.endpoint_error) != (state, error)
         m.endpoint_state, m.endpoint_error, m.endpoint_checked = state, error, m.endpoint
         return changed
+
+    def endpoint_suspect(self, member_id: int) -> bool:
+        """Clients sent to a verified endpoint are not arriving: no sessions
+        until a new check passes. False if it was not verified (nothing to do)."""
+        m = self._member(member_id)
+        if m.endpoint_state is not EndpointState.OK:
+            return False
+        m.endpoint_state = EndpointState.SUSPECT
+        return True
 
     def record_hub_instance(self, member_id: int, name: str, dynamic: bool) -> None:
         """Placement asked `member_id` to run `name`; list it now (as SoftEther's SiCallCreateHub does)."""

@@ -421,7 +421,7 @@ class VpnHandler:
             if controller is not None:
                 outcome = await controller.place_login(LoginRequest(
                     hub=granted.hub.name, user_name=granted.username, real_user_name=granted.real_username,
-                    admin=granted.method == "administrator"))
+                    admin=granted.method == "administrator", client_ip=client_ip, unique_id=auth.unique_id))
                 if isinstance(outcome, RedirectTo):
                     await self._redirect(neg, outcome, granted, client_ip)
                     return

@@ -62,6 +62,10 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout_s: float = CONNECTING_TIMEOUT_S
     local_address: str | None = None  # source IP of every connection (None: the kernel's choice)
+    unique_id: bytes = field(default_factory=lambda: os.urandom(20))
+    """Sent as SoftEther's machine id in every login: one per client (not per
+    machine), so that a controller tells apart the many clients of one host
+    when one of them comes back (controller/arrivals.py)."""
 
 
 class Refused(Exception):
@@ -177,7 +181,8 @@ class VpnClient:
             try:
                 event, conn = await connect(host, port, hub=cfg.hub, username=cfg.username,
                                             credentials=creds, expected_cert=expected_cert,
-                                            timeout_s=cfg.connect_timeout_s, local_address=cfg.local_address)
+                                            timeout_s=cfg.connect_timeout_s, local_address=cfg.local_address,
+                                            unique_id=cfg.unique_id)
             except ServerError as e:
                 if hop == 0 and e.code in FATAL_ERRORS:
                     raise Refused(e) from None

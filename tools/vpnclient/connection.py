@@ -232,19 +232,20 @@ def _peer_cert(transport: asyncio.BaseTransport) -> bytes:
 async def connect(host: str, port: int, *, hub: str, username: str, credentials: Credentials,
                   expected_cert: bytes | None = None, timeout_s: float = CONNECTING_TIMEOUT_S,
                   tls: ssl.SSLContext | None = None,
-                  local_address: str | None = None) -> tuple[LoginEvent, Connection | None]:
+                  local_address: str | None = None, unique_id: bytes = b"") -> tuple[LoginEvent, Connection | None]:
     """Log in at host:port. Returns (Welcomed, Connection) or (Redirected, None).
 
     `local_address`: the source IP of the TCP connection (default: the
     kernel's choice), e.g. 127.0.0.N so that many clients on one machine do
-    not all count against a server's per-IP connection limit.
+    not all count against a server's per-IP connection limit. `unique_id`:
+    the login's machine id (SoftEther's `unique_id`), b"" to send none.
 
     Raises ConnectFailed (TCP/TLS/timeout), CertMismatch, ServerError (the
     server refused: `code`), ProtocolError (the server spoke nonsense).
     """
     loop = asyncio.get_running_loop()
     server = f"{host}:{port}"
-    login = ClientLogin(host=host, hub=hub, username=username, credentials=credentials)
+    login = ClientLogin(host=host, hub=hub, username=username, credentials=credentials, unique_id=unique_id)
     proto = _Protocol(login, loop)
     # Nobody awaits login_done after a timeout or a certificate mismatch: take its
     # exception anyway, or asyncio logs "Future exception was never retrieved".

@@ -95,12 +95,14 @@ class ClientLogin:
     """
 
     def __init__(self, *, host: str, hub: str, username: str, credentials: Credentials,
-                 client_str: str = CLIENT_STR, rand_bytes: RandBytes | None = os.urandom) -> None:
+                 client_str: str = CLIENT_STR, rand_bytes: RandBytes | None = os.urandom,
+                 unique_id: bytes = b"") -> None:
         self._channel = PackClientChannel(host)
         self._hub = hub
         self._username = username
         self._credentials = credentials
         self._client_str = client_str
+        self._unique_id = unique_id
         self._rand_bytes = rand_bytes
         self._phase = _Phase.IDLE
         self._out = bytearray()
@@ -164,4 +166,5 @@ class ClientLogin:
             proof = secure_password(creds.hashed_password, hello.random)
         return AuthRequest(hubname=self._hub, username=self._username, authtype=authtype,
                            secure_password=proof, ticket=ticket, client_str=self._client_str,
-                           max_connection=1, qos=False, half_connection=False, use_encrypt=True)
+                           max_connection=1, qos=False, half_connection=False, use_encrypt=True,
+                           unique_id=self._unique_id)

@@ -340,3 +340,83 @@ def test_a_verdict_nobody_asked_for_or_about_an_old_endpoint_is_ignored():
     assert [c.ports for c in of(actions, ci.CheckEndpoint)] == [(445,)]
     core.endpoint_checked(member_id, True, "", 1.2)
     assert skipped(core, 1.3) is None and core.registry.get(member_id).endpoint_checked == ("10.0.0.9", (445,), b"")
+
+
+# ----- arrivals: clients that come back, tickets nobody redeems ------------------------------
+
+BOB = ci.LoginRequest(hub="VPN", user_name="bob", real_user_name="bob", client_ip="192.0.2.7", unique_id=b"u" * 20)
+
+
+def redirect(core: cc.ControllerCore, login: ci.LoginRequest, now: float) -> int:
+    """Place `login`, the member storing its ticket; returns the member it was sent to."""
+    core.place_login(login, now)
+    (create,) = of(core.take_actions(), ci.Request)
+    core.reply_received(create.token, msg.TicketCreated(points=99_900), now)
+    (placed,) = of(core.take_actions(), ci.LoginPlaced)
+    assert isinstance(placed.outcome, ci.RedirectTo)
+    return placed.outcome.member_id
+
+
+def test_a_client_that_comes_back_goes_to_another_member_if_there_is_one():
+    core = make_core(hub_config("VPN", False))
+    light, busy = joined_members(core, MEMBER, b"N" * 32)
+    core.handle_timer(0.5)
+    for r in of(core.take_actions(), ci.Request):   # the second member is far busier
+        report(core, r.token, 0.5, sessions=0 if r.peer == MEMBER else 900)
+    assert redirect(core, BOB, 0.6) == light
+    # Its session there ended (or never began): not the same member again,
+    # though that one still has the most points ...
+    assert redirect(core, BOB, 1.0) == busy
+    # ... a client without a machine id cannot be told apart from its neighbours
+    anonymous = ci.LoginRequest(hub="VPN", user_name="bob", real_user_name="bob", client_ip="192.0.2.7")
+    assert redirect(core, anonymous, 1.2) == light
+    # ... and when the other member is gone, the one it came back from is better than none.
+    core.handle_timer(10.0)
+    core.take_actions()
+    (alone,) = joined_members(core, MEMBER, now=10.0)
+    assert redirect(core, BOB, 10.5) == alone
+    assert redirect(core, BOB, 11.0) == alone
+
+
+def test_a_dynamic_hub_is_not_split_for_a_client_that_comes_back():
+    core = make_core(hub_config("DYN", True))
+    joined_members(core, MEMBER, b"N" * 32)
+    login = ci.LoginRequest(hub="DYN", user_name="bob", real_user_name="bob", client_ip="192.0.2.7",
+                            unique_id=b"u" * 20)
+    core.place_login(login, 1.0)
+    actions = core.take_actions()
+    (create,) = [r for r in of(actions, ci.Request) if isinstance(r.message, msg.CreateTicket)]
+    core.reply_received(create.token, msg.TicketCreated(points=99_900), 1.0)
+    host = core.placement.hub_host("DYN")
+    core.place_login(login, 2.0)
+    (again,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.CreateTicket)]
+    assert core.registry.by_key(again.peer).member_id == host == core.placement.hub_host("DYN")
+
+
+def test_tickets_unredeemed_while_clients_are_sent_take_the_member_out_until_checked():
+    core = make_core(hub_config("VPN", False))
+    (m,) = joined_members(core, MEMBER)
+    redirect(core, LOGIN, 1.0)
+
+    def reported(now: float, outstanding: int) -> list[ci.Action]:
+        core.handle_timer(now)
+        actions = core.take_actions()
+        for r in of(actions, ci.Request):
+            if isinstance(r.message, msg.StatusPoll):
+                core.reply_received(r.token, msg.StatusReport(points=100_000, sessions=0, tcp_connections=0,
+                                                              max_sessions=0, hubs=[],
+                                                              tickets_outstanding=outstanding), now)
+        return actions + core.take_actions()
+
+    assert not of(reported(1.0, 1) + reported(2.5, 1), ci.CheckEndpoint)
+    actions = reported(3.0, 1)
+    assert of(actions, ci.CheckEndpoint) == [ci.CheckEndpoint(m, "10.0.0.9", (443,), b"")]
+    assert any("have not arrived" in log.text for log in of(actions, ci.Log))
+    with pytest.raises(NoEligibleServer, match="redirected clients did not arrive"):
+        core.place_session("VPN", 3.1)
+    core.endpoint_checked(m, False, "timed out", 3.2)
+    with pytest.raises(NoEligibleServer, match="endpoint failed: timed out"):
+        core.place_session("VPN", 3.3)
+    (check,) = of(run(core, 3.5, 34.0), ci.CheckEndpoint)   # alive all along
+    core.endpoint_checked(check.member_id, True, "", 34.0)
+    assert core.place_session("VPN", 34.1).member_id == m
