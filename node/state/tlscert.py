@@ -65,5 +65,9 @@ def client_context() -> ssl.SSLContext:
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No TLS 1.3 session tickets: neither SoftEther's client nor ours resumes
+    # a session, and the tickets cost every connection an encryption and a
+    # write of their own after the handshake (a login's latency, a burst's CPU).
+    ctx.num_tickets = 0
     ctx.load_cert_chain(cert_path, key_path)
     return ctx
