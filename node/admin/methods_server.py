@@ -1,5 +1,9 @@
 """Server-wide admin methods: Test, GetServerInfo, GetServerStatus,
-SetServerPassword (names and fields as SoftEther's Admin.c)."""
+SetServerPassword, GetServerCert (names and fields as SoftEther's Admin.c).
+
+GetServerCert gives the certificate only: unlike SoftEther, which sends the
+server administrator its private key too, vpnd never lets the key leave
+the state directory (vpncmd's ServerKeyGet then saves nothing)."""
 
 from __future__ import annotations
 
@@ -157,3 +161,8 @@ def set_server_password(ctx: AdminContext, p: Params) -> dict[str, Any]:
         config.admin_password_hash = hashed
     ctx.server.state.change(apply)
     return {"HashedPassword_bin": b64(hashed), "PlainTextPassword_str": ""}
+
+
+@admin_method("GetServerCert", Scope.ANY)
+def get_server_cert(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return {"Cert_bin": b64(ctx.server.cert_der), "Flag1_u32": 0}
