@@ -55,3 +55,10 @@ def test_server_status_adds_members_on_a_controller_only(tmp_path):
     assert res["NumHubStatic_u32"] == 1 and res["ServerType_u32"] == model.SERVER_CONTROLLER
     hubs = call(server, "EnumHub", {})["HubList"]
     assert [(h["HubName_str"], h["NumSessions_u32"]) for h in hubs] == [("A", 4)]
+
+
+def test_server_cert_without_the_key(tmp_path):
+    server = make_server(tmp_path)
+    server.cert_der = b"\x30\x03\x02\x01\x00"
+    res = call(server, "GetServerCert", {})
+    assert res == {"Cert_bin": "MAMCAQA=", "Flag1_u32": 0}  # never the private key
