@@ -197,6 +197,9 @@ def test_server_info_and_status(pair):
     info = pair.both("ServerInfoGet")[0]
     assert info["Server Type"] == "Standalone Server" and info["Host Name"] == socket.gethostname()
     pair.both("ServerStatusGet")
+    for side in (pair.ours, pair.theirs):  # nothing to write on vpnd (always on disk): it says the size
+        res = side.vpncmd("Flush")
+        assert res.returncode == 0 and re.search(r"The file size is [\d,]+ bytes", res.stdout), res.stdout
 
 
 def test_hubs(pair):
