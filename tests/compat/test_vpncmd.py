@@ -26,7 +26,6 @@ import json
 import os
 import re
 import socket
-import ssl
 import struct
 import subprocess
 import time
@@ -36,10 +35,9 @@ from pathlib import Path
 
 import pytest
 
-from node.softether.handshake import Hello
-from node.softether.httpmsg import PackClientChannel
 from node.softether.pack import Pack
-from node.softether.sha0 import hash_admin_password, hash_password, secure_password
+from node.softether.sha0 import hash_password
+from tests.admin_rpc_client import admin_connection, call, closed_by_peer
 from tests.softether_lab import (
     SERVER_TYPE_CONTROLLER,
     SERVER_TYPE_MEMBER,
@@ -318,64 +316,8 @@ def _banner_free(text: str) -> str:
 
 # ---- raw frames: garbage and truncated calls close only their own connection ----
 
-def _admin_connection(port: int, password: str) -> ssl.SSLSocket:
-    """TLS, signature, hello and an `admin` login, as vpncmd does; the
-    socket is then in binary RPC mode."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
-    channel = PackClientChannel("127.0.0.1")
-
-    def next_pack() -> Pack:
-        for _ in range(100):
-            found = channel.next_pack()
-            if found is not None:
-                return found
-            channel.receive_data(sock.recv(65536))
-        raise AssertionError("no reply")
-
-    sock.sendall(channel.signature_request())
-    hello = Hello.from_pack(next_pack())
-    login = Pack()
-    login.add_str("method", "admin")
-    login.add_bool("accept_empty_password", True)
-    login.add_data("secure_password", secure_password(hash_admin_password(password), hello.random))
-    sock.sendall(channel.send_pack(login))
-    reply = next_pack()
-    assert reply.get_int("error") == 0, reply
-    assert channel.trailing_data == b""
-    return sock
-
-
-def _call(sock: ssl.SSLSocket, function: str) -> Pack:
-    p = Pack()
-    if function:
-        p.add_str("function_name", function)
-    else:
-        p.add_int("IntValue", 1)  # a call without function_name
-    body = p.encode()
-    sock.sendall(struct.pack(">I", len(body)) + body)
-    head = _recv_exact(sock, 4)
-    return Pack.decode(_recv_exact(sock, struct.unpack(">I", head)[0]))
-
-
-def _recv_exact(sock: ssl.SSLSocket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
-def _closed_by_peer(sock: ssl.SSLSocket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except (ConnectionError, ssl.SSLError):
-        return True
-
-
+NO_NAME = Pack()
+NO_NAME.add_int("IntValue", 1)  # a call without function_name
 BAD_FRAMES: dict[str, bytes] = {
     "oversized length": struct.pack(">I", 0xFFFFFFF0),
     "garbage PACK": struct.pack(">I", 12) + b"\xff" * 12,
@@ -385,19 +327,19 @@ BAD_FRAMES: dict[str, bytes] = {
 @pytest.mark.parametrize("kind", sorted(BAD_FRAMES))
 def test_bad_frames_close_only_their_connection(pair, kind):
     for side in (pair.ours, pair.theirs):
-        bystander = _admin_connection(side.port, side.password)
-        assert _call(bystander, "Test").get_int("error") == 0
+        bystander = admin_connection(side.port, side.password)
+        assert call(bystander, "Test").get_int("error") == 0
         # an unknown method, or none, is an error reply (33), not a closed connection
-        assert _call(bystander, "NoSuchMethod").get_int("error") == 33
-        assert _call(bystander, "").get_int("error") == 33
-        bad = _admin_connection(side.port, side.password)
+        assert call(bystander, "NoSuchMethod").get_int("error") == 33
+        assert call(bystander, "", NO_NAME).get_int("error") == 33
+        bad = admin_connection(side.port, side.password)
         bad.sendall(BAD_FRAMES[kind])
-        assert _closed_by_peer(bad), f"{side.label} kept a connection after {kind}"
+        assert closed_by_peer(bad), f"{side.label} kept a connection after {kind}"
         bad.close()
-        truncated = _admin_connection(side.port, side.password)
+        truncated = admin_connection(side.port, side.password)
         truncated.sendall(struct.pack(">I", 1000) + b"\0" * 10)  # and then the client goes away
         truncated.close()
-        assert _call(bystander, "Test").get_int("error") == 0, side.label
+        assert call(bystander, "Test").get_int("error") == 0, side.label
         bystander.close()
     pair.both("ServerInfoGet", what=f"ServerInfoGet after {kind}")
 
