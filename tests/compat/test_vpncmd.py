@@ -26,6 +26,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -230,6 +231,15 @@ def test_users(pair):
     pair.both("UserGet", "nobody", admin_hub="users")  # error 29 on both
 
 
+def test_commands_for_what_vpnd_lacks_get_the_usual_unsupported_error(pair):
+    pair.ensure_hub("lacks", "hp")
+    for words in (("GroupList",), ("AccessList",), ("SecureNatEnable",), ("LogGet",)):
+        res = pair.ours.vpncmd(*words, admin_hub="lacks")
+        assert (res.returncode, res.stdout) == (33, "Error occurred. (Error code: 33)\nUnsupported.\n"), words
+    for words in (("ListenerList",), ("ConfigGet",), ("RouterList",)):
+        assert pair.ours.vpncmd(*words).returncode == 33, words
+
+
 def test_sessions(pair):
     pair.ensure_hub("sessions", "hp")
     assert pair.both("SessionList", admin_hub="sessions") == []
@@ -393,6 +403,12 @@ def test_cluster_built_with_vpncmd(pair, tmp_path):
             same_output(o_ctl, t_ctl, o_ctl.vpncmd("ClusterMemberInfoGet", ids[0]),
                         t_ctl.vpncmd("ClusterMemberInfoGet", ids[1]), "ClusterMemberInfoGet")
             both(o_ctl, t_ctl, "ClusterMemberInfoGet", "4294967295")  # unknown id: 29 on both
+            for ctl, member, member_id in ((o_ctl, o_member, ids[0]), (t_ctl, t_member, ids[1])):
+                saved = ctl.workdir / f"member-{member.port}.cer"
+                res = ctl.vpncmd("ClusterMemberCertGet", member_id, f"/SAVECERT:{saved}")
+                assert res.returncode == 0, res.stdout
+                presented = ssl.get_server_certificate(("127.0.0.1", member.port))
+                assert ssl.PEM_cert_to_DER_cert(saved.read_text()) == ssl.PEM_cert_to_DER_cert(presented)
             both(o_ctl, t_ctl, "HubCreateStatic", "st", "/PASSWORD:sp")
             both(o_ctl, t_ctl, "HubCreateDynamic", "dy", "/PASSWORD:dp")
             both(o_ctl, t_ctl, "HubList", allowed={
