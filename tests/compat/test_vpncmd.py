@@ -47,6 +47,7 @@ from tests.softether_lab import (
     require_softether,
 )
 from tests.vpnd_proc import Vpnd
+from tools.vpndrill.lab.netns import root_skip_reason
 from tools.vpndrill.lab.softether import VPNCMD
 
 pytestmark = [pytest.mark.softether, pytest.mark.timeout(240)]
@@ -247,6 +248,9 @@ def test_sessions(pair):
 
 @pytest.mark.root
 def test_bridges(pair):
+    reason = root_skip_reason()
+    if reason:
+        pytest.skip(reason)
     pair.ensure_hub("bridges", "hp")
     tag = os.getpid() % 10000
     dev_ours, dev_theirs = f"v11o{tag}", f"v11s{tag}"  # each side makes its own TAP device
