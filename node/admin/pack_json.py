@@ -18,7 +18,8 @@ SoftEther's readers accept it (PackGetInt / PackGetBool read the same INT):
     X + X@ipv6_bool/_array/_scope_id (the four IP elements)   X_ip (text)
 
 An element with several values becomes a JSON array; `function_name` (the
-call's name) and `pencore` (padding) are not params.
+call's name) and `pencore` (padding) are not params. Names match
+case-insensitively, as PACK names do (`CaselessParams`).
 
 JSON → PACK (a handler's result becomes the reply), as JsonToPack: the suffix
 picks the type (`_u32`/`_bool` INT, `_u64` INT64, `_dt` INT64 time with the
@@ -63,9 +64,27 @@ def _one_or_many(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def pack_to_params(pack: Pack) -> dict[str, Any]:
+class CaselessParams(dict[str, Any]):
+    """Params whose names match case-insensitively, as PACK element names do
+    (StrCmpi): a handler reading `HubName_str` finds an element sent as
+    `hubname`. Keys are stored lower-case."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key.lower(), value)
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+def pack_to_params(pack: Pack) -> CaselessParams:
     """A request PACK as the JSON params a handler reads (module doc)."""
-    out: dict[str, Any] = {}
+    out = CaselessParams()
     for e in pack:
         lower = e.name.lower()
         if lower in NOT_PARAMS or any(lower.endswith(h) for h in IP_HELPERS):

@@ -97,7 +97,7 @@ def test_frame_bytes():
 
 
 def test_frame_reader_whole_and_byte_by_byte():
-    expected = AdminCall(method="Test", params={"IntValue_u32": 7, "IntValue_bool": True})
+    expected = AdminCall(method="Test", params={"intvalue_u32": 7, "intvalue_bool": True})
     reader = FrameReader()
     reader.receive_data(TEST_CALL_BYTES * 2)
     assert reader.next_call() == expected

@@ -37,14 +37,23 @@ TO_PARAMS = [
 
 @pytest.mark.parametrize("case,pack,params", TO_PARAMS, ids=[c[0] for c in TO_PARAMS])
 def test_pack_to_params(case, pack, params):
-    assert pack_to_params(pack) == params
+    assert pack_to_params(pack) == _lower(params)
+
+
+def _lower(params: dict) -> dict:
+    return {k.lower(): v for k, v in params.items()}
+
+
+def test_names_match_case_insensitively_as_pack_names_do():
+    params = pack_to_params(_pack(("hubname", ValueType.STR, ("Lab",))))
+    assert Params(params).str("HubName") == "Lab" and "HUBNAME_str" in params
 
 
 def test_ip_elements_become_one_ip_field():
     p = Pack()
     p.add_ip("PublicIp", "10.0.0.2")
     p.add_ips("Ips", ["192.168.1.10", "2001:db8::1"])
-    assert pack_to_params(p) == {"PublicIp_ip": "10.0.0.2", "Ips_ip": ["192.168.1.10", "2001:db8::1"]}
+    assert pack_to_params(p) == _lower({"PublicIp_ip": "10.0.0.2", "Ips_ip": ["192.168.1.10", "2001:db8::1"]})
 
 
 def test_handlers_read_binary_params_as_json_ones():
