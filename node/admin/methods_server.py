@@ -7,7 +7,8 @@ configuration file's size, as SoftEther's StFlush does after writing it.
 
 GetServerCert gives the certificate only: unlike SoftEther, which sends the
 server administrator its private key too, vpnd never lets the key leave
-the state directory (vpncmd's ServerKeyGet then saves nothing)."""
+the state directory (vpncmd's ServerKeyGet then reports error 52, as it
+does for a hub administrator)."""
 
 from __future__ import annotations
 
