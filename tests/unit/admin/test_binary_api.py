@@ -92,7 +92,8 @@ def test_a_started_frame_must_arrive_in_time_but_idle_time_is_free(tmp_path):
     assert isinstance(ended, TimeoutError) and writer.data == b""
 
 
-@pytest.mark.parametrize("bad", [struct.pack(">I", 1 << 30), struct.pack(">I", 5) + b"\xff" * 5])
+@pytest.mark.parametrize("bad", [struct.pack(">I", 1 << 30), struct.pack(">I", 5) + b"\xff" * 5],
+                         ids=["oversized", "garbage"])
 def test_bad_frames_end_the_loop(tmp_path, bad):
     writer, ended = asyncio.run(_serve(tmp_path, [_call("Test") + bad + _call("Test")]))
     assert isinstance(ended, binary_api.FrameError)
