@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from typing import Any
 
 import node.admin
 from node.admin.auth import AdminAuthFailed, authenticate, credentials
@@ -58,13 +59,22 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
         return 200, json_headers, error_body(bad.id, bad.error)
     ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
     try:
-        result = await dispatch_async(ctx, request.method, request.params)
+        result = await run_call(ctx, request.method, request.params)
     except RpcError as exc:
         return 200, json_headers, error_body(request.id, exc)
+    return 200, json_headers, result_body(request.id, result)
+
+
+async def run_call(ctx: AdminContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One admin call for either encoding (JSON-RPC here, binary RPC in
+    binary_api.py); every failure is an RpcError carrying SoftEther's code."""
+    try:
+        return await dispatch_async(ctx, method, params)
+    except RpcError:
+        raise
     except InvalidParams as exc:
-        return 200, json_headers, error_body(request.id, RpcError(Err.INVALID_PARAMETER, str(exc)))
+        raise RpcError(Err.INVALID_PARAMETER, str(exc)) from None
     except Exception:
         # A bug in one handler must cost one call, not the daemon.
-        log.exception("admin method %s failed", request.method)
-        return 200, json_headers, error_body(request.id, RpcError(Err.INTERNAL_ERROR))
-    return 200, json_headers, result_body(request.id, result)
+        log.exception("admin method %.64r failed", method)
+        raise RpcError(Err.INTERNAL_ERROR) from None

@@ -1,5 +1,5 @@
 """Virtual Hub admin methods: CreateHub, SetHub, GetHub, EnumHub, DeleteHub,
-SetHubOnline (Admin.c StCreateHub and friends).
+SetHubOnline, GetHubStatus (Admin.c StCreateHub and friends).
 
 Rules kept from SoftEther: a standalone server only has hubs of type 0, a
 controller only static (1) or dynamic (2) hubs, a member creates none
@@ -150,7 +150,8 @@ def _remote_counts(ctx: AdminContext) -> dict[str, tuple[int, int, int]]:
 def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
     rows = []
     remote = _remote_counts(ctx)
-    for hub in hubs_here(ctx.server):
+    # sorted by name, as SoftEther's hub list (a sorted LIST, StrCmpi)
+    for hub in sorted(hubs_here(ctx.server), key=lambda h: h.name.lower()):
         if not ctx.is_server_admin and hub.name.lower() != (ctx.hub_admin_of or "").lower():
             continue
         run = ctx.server.running_hub(hub.name)
@@ -164,14 +165,47 @@ def enum_hub(ctx: AdminContext, p: Params) -> dict[str, Any]:
             "NumGroups_u32": 0,
             "NumMacTables_u32": (run.mac_table_size() if run else 0) + macs,
             "NumIpTables_u32": (run.ip_table_size() if run else 0) + ips,
-            "LastCommTime_dt": dt(0),
+            # SoftEther starts both at the hub's creation; vpnd keeps no later time
+            "LastCommTime_dt": dt(hub.created_time),
             "CreatedTime_dt": dt(hub.created_time),
-            "LastLoginTime_dt": dt(0),
+            "LastLoginTime_dt": dt(hub.created_time),
             "NumLogin_u32": 0,
             "IsTrafficFilled_bool": run is not None,
             **traffic(run.traffic() if run else None, prefix="Ex."),
         })
     return {"HubList": rows}   # no count field: SoftEther 5.01 sends none
+
+
+@admin_method("GetHubStatus", Scope.HUB)
+def get_hub_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    """StGetHubStatus: the hub's state and counters on this server (vpncmd's
+    `Hub NAME` and /ADMINHUB: select a hub with it, `StatusGet` shows it)."""
+    hub = existing_hub(ctx.server.state.config, p.str("HubName"))
+    if hub not in hubs_here(ctx.server):
+        raise RpcError(Err.HUB_NOT_FOUND, f"hub {hub.name!r} has no instance on this server")
+    run = ctx.server.running_hub(hub.name)
+    remote_sessions, macs, ips = _remote_counts(ctx).get(hub.name.lower(), (0, 0, 0))  # as StGetHubStatus adds them
+    sessions = (run.session_count() if run else 0) + remote_sessions
+    return {
+        "HubName_str": hub.name,
+        "Online_bool": hub.online,
+        "HubType_u32": hub.hub_type,
+        "NumSessions_u32": sessions,
+        # license counters, which SoftEther 5.01 leaves at 0 (vpncmd then hides them)
+        "NumSessionsClient_u32": 0,
+        "NumSessionsBridge_u32": 0,
+        "NumAccessLists_u32": 0,
+        "NumUsers_u32": len(hub.users),
+        "NumGroups_u32": 0,
+        "NumMacTables_u32": (run.mac_table_size() if run else 0) + macs,
+        "NumIpTables_u32": (run.ip_table_size() if run else 0) + ips,
+        "SecureNATEnabled_bool": False,
+        "LastCommTime_dt": dt(hub.created_time),
+        "LastLoginTime_dt": dt(hub.created_time),
+        "CreatedTime_dt": dt(hub.created_time),
+        "NumLogin_u32": 0,
+        **traffic(run.traffic() if run else None),
+    }
 
 
 @admin_method("DeleteHub", Scope.SERVER)

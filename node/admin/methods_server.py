@@ -1,5 +1,14 @@
 """Server-wide admin methods: Test, GetServerInfo, GetServerStatus,
-SetServerPassword (names and fields as SoftEther's Admin.c)."""
+SetServerPassword, GetServerCert, Flush (names and fields as SoftEther's Admin.c).
+
+Flush (vpncmd's Flush, which scripts run before a kill -9) has nothing to
+write: every change is already on disk, written atomically. It answers the
+configuration file's size, as SoftEther's StFlush does after writing it.
+
+GetServerCert gives the certificate only: unlike SoftEther, which sends the
+server administrator its private key too, vpnd never lets the key leave
+the state directory (vpncmd's ServerKeyGet then reports error 52, as it
+does for a hub administrator)."""
 
 from __future__ import annotations
 
@@ -157,3 +166,17 @@ def set_server_password(ctx: AdminContext, p: Params) -> dict[str, Any]:
         config.admin_password_hash = hashed
     ctx.server.state.change(apply)
     return {"HashedPassword_bin": b64(hashed), "PlainTextPassword_str": ""}
+
+
+@admin_method("GetServerCert", Scope.ANY)
+def get_server_cert(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    return {"Cert_bin": b64(ctx.server.cert_der), "Flag1_u32": 0}
+
+
+@admin_method("Flush", Scope.SERVER)
+def flush(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    try:
+        size = ctx.server.state.store.path.stat().st_size
+    except OSError as e:
+        raise RpcError(Err.INTERNAL_ERROR, f"configuration file: {e.strerror}") from None
+    return {"IntValue_u32": size, "Int64Value_u64": 0, "StrValue_str": "", "UniStrValue_utf": ""}

@@ -127,10 +127,10 @@ def enum_user(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "NumLogin_u32": 0,
         "DenyAccess_bool": False,
         "IsTrafficFilled_bool": False,
-        "IsExpiresFilled_bool": bool(u.expire_time),
+        "IsExpiresFilled_bool": True,   # as SoftEther 5.01: 0 then reads "No Expiration"
         "Expires_dt": dt(u.expire_time),
         **traffic(None, prefix="Ex."),
-    } for u in hub.users]
+    } for u in sorted(hub.users, key=lambda u: u.name.lower())]   # SoftEther's user list is sorted
     return {"HubName_str": hub.name, "UserList": rows}
 
 

@@ -15,6 +15,7 @@ the PACK rules and NOOPs live in one h11 state machine (softether-protocol.md
     PACK        method=login            -> authenticate() -> Welcome or ErrorReply
                 method=additional_connect -> ErrorReply(ERR_TOO_MANY_CONNECTION)
                 method=enum_hub         -> HubName[] / NumHub (hubs without NoEnum)
+                method=admin            -> the binary admin RPC (node/admin/binary_api.py)
                 anything else           -> ErrorReply(ERR_PROTOCOL_ERROR)
 
 Before its signature, the real 5.01 client probes a server that is not one
@@ -98,6 +99,7 @@ import h11
 from controller.core_io import LoginFailed, LoginRequest, RedirectTo
 from controller.errors import TicketError
 from controller.tickets import TicketBook
+from node.admin.binary_api import serve_binary_admin
 from node.cluster.errors_map import error_number
 from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
 from node.server import COMPAT_BUILD, COMPAT_VERSION, PRODUCT_NAME
@@ -340,6 +342,9 @@ class VpnHandler:
             elif method == "enum_hub":
                 neg.send(enum_hub_pack(self.server.state.config))
                 await neg.epilogue()
+            elif method == "admin":  # vpncmd's binary admin RPC (node/admin/binary_api.py)
+                await serve_binary_admin(self.server, neg, pack, random, peer_name=peer,
+                                         client_is_local=ipaddress.ip_address(client_ip).is_loopback)
             else:
                 log.info("VPN client %s asked for unknown method %.64r", peer, method)
                 neg.refuse(Err.PROTOCOL_ERROR)

@@ -37,6 +37,9 @@ def ensure_certificate(state_dir: Path) -> tuple[Path, Path]:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
+            # as SoftEther's own (NewRootX509): without it vpncmd warns that
+            # the certificate is "in the old format" on every connect
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     write_atomic(key_path, key.private_bytes(serialization.Encoding.PEM,
                                              serialization.PrivateFormat.PKCS8,

@@ -65,3 +65,25 @@ def test_hub_settings_are_the_controllers_on_a_member(tmp_path):
     server = _server(tmp_path, model.SERVER_MEMBER)
     for method in ("GetHub", "SetHub", "CreateHub", "DeleteHub"):
         assert error_of(server, method, {"HubName_str": "St", "HubType_u32": 1}) == Err.NOT_FARM_CONTROLLER
+
+
+def test_hub_status_of_the_hubs_here(tmp_path):
+    """GetHubStatus (vpncmd's /ADMINHUB:, Hub and StatusGet): the hub's state
+    here; on a member a dynamic hub not placed here does not exist (8); a hub
+    administrator sees only its own hub (52)."""
+    server = _server(tmp_path, model.SERVER_MEMBER)
+    status = call(server, "GetHubStatus", {"HubName_str": "st"})
+    assert (status["HubName_str"], status["HubType_u32"], status["Online_bool"]) == ("St", model.HUB_STATIC, False)
+    assert status["NumSessions_u32"] == 0 and status["SecureNATEnabled_bool"] is False
+    assert status["CreatedTime_dt"] == status["LastLoginTime_dt"]  # SoftEther starts both at creation
+    assert error_of(server, "GetHubStatus", {"HubName_str": "Dyn"}) == Err.HUB_NOT_FOUND
+    assert error_of(server, "GetHubStatus", {"HubName_str": "Nope"}) == Err.HUB_NOT_FOUND
+    (tmp_path / "c").mkdir()
+    controller = _server(tmp_path / "c", model.SERVER_CONTROLLER)
+    assert call(controller, "GetHubStatus", {"HubName_str": "Dyn"}, hub_admin_of="Dyn")["HubName_str"] == "Dyn"
+    assert error_of(controller, "GetHubStatus", {"HubName_str": "St"}, hub_admin_of="Dyn") == Err.NOT_ENOUGH_RIGHT
+
+
+def test_hubs_are_listed_by_name(tmp_path):
+    server = make_server(tmp_path, hubs=[model.Hub("b"), model.Hub("C"), model.Hub("a")])
+    assert [h["HubName_str"] for h in call(server, "EnumHub", {})["HubList"]] == ["a", "b", "C"]

@@ -56,3 +56,15 @@ def test_server_status_adds_members_on_a_controller_only(tmp_path):
     hubs = call(server, "EnumHub", {})["HubList"]
     assert [(h["HubName_str"], h["NumSessions_u32"], h["NumMacTables_u32"], h["NumIpTables_u32"])
             for h in hubs] == [("A", 4, 4, 8)]
+
+
+def test_server_cert_without_the_key(tmp_path):
+    server = make_server(tmp_path)
+    server.cert_der = b"\x30\x03\x02\x01\x00"
+    res = call(server, "GetServerCert", {})
+    assert res == {"Cert_bin": "MAMCAQA=", "Flag1_u32": 0}  # never the private key
+
+
+def test_flush_reports_the_configuration_file_size(tmp_path):
+    server = make_server(tmp_path)
+    assert call(server, "Flush", {})["IntValue_u32"] == server.state.store.path.stat().st_size > 0
