@@ -6,14 +6,16 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import time
 
 import node.admin
-from node.admin.auth import AdminAuthFailed, authenticate, credentials
-from node.admin.dispatch import AdminContext, dispatch_async
+from node.admin.auth import AdminAuthFailed, authenticate, credentials, login_refused
+from node.admin.dispatch import METHODS, AdminContext, dispatch_async
 from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
 from node.admin.jsonvalue import InvalidParams
+from node.metrics import UNKNOWN_METHOD
 from node.server import VpnServer
-from node.softether.errors import Err
+from node.softether.errors import Err, error_name
 
 log = logging.getLogger("vpnd.admin")
 
@@ -50,21 +52,29 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
         hub, password = credentials(headers)
         hub_admin_of = authenticate(server.state.config, hub, password)
     except AdminAuthFailed as exc:
-        log.warning("admin login refused from %s: %s", peer, exc)
+        login_refused(server, peer, "api", str(exc))
         return UNAUTHORIZED
+    started = time.perf_counter()
     try:
         request = parse_request(body)
     except BadRequest as bad:
+        server.metrics.admin_call(UNKNOWN_METHOD, error_name(bad.error.code), time.perf_counter() - started)
         return 200, json_headers, error_body(bad.id, bad.error)
+    known = METHODS.get(request.method.lower())
+    method = known.name if known is not None else UNKNOWN_METHOD   # a bounded label: not what was sent
     ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
     try:
         result = await dispatch_async(ctx, request.method, request.params)
     except RpcError as exc:
-        return 200, json_headers, error_body(request.id, exc)
+        error = exc
     except InvalidParams as exc:
-        return 200, json_headers, error_body(request.id, RpcError(Err.INVALID_PARAMETER, str(exc)))
+        error = RpcError(Err.INVALID_PARAMETER, str(exc))
     except Exception:
         # A bug in one handler must cost one call, not the daemon.
         log.exception("admin method %s failed", request.method)
-        return 200, json_headers, error_body(request.id, RpcError(Err.INTERNAL_ERROR))
-    return 200, json_headers, result_body(request.id, result)
+        error = RpcError(Err.INTERNAL_ERROR)
+    else:
+        server.metrics.admin_call(method, "ok", time.perf_counter() - started)
+        return 200, json_headers, result_body(request.id, result)
+    server.metrics.admin_call(method, error_name(error.code), time.perf_counter() - started)
+    return 200, json_headers, error_body(request.id, error)

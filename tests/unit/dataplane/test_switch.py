@@ -73,7 +73,17 @@ def test_no_hairpin_to_mac_learned_on_input_port(sw):
     sw.forward("p1", eth(BCAST, A), 0.0)
     sw.forward("p1", eth(BCAST, C), 0.0)
     assert sw.forward("p1", eth(A, C), 1.0) == ()
-    assert sw.dropped_hairpin == 1
+    assert sw.dropped_no_destination == 1
+
+
+def test_a_flood_with_no_other_port_counts_as_no_destination():
+    lone = Switch()
+    lone.add_port("p1", "P1")
+    assert lone.forward("p1", eth(BCAST, A), 0.0) == ()
+    assert lone.forward("p1", eth(B, A), 0.0) == ()   # unknown unicast: a flood too
+    assert lone.dropped_no_destination == 2
+    lone.add_port("p2", "P2")
+    assert lone.forward("p1", eth(BCAST, A), 1.0) == ("p2",) and lone.dropped_no_destination == 2
 
 
 def test_mac_move_to_new_port(sw):
