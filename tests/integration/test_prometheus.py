@@ -121,6 +121,31 @@ class Prometheus:
             time.sleep(0.2)
 
 
+DEPLOY = Path(__file__).resolve().parents[2] / "tools" / "deploy"
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of tools/deploy/grafana-dashboard.json, its
+    Grafana variables given values."""
+    doc = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    exprs += [a["expr"] for a in doc["annotations"]["list"]]
+    return [e.replace("$__rate_interval", "5s").replace("$job", "vpncluster") for e in exprs]
+
+
+def test_the_example_scrape_config_is_valid(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    config = (DEPLOY / "prometheus.yml").read_text()
+    credential = tmp_path / "credential"
+    credential.write_text("x\n")
+    checked = tmp_path / "prometheus.yml"
+    checked.write_text(config.replace("/etc/prometheus/vpncluster.credential", str(credential)))
+    done = subprocess.run([promtool, "check", "config", str(checked)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def one(value: float):
     return lambda result: len(result) == 1 and result[0][1] == value
 
@@ -177,6 +202,10 @@ def test_prometheus_scrapes_sessions_member_states_and_an_eviction(tmp_path):
             still = await asyncio.to_thread(
                 prometheus.query, f'vpncluster_member_state{{instance="{ctl}",hostname="member2",state="online"}}')
             assert [v for _, v in still] == [1]
+
+            # Every query of the Grafana dashboard is PromQL this Prometheus accepts.
+            for expr in dashboard_queries():
+                await asyncio.to_thread(prometheus.api, "query", query=expr)
         finally:
             await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import http.client
 import json
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -83,6 +84,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     if key not in samples:
         raise KeyError(f"{name}{labels} not in the scrape")
     return samples[key]
+
+
+def dashboard_metrics() -> set[str]:
+    """The vpncluster_* names the Grafana dashboard's queries and annotations read."""
+    dashboard = Path(__file__).resolve().parents[2] / "tools" / "deploy" / "grafana-dashboard.json"
+    names = set(re.findall(r"\bvpncluster_[a-z_]+", dashboard.read_text()))
+    assert len(names) > 20
+    return names
 
 
 class Node:
@@ -254,6 +263,10 @@ def test_every_metric_with_its_labels_after_sessions_logins_drops_and_an_evictio
             assert value(ms, "vpncluster_controller_link_started_seconds") > 0
             assert not any(name.startswith("vpncluster_member_") for name, _ in ms)
             assert not any(name.startswith("vpncluster_controller_link") for name, _ in s)
+
+            # Every metric the deployment examples read exists (tools/deploy).
+            scraped = {name for name, _ in s} | {name for name, _ in ms}
+            assert dashboard_metrics() <= scraped, dashboard_metrics() - scraped
         finally:
             for conn in conns:
                 conn.close()
