@@ -33,6 +33,7 @@ import hmac
 import importlib.metadata
 import platform
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -187,38 +188,34 @@ class _LiveState:
 
 
 def _hubs(server: VpnServer) -> Iterator[Metric]:
-    def family(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, text: str,
-               extra: tuple[str, ...] = ()) -> GaugeMetricFamily | CounterMetricFamily:
-        return kind(name, text, labels=["hub", *extra])
-
-    sessions = family(GaugeMetricFamily, "vpncluster_hub_sessions", "Sessions on the hub here (bridges included)")
-    tcp = family(GaugeMetricFamily, "vpncluster_hub_tcp_connections", "TCP connections of the hub's sessions")
-    rx_bytes = family(CounterMetricFamily, "vpncluster_hub_received_bytes",
-                      "Bytes of frames the hub received from its sessions and bridges")
-    tx_bytes = family(CounterMetricFamily, "vpncluster_hub_sent_bytes",
-                      "Bytes of frames the hub sent to its sessions and bridges")
-    rx_packets = family(CounterMetricFamily, "vpncluster_hub_received_packets", "Frames the hub received")
-    tx_packets = family(CounterMetricFamily, "vpncluster_hub_sent_packets", "Frames the hub sent")
-    macs = family(GaugeMetricFamily, "vpncluster_hub_mac_table_entries", "Entries in the hub's MAC table")
-    ips = family(GaugeMetricFamily, "vpncluster_hub_ip_table_entries", "Entries in the hub's IP table")
-    dropped = family(CounterMetricFamily, "vpncluster_hub_dropped_frames", "Frames the hub dropped, by cause",
-                     ("cause",))
-    for hub in list(server.hubs.values()):
-        label = [hub.name]
-        sessions.add_metric(label, hub.session_count())
-        tcp.add_metric(label, hub.tcp_connection_count())
-        t = hub.traffic()
+    hub = ["hub"]
+    sessions = GaugeMetricFamily("vpncluster_hub_sessions", "Sessions on the hub here (bridges included)",
+                                 labels=hub)
+    tcp = GaugeMetricFamily("vpncluster_hub_tcp_connections", "TCP connections of the hub's sessions", labels=hub)
+    rx_bytes = CounterMetricFamily("vpncluster_hub_received_bytes", "Bytes of frames the hub received from its "
+                                   "sessions and bridges", labels=hub)
+    tx_bytes = CounterMetricFamily("vpncluster_hub_sent_bytes", "Bytes of frames the hub sent to its sessions "
+                                   "and bridges", labels=hub)
+    rx_packets = CounterMetricFamily("vpncluster_hub_received_packets", "Frames the hub received", labels=hub)
+    tx_packets = CounterMetricFamily("vpncluster_hub_sent_packets", "Frames the hub sent", labels=hub)
+    macs = GaugeMetricFamily("vpncluster_hub_mac_table_entries", "Entries in the hub's MAC table", labels=hub)
+    ips = GaugeMetricFamily("vpncluster_hub_ip_table_entries", "Entries in the hub's IP table", labels=hub)
+    dropped = CounterMetricFamily("vpncluster_hub_dropped_frames", "Frames the hub dropped, by cause "
+                                  "(node/dataplane/hubs.py DroppedFrames)", labels=[*hub, "cause"])
+    for running in list(server.hubs.values()):
+        label = [running.name]
+        sessions.add_metric(label, running.session_count())
+        tcp.add_metric(label, running.tcp_connection_count())
+        t = running.traffic()
         rx_bytes.add_metric(label, t["Recv.BroadcastBytes"] + t["Recv.UnicastBytes"])
         tx_bytes.add_metric(label, t["Send.BroadcastBytes"] + t["Send.UnicastBytes"])
         rx_packets.add_metric(label, t["Recv.BroadcastCount"] + t["Recv.UnicastCount"])
         tx_packets.add_metric(label, t["Send.BroadcastCount"] + t["Send.UnicastCount"])
-        macs.add_metric(label, hub.mac_table_size())
-        ips.add_metric(label, hub.ip_table_size())
-        d = hub.dropped_frames()
-        for cause, value in (("queue_full", d.queue_full), ("oversize", d.oversize),
-                             ("no_destination", d.no_destination), ("mac_table_full", d.mac_table_full),
-                             ("malformed", d.malformed)):
-            dropped.add_metric([hub.name, cause], value)
+        macs.add_metric(label, running.mac_table_size())
+        ips.add_metric(label, running.ip_table_size())
+        drops = running.dropped_frames()
+        for cause in fields(drops):
+            dropped.add_metric([running.name, cause.name], getattr(drops, cause.name))
     yield from (sessions, tcp, rx_bytes, tx_bytes, rx_packets, tx_packets, macs, ips, dropped)
 
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,7 +26,7 @@ import pytest
 from node.daemon import HOSTNAME_ENV
 from tools.vpnclient.client import UserspaceClient
 from tools.vpnclient.retry import RetryPolicy
-from tools.vpndrill.cluster import LocalCluster, free_port, stop_pid
+from tools.vpndrill.cluster import REPO_ROOT, LocalCluster, free_port, stop_pid
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -170,8 +171,15 @@ def test_prometheus_scrapes_sessions_member_states_and_an_eviction(tmp_path):
             admin.call("CreateUser", {"HubName_str": HUB, "Name_str": USER, "AuthType_u32": 1,
                                       "Auth_Password_str": PASSWORD})
             admin.call("SetMetricsCredential", {"PlainTextPassword_str": SCRAPE_CREDENTIAL})
-        with cluster.members[0].client() as admin:
-            admin.call("SetMetricsCredential", {"PlainTextPassword_str": SCRAPE_CREDENTIAL})
+        # On the member as an operator would: with vpnctl.
+        member = cluster.members[0]
+        vpnctl = [sys.executable, "-m", "tools.vpnctl.main", "--server", m1, "--password-file", str(member.pw_file)]
+        done = await asyncio.to_thread(subprocess.run, [*vpnctl, "MetricsCredentialSet", SCRAPE_CREDENTIAL],
+                                       capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+        assert done.returncode == 0 and "Enabled" in done.stdout, done.stdout + done.stderr
+        done = await asyncio.to_thread(subprocess.run, [*vpnctl, "--json", "MetricsCredentialGet"],
+                                       capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+        assert json.loads(done.stdout)["Enabled_bool"] is True, done.stdout + done.stderr
         prometheus.start()
         clients = await sessions()
         try:

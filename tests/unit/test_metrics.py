@@ -162,6 +162,7 @@ def test_every_metric_with_its_labels_after_sessions_logins_drops_and_an_evictio
         try:
             # No credential yet: the endpoint does not exist.
             assert (await scrape(ctl.port))[0] == 404
+            assert (await asyncio.to_thread(https, ctl.port, "POST", "/metrics", None, b""))[0] == 405
             status, doc = await admin(ctl.port, "SetMetricsCredential", {"PlainTextPassword_str": SCRAPE_PW})
             assert status == 200 and doc["result"]["Enabled_bool"] is True
             assert (await admin(ctl.port, "GetServerInfo", {}, password="wrong"))[0] == 401
