@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hmac
 import importlib.metadata
+import logging
 import platform
 from collections.abc import Iterator
 from dataclasses import fields
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from node.cluster.controller_role import ControllerRole
     from node.cluster.member_role import MemberRole
     from node.server import VpnServer
+
+log = logging.getLogger("vpnd.metrics")
 
 METRICS_PATH = "/metrics"
 MAX_CREDENTIAL_CHARS = 255
@@ -148,7 +151,12 @@ def handle_scrape(server: VpnServer, headers: dict[str, str], peer: str) -> Resp
         login_refused(server, peer, "metrics", "missing or wrong scrape credential")
         return 401, [("Content-Type", "text/plain"),
                      ("WWW-Authenticate", 'Basic realm="vpncluster metrics"')], b"scrape credential required\n"
-    content_type, body = server.metrics.exposition(headers.get("accept", ""))
+    try:
+        content_type, body = server.metrics.exposition(headers.get("accept", ""))
+    except Exception:
+        # A bug in one collector must cost this scrape (the target shows down), not the connection's task.
+        log.exception("building the metrics failed")
+        return 500, [("Content-Type", "text/plain")], b"internal error\n"
     return 200, [("Content-Type", content_type)], body
 
 

@@ -299,6 +299,9 @@ def test_the_scrape_credential_bearer_basic_and_its_admin_methods(tmp_path):
         assert handle_scrape(server, bad, "p")[0] == 401
     failures = parse(server.metrics.exposition("")[1])
     assert value(failures, "vpncluster_auth_failures_total", endpoint="metrics") == 5
+    server.hubs["broken"] = None   # a bug in what a collector reads costs the scrape only
+    assert handle_scrape(server, {"authorization": f"Bearer {SCRAPE_PW}"}, "p")[0] == 500
+    del server.hubs["broken"]
     call(server, "SetMetricsCredential", {"PlainTextPassword_str": ""})
     assert handle_scrape(server, {"authorization": f"Bearer {SCRAPE_PW}"}, "p")[0] == 404
 
