@@ -274,11 +274,8 @@ class RunningHub:
             malformed=switch.dropped_malformed)
 
     def traffic(self) -> dict[str, int]:
-        total = dict(self._retired)
-        for port in self.hub.ports:
-            for key, value in traffic_dict(self.hub.traffic(port)).items():
-                total[key] += value
-        return total
+        now = traffic_dict(self.hub.switch.total_traffic())   # every attached port
+        return {key: value + now[key] for key, value in self._retired.items()}
 
     # ---- time ------------------------------------------------------------------
 

@@ -218,6 +218,31 @@ class Switch:
             send_unicast_count=p.suc + self._fuc - buc - p.fuc,
         )
 
+    def total_traffic(self) -> Traffic:
+        """The sum of `traffic` over every port, in one pass without a record
+        per port (a scrape or GetHub of a hub with many sessions)."""
+        rbb = rbc = rub = ruc = sub = suc = fub = fuc = bbb = bbc = bub = buc = 0
+        for p in self._ports.values():
+            rbb += p.rbb
+            rbc += p.rbc
+            rub += p.rub
+            ruc += p.ruc
+            sub += p.sub
+            suc += p.suc
+            fub += p.fub
+            fuc += p.fuc
+            b = p.base
+            bbb += b[0]
+            bbc += b[1]
+            bub += b[2]
+            buc += b[3]
+        n = len(self._ports)
+        return Traffic(
+            recv_broadcast_bytes=rbb, recv_broadcast_count=rbc, recv_unicast_bytes=rub, recv_unicast_count=ruc,
+            send_broadcast_bytes=n * self._fbb - bbb - rbb, send_broadcast_count=n * self._fbc - bbc - rbc,
+            send_unicast_bytes=sub + n * self._fub - bub - fub, send_unicast_count=suc + n * self._fuc - buc - fuc,
+        )
+
     # ---- the packet path ---------------------------------------------------
 
     def forward(self, in_port: Hashable, frame: bytes, now: float) -> tuple:
