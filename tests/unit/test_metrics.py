@@ -195,6 +195,8 @@ def test_every_metric_with_its_labels_after_sessions_logins_drops_and_an_evictio
 
             assert (await scrape(ctl.port, {"Authorization": "Bearer wrong"}))[0] == 401
             assert (await scrape(ctl.port))[0] == 401
+            first = parse((await scrape(ctl.port, {"Authorization": f"Bearer {SCRAPE_PW}"}))[1])
+            assert not any(name == "vpncluster_metrics_build_seconds" for name, _ in first)   # nothing built before
             status, body = await scrape(ctl.port, {"Authorization": f"Bearer {SCRAPE_PW}"})
             assert status == 200
             s = parse(body)
@@ -249,9 +251,10 @@ def test_every_metric_with_its_labels_after_sessions_logins_drops_and_an_evictio
             assert [dict(labels).keys() for name, labels in s if name == "vpncluster_build_info"] == [
                 {"version", "python"}]
             assert value(s, "process_start_time_seconds") > 0
+            assert 0 < value(s, "vpncluster_metrics_build_seconds") < 5   # the first scrape's
 
             # The member's own registry: its link as GetFarmConnectionStatus shows it, nothing of the controller's.
-            ms = parse(member_server.metrics.exposition("")[1])
+            ms = parse(member_server.metrics.exposition()[1])
             link = member_role.status().link
             assert value(ms, "vpncluster_cluster_role", role="member") == 1
             assert value(ms, "vpncluster_controller_link_online") == 1
@@ -291,13 +294,15 @@ def test_the_scrape_credential_bearer_basic_and_its_admin_methods(tmp_path):
         status, headers, body = handle_scrape(server, {"authorization": good}, "p")
         assert status == 200 and dict(headers)["Content-Type"].startswith("text/plain; version=0.0.4")
         assert b"vpncluster_config_serial" in body
-    status, headers, _ = handle_scrape(server, {"authorization": f"Bearer {SCRAPE_PW}",
-                                                "accept": "application/openmetrics-text;version=1.0.0"}, "p")
-    assert status == 200 and dict(headers)["Content-Type"].startswith("application/openmetrics-text")
+    # What Prometheus asks for: the text format is among it (and half the cost of OpenMetrics).
+    status, headers, _ = handle_scrape(server, {"authorization": f"Bearer {SCRAPE_PW}", "accept": (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")}, "p")
+    assert status == 200 and dict(headers)["Content-Type"].startswith("text/plain; version=0.0.4")
     for bad in ({}, {"authorization": "Bearer nope"}, {"authorization": "Basic !!"},
                 {"authorization": "Bearer " + "x" * 300}, {"authorization": f"Digest {SCRAPE_PW}"}):
         assert handle_scrape(server, bad, "p")[0] == 401
-    failures = parse(server.metrics.exposition("")[1])
+    failures = parse(server.metrics.exposition()[1])
     assert value(failures, "vpncluster_auth_failures_total", endpoint="metrics") == 5
     server.hubs["broken"] = None   # a bug in what a collector reads costs the scrape only
     assert handle_scrape(server, {"authorization": f"Bearer {SCRAPE_PW}"}, "p")[0] == 500
