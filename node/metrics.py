@@ -1,9 +1,9 @@
 """Prometheus metrics of one node: `GET /metrics` on every listener port.
 
 Made with prometheus_client, never hand-formatted, in Prometheus' text
-format 0.0.4 (see `NodeMetrics.exposition` for why not OpenMetrics). Each VpnServer has its
-own `NodeMetrics` with its own CollectorRegistry (several nodes in one
-process, as the tests run them, never share a series):
+format 0.0.4 (`NodeMetrics.exposition` says why not OpenMetrics). Each
+VpnServer has its own `NodeMetrics` with its own CollectorRegistry (several
+nodes in one process, as the tests run them, never share a series):
 - figures that exist in the running server (sessions, traffic, tables,
   drops, the cluster's members, the member's link) are read at scrape time
   by one custom collector (`_LiveState`) from the live objects: nothing is

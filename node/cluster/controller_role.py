@@ -214,8 +214,8 @@ class ControllerRole:
                 self.core.request_failed(action.token, str(exc) or type(exc).__name__, self._now())
         else:
             if self._running:
-                self._replied(action, reply, self._now() - sent_at)
                 self.core.reply_received(action.token, reply, self._now())
+                self._replied(action, reply, self._now() - sent_at)
         if self._running:
             self._pump()
 
