@@ -72,6 +72,15 @@ def iperf(lab: Lab, ns: str, target: str, seconds: int, runs: int) -> list[float
     return rates
 
 
+def iperf_star(lab: Lab, tmp: Path) -> VpnStar:
+    """The topology of the module docstring, with an iperf3 server in ns B."""
+    star = VpnStar(lab, tmp)
+    star.lan = star.add_lan()
+    lab.popen(star.ns_b, ["iperf3", "-s", "-p", str(IPERF_PORT)])
+    time.sleep(0.3)
+    return star
+
+
 def reachable(lab: Lab, ns: str, target: str) -> None:
     res = lab.run(ns, ["ping", "-c", "2", "-i", "0.2", "-W", "3", target], check=False)
     if res.returncode != 0:
@@ -247,10 +256,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
     try:
         with Lab() as lab:
-            star = VpnStar(lab, tmp)
-            star.lan = star.add_lan()
-            lab.popen(star.ns_b, ["iperf3", "-s", "-p", str(IPERF_PORT)])
-            time.sleep(0.3)
+            star = iperf_star(lab, tmp)
             try:
                 results[VETH] = iperf(lab, star.ns_a, HOST_B, args.time, args.runs)
             except Missing as e:

@@ -7,6 +7,8 @@ Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
   web page do);
 - POST /vpnsvc/connect.cgi → the SoftEther VPN protocol (the handler the data
   plane registers; it owns the connection from then on);
+- GET /metrics → Prometheus metrics for a scraper holding the scrape
+  credential (node/metrics.py; 404 while none is set);
 - OPTIONS → CORS preflight as SoftEther answers it; GET / → a small page;
   anything else → 404.
 Limits keep one slow or hostile client from hurting the others: a TLS
@@ -35,6 +37,7 @@ from typing import Awaitable, Callable, Protocol
 import h11
 
 from node.admin.api import credentials_valid, handle_admin_post
+from node.metrics import METRICS_PATH, handle_scrape
 from node.server import VpnServer
 from node.softether.signature import SIGNATURE_TARGET
 
@@ -309,6 +312,10 @@ class Listener:
         if path.startswith("/api/"):
             # SoftEther's GET /api/<Method>?k=v: not served on purpose (README, Admin API)
             return 405, [("Content-Type", "text/plain"), ("Allow", "POST, OPTIONS")], b"use POST /api/\n"
+        if path == METRICS_PATH:
+            if request.method == "GET":
+                return handle_scrape(self.server, request.headers, peer)
+            return 405, [("Content-Type", "text/plain"), ("Allow", "GET")], b"use GET\n"
         route = self.routes.get((request.method, path))
         if route is not None:
             return route(request, peer)

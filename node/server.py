@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from controller.tickets import TicketBook
 from node.cluster.roles import ClusterRoles
+from node.metrics import NodeMetrics
 from node.state.node_state import NodeState
 
 if TYPE_CHECKING:
@@ -97,9 +98,12 @@ class VpnServer:
     """Extra plain-HTTP routes of the listener, (METHOD, lower-case path) → handler."""
     cluster: ClusterRoles = field(init=False)
     """The running cluster role (node/cluster/roles.py)."""
+    metrics: NodeMetrics = field(init=False)
+    """This node's Prometheus metrics (node/metrics.py)."""
 
     def __post_init__(self) -> None:
         self.cluster = ClusterRoles(self)
+        self.metrics = NodeMetrics(self)
 
     def running_hub(self, name: str) -> RunningHub | None:
         """The running hub named `name` (any case), or None."""

@@ -6,15 +6,17 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import time
 from typing import Any
 
 import node.admin
-from node.admin.auth import AdminAuthFailed, authenticate, credentials
-from node.admin.dispatch import AdminContext, dispatch_async
+from node.admin.auth import AdminAuthFailed, authenticate, credentials, login_refused
+from node.admin.dispatch import METHODS, AdminContext, dispatch_async
 from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
 from node.admin.jsonvalue import InvalidParams
+from node.metrics import UNKNOWN_METHOD
 from node.server import VpnServer
-from node.softether.errors import Err
+from node.softether.errors import Err, error_name
 
 log = logging.getLogger("vpnd.admin")
 
@@ -51,11 +53,13 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
         hub, password = credentials(headers)
         hub_admin_of = authenticate(server.state.config, hub, password)
     except AdminAuthFailed as exc:
-        log.warning("admin login refused from %s: %s", peer, exc)
+        login_refused(server, peer, "api", str(exc))
         return UNAUTHORIZED
+    started = time.perf_counter()
     try:
         request = parse_request(body)
     except BadRequest as bad:
+        server.metrics.admin_call(UNKNOWN_METHOD, error_name(bad.error.code), time.perf_counter() - started)
         return 200, json_headers, error_body(bad.id, bad.error)
     ctx = AdminContext(server=server, hub_admin_of=hub_admin_of, peer=peer)
     try:
@@ -67,14 +71,23 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
 
 async def run_call(ctx: AdminContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
     """One admin call for either encoding (JSON-RPC here, binary RPC in
-    binary_api.py); every failure is an RpcError carrying SoftEther's code."""
+    binary_api.py), counted in the node's metrics; every failure is an
+    RpcError carrying SoftEther's code."""
+    started = time.perf_counter()
+    known = METHODS.get(method.lower())
+    label = known.name if known is not None else UNKNOWN_METHOD   # a bounded label: not what was sent
     try:
-        return await dispatch_async(ctx, method, params)
-    except RpcError:
-        raise
+        result = await dispatch_async(ctx, method, params)
+    except RpcError as exc:
+        error = exc
     except InvalidParams as exc:
-        raise RpcError(Err.INVALID_PARAMETER, str(exc)) from None
+        error = RpcError(Err.INVALID_PARAMETER, str(exc))
     except Exception:
         # A bug in one handler must cost one call, not the daemon.
         log.exception("admin method %.64r failed", method)
-        raise RpcError(Err.INTERNAL_ERROR) from None
+        error = RpcError(Err.INTERNAL_ERROR)
+    else:
+        ctx.server.metrics.admin_call(label, "ok", time.perf_counter() - started)
+        return result
+    ctx.server.metrics.admin_call(label, error_name(error.code), time.perf_counter() - started)
+    raise error

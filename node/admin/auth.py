@@ -20,9 +20,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+from typing import TYPE_CHECKING
 
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, sha0
 from node.state.model import SERVER_MEMBER, Server
+
+if TYPE_CHECKING:
+    from node.server import VpnServer
+
+log = logging.getLogger("vpnd.admin")
 
 
 class AdminAuthFailed(Exception):
@@ -54,7 +61,7 @@ _HASH_CACHE: dict[bytes, bytes] = {}
 _HASH_CACHE_MAX = 64
 
 
-def _admin_hash(password: str) -> bytes:
+def admin_hash(password: str) -> bytes:
     """SHA0(password), memoised: every admin call carries the password and
     our SHA-0 is pure Python (a tenth of a GetServerInfo call). Keyed by a
     SHA-256 of the password so the cache holds no clear text."""
@@ -68,10 +75,19 @@ def _admin_hash(password: str) -> bytes:
     return found
 
 
+def login_refused(server: "VpnServer", peer: str, endpoint: str, why: str) -> None:
+    """Every refused credential of the listener comes here, whichever
+    endpoint refused it ("api": the admin API, "vpncmd": the binary admin
+    RPC, "metrics": GET /metrics): the
+    one place for per-source limits on guessing."""
+    log.warning("%s login refused from %s: %s", "admin" if endpoint == "api" else endpoint, peer, why)
+    server.metrics.auth_failures.labels(endpoint).inc()
+
+
 def authenticate(config: Server, hub: str, password: str) -> str | None:
     """Return None for the server admin or the hub's name for a hub admin;
     raise AdminAuthFailed otherwise."""
-    supplied = _admin_hash(password)
+    supplied = admin_hash(password)
     if not hub:
         if hmac.compare_digest(supplied, config.admin_password_hash):
             return None

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from node.admin.auth import login_refused
 from node.admin.api import run_call
 from node.admin.binary_rpc import (
     AdminLoginRefused, FrameError, FrameReader, check_login, error_pack, frame, parse_login, reply_pack,
@@ -54,10 +55,11 @@ async def serve_binary_admin(server: VpnServer, peer: HttpPackPeer, request: Pac
         login = parse_login(request)
         hub_admin_of = check_login(server.state.config, login, random, client_is_local=client_is_local)
     except (FrameError, AdminLoginRefused) as e:
-        code = e.code
-        log.warning("binary admin login refused from %s: %s (%s)", peer_name,
-                    e.message if isinstance(e, FrameError) else e.reason, error_name(code))
-        peer.refuse(code)
+        if isinstance(e, AdminLoginRefused):   # a credential: counted where per-source limits apply
+            login_refused(server, peer_name, "vpncmd", f"{e.reason} ({error_name(e.code)})")
+        else:
+            log.warning("binary admin login from %s malformed: %s", peer_name, e.message)
+        peer.refuse(e.code)
         await peer.epilogue()
         return
     peer.send(Pack())

@@ -15,6 +15,9 @@ It decides nothing. What it does (CLUSTER.md decisions 1-5):
   requests as tasks that report back, forgotten routes, dynamic hub
   instances on this node, log lines; member events at debug level) and
   re-arms the one timer at the core's next deadline;
+- metrics (node/metrics.py) of what only this edge sees: each status poll's
+  round trip, each join attempt's result, each eviction, and the config
+  serial each member acknowledged (`acknowledged_serials`);
 - endpoint checks (CheckEndpoint) as tasks, one per member (a newer one
   cancels the older): TLS to the member's public IP on the ports a
   redirected client can use, certificate compared with the member's
@@ -35,7 +38,10 @@ from typing import TYPE_CHECKING
 
 from controller import core as cc
 from controller import core_io as ci
-from controller.errors import ControllerError, NotInThisMode
+from controller import messages as msg
+from controller.errors import ControllerError, InvalidReport, NotInThisMode
+from controller.join_desk import JoinThrottled
+from controller.member_life import MemberEvicted
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
 from node.cluster.controller_bus import (
@@ -78,6 +84,8 @@ class ControllerRole:
         self._logins: dict[int, asyncio.Future[ci.LoginOutcome]] = {}
         self._endpoint_checks: dict[int, asyncio.Task[None]] = {}
         self._running = False
+        self.acknowledged_serials: dict[int, int] = {}
+        """Member id → the config serial of its last acknowledged push."""
 
     @property
     def core(self) -> cc.ControllerCore:
@@ -142,6 +150,14 @@ class ControllerRole:
         assert self._loop is not None
         return self._loop.time()
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def now(self) -> float:
+        """The clock of the core's times (the event loop's)."""
+        return self._now()
+
     # ----- inputs ---------------------------------------------------------------
 
     def _discovery(self, request: HttpRequest, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -151,15 +167,21 @@ class ControllerRole:
 
     async def _handle(self, peer: str, message: object) -> object | None:
         address = (self._bus.peer_address(peer) if self._bus else None) or ""
+        joining = isinstance(message, (msg.JoinHello, msg.JoinProof))
         try:
-            return self.core.receive(key_bytes(peer), address, message, self._now())
+            reply = self.core.receive(key_bytes(peer), address, message, self._now())
         except ControllerError as exc:
+            if joining:
+                self.server.metrics.join_attempts.labels(_join_result(exc)).inc()
             raise bus_refusal(exc) from None
         finally:
             # After the reply is sent (the core's contract: a JoinAccepted
             # before its PushConfig, a Leave's Ack before its route is forgotten).
             assert self._loop is not None
             self._loop.call_soon(self._pump)
+        if isinstance(message, msg.JoinProof):
+            self.server.metrics.join_attempts.labels("accepted").inc()
+        return reply
 
     def _on_bus_event(self, event: PeerSeen | PeerSilent) -> None:
         if isinstance(event, PeerSeen) and self._running:
@@ -184,6 +206,7 @@ class ControllerRole:
 
     async def _request(self, action: ci.Request) -> None:
         assert self._bus is not None
+        sent_at = self._now()
         try:
             reply = await self._bus.request(key_text(action.peer), action.message, timeout_s=action.timeout_s)
         except (BusError, ValueError) as exc:  # ValueError: over the bus's frame limit
@@ -192,8 +215,19 @@ class ControllerRole:
         else:
             if self._running:
                 self.core.reply_received(action.token, reply, self._now())
+                self._replied(action, reply, self._now() - sent_at)
         if self._running:
             self._pump()
+
+    def _replied(self, action: ci.Request, reply: object, round_trip_s: float) -> None:
+        """Metrics of a reply: a poll's round trip, a push's acknowledged serial."""
+        member = self.core.registry.by_key(action.peer)
+        if member is None:
+            return
+        if isinstance(action.message, msg.StatusPoll):
+            self.server.metrics.poll_round_trip.labels(str(member.member_id), member.hostname).observe(round_trip_s)
+        elif isinstance(action.message, msg.PushConfig) and isinstance(reply, msg.Ack):
+            self.acknowledged_serials[member.member_id] = action.message.serial
 
     def _start_endpoint_check(self, action: ci.CheckEndpoint) -> None:
         old = self._endpoint_checks.pop(action.member_id, None)
@@ -258,6 +292,11 @@ class ControllerRole:
                 waiting.set_result(action.outcome)
         elif isinstance(action, ci.ClusterEvent):
             log.debug("%s", action.event)
+            if isinstance(action.event, MemberEvicted):
+                evicted = next((m for m in self.core.registry.members() if m.member_id == action.event.member_id),
+                               None)
+                if evicted is not None:
+                    self.server.metrics.evictions.labels(str(evicted.member_id), evicted.hostname).inc()
         elif isinstance(action, ci.CheckEndpoint):
             self._start_endpoint_check(action)
 
@@ -304,3 +343,14 @@ class ControllerRole:
         """
         assert self._bus is not None
         return await self._bus.request(key_text(self.core.member_key(member_id)), message, timeout_s=timeout_s)
+
+
+def _join_result(exc: ControllerError) -> str:
+    """The `result` label of a refused join (node/metrics.py JOIN_RESULTS)."""
+    if isinstance(exc, cc.JoinRefused):
+        return "wrong_password"
+    if isinstance(exc, JoinThrottled):
+        return "throttled"
+    if isinstance(exc, InvalidReport):
+        return "invalid"
+    return "refused"

@@ -82,6 +82,23 @@ def traffic_dict(traffic: Traffic) -> dict[str, int]:
     return {key: getattr(traffic, attr) for key, attr in TRAFFIC_FIELDS}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DroppedFrames:
+    """Frames a running hub dropped since it started, by cause (sessions that
+    have left included)."""
+
+    queue_full: int
+    """A session's send queue was full (a congested port)."""
+    oversize: int
+    """Frames no VPN session can carry (empty, or over MAX_PACKET_SIZE)."""
+    no_destination: int
+    """Nowhere to go: a flood with no other port, a unicast back to its own port."""
+    mac_table_full: int
+    """A new source MAC while the MAC table was full."""
+    malformed: int
+    """Runts, and frames with a group source MAC."""
+
+
 class RunningHub:
     """The running hub of one configured hub on this node (module prose).
 
@@ -105,6 +122,7 @@ class RunningHub:
         self._wall_clock = wall_clock
         self._counter = sessions_before
         self._retired: dict[str, int] = dict.fromkeys((k for k, _ in TRAFFIC_FIELDS), 0)
+        self._retired_queue_full = self._retired_oversize = 0   # drops of sessions that left
         self.closed = False
         self._closing: set[asyncio.Task] = set()   # strong refs until each close ends
 
@@ -155,6 +173,8 @@ class RunningHub:
         if self.sessions.get(session.name) is session:
             del self.sessions[session.name]
             self._detach(session)
+            self._retired_queue_full += session.dropped_queue_full
+            self._retired_oversize += session.dropped_oversize
 
     def find_session(self, name: str) -> "VpnSession | None":
         """A session by name, case-insensitively as SoftEther's GetSessionByName."""
@@ -244,12 +264,18 @@ class RunningHub:
     def ip_table_size(self) -> int:
         return self.hub.switch.num_ip_entries
 
+    def dropped_frames(self) -> DroppedFrames:
+        sessions = self.sessions.values()
+        switch = self.hub.switch
+        return DroppedFrames(
+            queue_full=self._retired_queue_full + sum(s.dropped_queue_full for s in sessions),
+            oversize=self._retired_oversize + sum(s.dropped_oversize for s in sessions),
+            no_destination=switch.dropped_no_destination, mac_table_full=switch.dropped_table_full,
+            malformed=switch.dropped_malformed)
+
     def traffic(self) -> dict[str, int]:
-        total = dict(self._retired)
-        for port in self.hub.ports:
-            for key, value in traffic_dict(self.hub.traffic(port)).items():
-                total[key] += value
-        return total
+        now = traffic_dict(self.hub.switch.total_traffic())   # every attached port
+        return {key: value + now[key] for key, value in self._retired.items()}
 
     # ---- time ------------------------------------------------------------------
 

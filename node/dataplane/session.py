@@ -68,13 +68,14 @@ class DataChannel:
     """Sans-IO data plane of one session connection (see the module prose).
 
     Counters: `recv_bytes`/`sent_bytes` (raw stream bytes after the welcome),
-    `recv_frames`/`sent_frames`, `dropped_frames` (queue full, or a frame
-    the protocol cannot carry)."""
+    `recv_frames`/`sent_frames`, `dropped_frames` = `dropped_queue_full`
+    (frames beyond the queue's bound) + `dropped_oversize` (frames the
+    protocol cannot carry: empty, or longer than MAX_PACKET_SIZE)."""
 
     __slots__ = ("timeout_s", "_timeout_ms", "compress", "max_queued_frames", "_decoder", "_queue",
                  "_rand", "_rand_bytes", "last_recv", "_next_keepalive",
                  "recv_bytes", "sent_bytes", "recv_frames", "sent_frames",
-                 "dropped_frames", "keepalives_sent")
+                 "dropped_queue_full", "dropped_oversize", "keepalives_sent")
 
     def __init__(self, *, now: float, timeout_ms: int = DEFAULT_TIMEOUT_MS, compress: bool = False,
                  max_queued_frames: int = MAX_QUEUED_FRAMES,
@@ -94,7 +95,7 @@ class DataChannel:
         self._next_keepalive = now + self._keepalive_span()
         self.recv_bytes = self.sent_bytes = 0
         self.recv_frames = self.sent_frames = 0
-        self.dropped_frames = 0
+        self.dropped_queue_full = self.dropped_oversize = 0
         self.keepalives_sent = 0
 
     # ---- receive ---------------------------------------------------------------
@@ -111,6 +112,10 @@ class DataChannel:
         frames = self._decoder.feed_frames(data)
         self.recv_frames += len(frames)
         return frames
+
+    @property
+    def dropped_frames(self) -> int:
+        return self.dropped_queue_full + self.dropped_oversize
 
     @property
     def keepalives_received(self) -> int:
@@ -136,7 +141,7 @@ class DataChannel:
         else:
             if room > 0:
                 queue += frames[:room]
-            self.dropped_frames += len(frames) - max(room, 0)
+            self.dropped_queue_full += len(frames) - max(room, 0)
         return was_empty and bool(queue)
 
     @property
@@ -154,7 +159,7 @@ class DataChannel:
                 out = encode_frames(frames, self.compress)
             except ValueError:  # a frame SoftEther cannot carry (empty, or a bridge's jumbo frame)
                 kept = [f for f in frames if 0 < len(f) <= MAX_PACKET_SIZE]
-                self.dropped_frames += len(frames) - len(kept)
+                self.dropped_oversize += len(frames) - len(kept)
                 frames = kept
                 out = encode_frames(frames, self.compress)
             self.sent_frames += len(frames)
@@ -239,6 +244,14 @@ class VpnSession:
     @property
     def dropped_frames(self) -> int:
         return self.channel.dropped_frames
+
+    @property
+    def dropped_queue_full(self) -> int:
+        return self.channel.dropped_queue_full
+
+    @property
+    def dropped_oversize(self) -> int:
+        return self.channel.dropped_oversize
 
     @property
     def last_comm_time(self) -> float:

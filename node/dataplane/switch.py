@@ -11,7 +11,8 @@ Algorithm (per frame, `Switch.forward`):
   2. Forward: a broadcast/multicast destination (I/G bit set) or an unknown
      (or aged) unicast destination is flooded to every port except the input
      port; a known unicast goes to its one port; a destination learned on
-     the input port itself is dropped (never hair-pinned).
+     the input port itself is dropped (never hair-pinned), and so is a flood
+     with no other port; both count as `dropped_no_destination`.
   3. IP table: an ARP sender address or an IPv4 source address is bound to
      the input port; DHCP packets are not learned from, but a DHCP ACK binds
      its `yiaddr` to the port owning the client MAC with `DhcpAllocated` set
@@ -174,7 +175,9 @@ class Switch:
         self._fbb = self._fbc = self._fub = self._fuc = 0
         self.dropped_malformed = 0
         self.dropped_table_full = 0
-        self.dropped_hairpin = 0
+        self.dropped_no_destination = 0
+        """Frames with no port to go to: a flood on a hub with no other port,
+        or a known unicast destination on the input port itself."""
 
     # ---- ports -------------------------------------------------------------
 
@@ -219,6 +222,31 @@ class Switch:
             send_broadcast_count=self._fbc - bbc - p.rbc,
             send_unicast_bytes=p.sub + self._fub - bub - p.fub,
             send_unicast_count=p.suc + self._fuc - buc - p.fuc,
+        )
+
+    def total_traffic(self) -> Traffic:
+        """The sum of `traffic` over every port, in one pass without a record
+        per port (a scrape or GetHub of a hub with many sessions)."""
+        rbb = rbc = rub = ruc = sub = suc = fub = fuc = bbb = bbc = bub = buc = 0
+        for p in self._ports.values():
+            rbb += p.rbb
+            rbc += p.rbc
+            rub += p.rub
+            ruc += p.ruc
+            sub += p.sub
+            suc += p.suc
+            fub += p.fub
+            fuc += p.fuc
+            b = p.base
+            bbb += b[0]
+            bbc += b[1]
+            bub += b[2]
+            buc += b[3]
+        n = len(self._ports)
+        return Traffic(
+            recv_broadcast_bytes=rbb, recv_broadcast_count=rbc, recv_unicast_bytes=rub, recv_unicast_count=ruc,
+            send_broadcast_bytes=n * self._fbb - bbb - rbb, send_broadcast_count=n * self._fbc - bbc - rbc,
+            send_unicast_bytes=sub + n * self._fub - bub - fub, send_unicast_count=suc + n * self._fuc - buc - fuc,
         )
 
     # ---- the packet path ---------------------------------------------------
@@ -278,7 +306,11 @@ class Switch:
             self._fbb += size
             self._fbc += 1
             others = p.others
-            return others if others is not None else self._floods(p)
+            if others is None:
+                others = self._floods(p)
+            if not others:
+                self.dropped_no_destination += 1
+            return others
         p.rub += size
         p.ruc += 1
         d = self._macs.get(frame[0:6] + tail if vlan else frame[0:6])
@@ -288,10 +320,14 @@ class Switch:
             self._fub += size
             self._fuc += 1
             others = p.others
-            return others if others is not None else self._floods(p)
+            if others is None:
+                others = self._floods(p)
+            if not others:
+                self.dropped_no_destination += 1
+            return others
         q = d.port
         if q is p:
-            self.dropped_hairpin += 1
+            self.dropped_no_destination += 1
             return _NOTHING
         q.sub += size
         q.suc += 1

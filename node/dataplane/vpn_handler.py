@@ -398,6 +398,10 @@ class VpnHandler:
         log.info("additional connection from %s refused: sessions here use one TCP connection", peer)
         neg.refuse(Err.TOO_MANY_CONNECTION)
 
+    def _counted(self, result: str) -> None:
+        """One login's result for vpncluster_vpn_logins_total (node/metrics.py)."""
+        self.server.metrics.vpn_logins.labels(result).inc()
+
     def _session_alive(self, session_key: bytes) -> bool:
         return any(hmac.compare_digest(session.session_key, session_key)
                    for hub in self.server.hubs.values()
@@ -409,6 +413,7 @@ class VpnHandler:
             auth = AuthRequest.from_pack(pack)
         except ProtocolError as e:
             log.info("login from %s refused: %s", peer, e)
+            self._counted(error_name(e.code))
             neg.refuse(e.code)
             await neg.epilogue()
             return
@@ -428,6 +433,7 @@ class VpnHandler:
                     hub=granted.hub.name, user_name=granted.username, real_user_name=granted.real_username,
                     admin=granted.method == "administrator", client_ip=client_ip, unique_id=auth.unique_id))
                 if isinstance(outcome, RedirectTo):
+                    self._counted("redirected")
                     await self._redirect(neg, outcome, granted, client_ip)
                     return
                 if isinstance(outcome, LoginFailed):
@@ -443,6 +449,7 @@ class VpnHandler:
             # names as the client sent them: quoted and cut, so they cannot forge log lines
             log.warning("login failed: user %.64r on hub %.64r from %s: %s (%s)",
                         auth.username, auth.hubname, client_ip, e.reason, error_name(e.code))
+            self._counted(error_name(e.code))
             neg.refuse(e.code)
             await neg.epilogue()
             return
@@ -466,10 +473,12 @@ class VpnHandler:
         except (RuntimeError, ValueError) as e:  # the hub stopped while we were checking
             log.warning("login failed: user %.64r on hub %.64r from %s: %s",
                         auth.username, auth.hubname, client_ip, e)
+            self._counted(error_name(Err.HUB_STOPPING))
             neg.refuse(Err.HUB_STOPPING)
             await neg.epilogue()
             return
         neg.send(welcome.to_pack())
+        self._counted("ok")
         log.info("session %s started: user %s (%s) on hub %s from %s:%d, %.64r build %d%s",
                  name, granted.username, granted.method, granted.hub.name, client_ip, client_port,
                  auth.client_str, auth.client_build, ", compressed" if welcome.use_compress else "")

@@ -86,6 +86,8 @@ class Server:
     farm: Farm = field(default_factory=Farm)
     hubs: list[Hub] = field(default_factory=list)
     bridges: list[Bridge] = field(default_factory=list)
+    metrics_password_hash: bytes = b""
+    """SHA0(the scrape credential of GET /metrics); empty = the endpoint is off (404)."""
 
     def find_hub(self, name: str) -> Hub | None:
         key = name.lower()
@@ -147,6 +149,8 @@ def from_doc(doc: dict[str, Any]) -> Server:
     server = CODEC.decode(Server, body, "config")
     if len(server.admin_password_hash) != 20:
         raise ValueError("config.admin_password_hash: not a 20-byte hash")
+    if len(server.metrics_password_hash) not in (0, 20):
+        raise ValueError("config.metrics_password_hash: neither empty nor a 20-byte hash")
     for text in server.listeners:
         try:
             listener_address(text)

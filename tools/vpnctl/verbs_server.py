@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from typing import Any, Callable
 
 from tools.vpnctl import render as r
 from tools.vpnctl.args import Param, Positional, UsageError
@@ -72,6 +72,20 @@ def _ok_table(fields: list[r.Field]) -> Any:
 
 
 # -- server ---------------------------------------------------------------
+
+METRICS_FIELDS: list[r.Field] = [
+    ("Metrics Endpoint Enabled", "Enabled_bool", r.fmt_bool),
+    ("Metrics Path", "Path_str"),
+]
+
+
+def _metrics_verb(name: str, summary: str, build: Callable[[Ctx], dict[str, Any]] | None,
+                  positional: Positional | None = None) -> Verb:
+    """A scrape credential verb: SetMetricsCredential with `build`'s params, or GetMetricsCredential."""
+    method = "GetMetricsCredential" if build is None else "SetMetricsCredential"
+    return Verb(name=name, methods=(method,), summary=f"{summary} (vpncluster)", positional=positional,
+                run=no_params(method) if build is None else simple(method, build),
+                render=_ok_table(METRICS_FIELDS))
 
 SERVER_INFO_FIELDS: list[r.Field] = [
     ("Product Name", "ServerProductName_str"),
@@ -282,6 +296,12 @@ VERBS: list[Verb] = [
         positional=Positional(name="password"),
         run=simple("SetServerPassword", lambda ctx: {"PlainTextPassword_str": ctx.args.arg}),
     ),
+    # vpncluster's own: the scrape credential of GET /metrics (README, Monitoring)
+    _metrics_verb("MetricsCredentialSet", "Set the credential Prometheus scrapes GET /metrics with",
+                  lambda ctx: {"PlainTextPassword_str": ctx.args.arg}, Positional(name="credential")),
+    _metrics_verb("MetricsCredentialDelete", "Remove the scrape credential: GET /metrics answers 404 again",
+                  lambda ctx: {"PlainTextPassword_str": ""}),
+    _metrics_verb("MetricsCredentialGet", "Show whether GET /metrics is on", None),
     Verb(
         name="HubCreate",
         methods=("GetServerInfo", "CreateHub"),

@@ -79,6 +79,8 @@ class FakeSession:
         self.session_key = bytes(range(20))
         self.total_send_bytes = 1000
         self.total_recv_bytes = 3000
+        self.dropped_queue_full = 0
+        self.dropped_oversize = 0
         self.unique_id = bytes(range(16))
         self.received: list[bytes] = []
         self.close_reasons: list[str] = []

@@ -92,7 +92,7 @@ def test_the_queue_is_bounded_and_drops_are_counted():
     ch.queue_frames([frame(mac(2), mac(1), b"x%d" % i) for i in range(4)])
     assert ch.queued == 3 and ch.dropped_frames == 3
     ch.queue_frames([frame(mac(2), mac(1), b"late")])
-    assert ch.dropped_frames == 4
+    assert ch.dropped_frames == ch.dropped_queue_full == 4 and ch.dropped_oversize == 0
     assert len(decode(ch.data_to_send(101.0))[0].frames) == 3
 
 
@@ -101,7 +101,7 @@ def test_frames_the_protocol_cannot_carry_are_dropped_not_fatal():
     ok = frame(mac(2), mac(1), b"ok")
     ch.queue_frames([b"", ok, b"j" * (MAX_PACKET_SIZE + 1)])
     assert decode(ch.data_to_send(101.0)) == [Frames([ok])]
-    assert ch.dropped_frames == 2
+    assert ch.dropped_frames == ch.dropped_oversize == 2 and ch.dropped_queue_full == 0
 
 
 def test_compressed_bursts_decode_with_a_compressing_decoder():

@@ -1,10 +1,13 @@
 """Tests for node/dataplane/switch.py: frames are built by hand."""
 
+import dataclasses
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from node.dataplane.switch import Switch, UnknownPort
+from node.dataplane.switch import Switch, Traffic, UnknownPort
 
 A, B, C = (bytes.fromhex(x) for x in ("020000000001", "020000000002", "020000000003"))
 BCAST = b"\xff" * 6
@@ -73,7 +76,17 @@ def test_no_hairpin_to_mac_learned_on_input_port(sw):
     sw.forward("p1", eth(BCAST, A), 0.0)
     sw.forward("p1", eth(BCAST, C), 0.0)
     assert sw.forward("p1", eth(A, C), 1.0) == ()
-    assert sw.dropped_hairpin == 1
+    assert sw.dropped_no_destination == 1
+
+
+def test_a_flood_with_no_other_port_counts_as_no_destination():
+    lone = Switch()
+    lone.add_port("p1", "P1")
+    assert lone.forward("p1", eth(BCAST, A), 0.0) == ()
+    assert lone.forward("p1", eth(B, A), 0.0) == ()   # unknown unicast: a flood too
+    assert lone.dropped_no_destination == 2
+    lone.add_port("p2", "P2")
+    assert lone.forward("p1", eth(BCAST, A), 1.0) == ("p2",) and lone.dropped_no_destination == 2
 
 
 def test_mac_move_to_new_port(sw):
@@ -266,6 +279,33 @@ def test_traffic_counters(sw):
     assert (t2.send_broadcast_count, t2.send_unicast_count) == (2, 1)
     assert (t3.recv_unicast_count, t3.send_broadcast_count, t3.send_unicast_count) == (1, 3, 0)
     assert (t4.send_broadcast_count, t4.send_unicast_count, t4.recv_broadcast_count) == (1, 0, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["fwd", "fwd", "fwd", "add", "remove"]), st.integers(0, 3),
+                          st.integers(0, 4), st.integers(0, 40)), max_size=60))
+def test_total_traffic_is_the_sum_over_ports(steps):
+    """Ports joining and leaving between floods and unicasts: the one-pass total is the per-port sum."""
+    sw = Switch()
+    names = [f"p{i}" for i in range(4)]
+    macs = [BCAST, A, B, C, bytes((2, 0, 0, 0, 0, 9))]
+    present = set(names[:2])
+    for port in sorted(present):
+        sw.add_port(port, port.upper())
+    for op, who, dst, extra in steps:
+        port = names[who]
+        if op == "add" and port not in present:
+            sw.add_port(port, port.upper())
+            present.add(port)
+        elif op == "remove" and port in present:
+            sw.remove_port(port)
+            present.discard(port)
+        elif op == "fwd" and port in present:
+            sw.forward(port, eth(macs[dst], macs[1 + who], payload=b"x" * (46 + extra)), 1.0)
+    fields = [f.name for f in dataclasses.fields(Traffic)]
+    per_port = [sw.traffic(p) for p in present]
+    total = sw.total_traffic()
+    assert {f: getattr(total, f) for f in fields} == {f: sum(getattr(t, f) for t in per_port) for f in fields}
 
 
 def test_forward_batch_groups_frames_per_out_port(sw):

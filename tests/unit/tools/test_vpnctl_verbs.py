@@ -38,6 +38,9 @@ def run_verb(words: list[str], hub: str | None = None, answers=None) -> FakeServ
     [
         (["ServerInfoGet"], None, "GetServerInfo", {}),
         (["ServerPasswordSet", "pw:1"], None, "SetServerPassword", {"PlainTextPassword_str": "pw:1"}),
+        (["MetricsCredentialSet", "scrape:1"], None, "SetMetricsCredential", {"PlainTextPassword_str": "scrape:1"}),
+        (["MetricsCredentialDelete"], None, "SetMetricsCredential", {"PlainTextPassword_str": ""}),
+        (["MetricsCredentialGet"], None, "GetMetricsCredential", {}),
         (
             ["HubCreateStatic", "h1", "/PASSWORD:x"],
             None,
