@@ -193,10 +193,17 @@ READ_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("GetUser", {"HubName_str": HUB, "Name_str": "alice"}), ("EnumSession", {"HubName_str": HUB}),
     ("GetSessionStatus", {"HubName_str": HUB, "Name_str": "{session}"}),
     ("EnumMacTable", {"HubName_str": HUB}), ("EnumIpTable", {"HubName_str": HUB}),
-    ("EnumLocalBridge", {}), ("GetFarmSetting", {}), ("EnumLink", {"HubName_str": HUB}),
+    ("EnumLocalBridge", {}), ("GetFarmSetting", {}), ("EnumLink", {"HubName_str": HUB}), ("EnumListener", {}),
     # errors on a standalone server: the same code on both
     ("EnumFarmMember", {}), ("GetFarmConnectionStatus", {}), ("GetFarmInfo", {"Id_u32": 1}),
 ]
+
+
+# Read methods SoftEther answers that vpnd does not implement (not claimed in
+# the README; ERR_NOT_SUPPORTED): gaps, listed so that this test names them.
+# One that gets implemented moves to READ_METHODS.
+NOT_IMPLEMENTED = [("EnumConnection", {}), ("GetHubStatus", {"HubName_str": HUB}), ("GetServerCipher", {})]
+ERR_NOT_SUPPORTED = 33
 
 
 def answers_with_sessions(target: Target, address: str) -> dict[str, dict[str, Any]]:
@@ -213,7 +220,7 @@ def answers_with_sessions(target: Target, address: str) -> dict[str, dict[str, A
 
             def read_all() -> dict[str, dict[str, Any]]:
                 return {m: target.call(m, {k: (session if v == "{session}" else v) for k, v in p.items()})
-                        for m, p in READ_METHODS}
+                        for m, p in READ_METHODS + NOT_IMPLEMENTED}
             return await asyncio.to_thread(read_all)
     return asyncio.run(main())
 
@@ -234,3 +241,5 @@ def test_read_methods_answer_softethers_field_sets(vpnd_target, softether_target
         if (fa - fb, fb - fa) != (only_ours, only_theirs):
             report[method] = {"only vpnd": sorted(fa - fb), "only SoftEther": sorted(fb - fa)}
     assert report == {}
+    for method, _ in NOT_IMPLEMENTED:
+        assert "result" in theirs[method] and ours[method]["error"]["code"] == ERR_NOT_SUPPORTED, method
