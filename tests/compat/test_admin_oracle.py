@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from tests.oracle import NO_DIFFERENCE, Difference, field_set, unexpected
 from tests.softether_lab import require_softether
 from tests.vpnd_proc import Vpnd
 from tools.vpnclient import probe
@@ -153,23 +154,11 @@ def test_who_the_credentials_make_the_caller(request, kind, case):
 
 # ---- field sets --------------------------------------------------------------------------------
 
-def field_set(value: Any, prefix: str = "") -> set[str]:
-    """Every field path in an answer; a list's rows contribute the union of their fields."""
-    if isinstance(value, dict):
-        out = set()
-        for key, inner in value.items():
-            out.add(prefix + key)
-            out |= field_set(inner, prefix + key + ".")
-        return out
-    if isinstance(value, list):
-        return set().union(*(field_set(row, prefix) for row in value if isinstance(row, dict)))
-    return set()
-
 
 POLICY = "policy:*"   # stands for every "policy:..." field
 
 # method -> (fields only vpnd has, fields only SoftEther has, why)
-FIELD_DIFFERENCES = {
+FIELD_DIFFERENCES: dict[str, Difference] = {
     "GetUser": ({"Auth_Password_str", "UsePolicy_bool"}, {"HashedKey_bin", "NtLmSecureHash_bin"},
                 "vpnd never hands out password hashes (HashedKey is SHA-0 of password and name, open to "
                 "offline guessing; NtLmSecureHash is not even kept: vpnd has no NTLM authentication); a "
@@ -237,9 +226,9 @@ def test_read_methods_answer_softethers_field_sets(vpnd_target, softether_target
             continue
         fa, fb = field_set(a["result"]), field_set(b["result"])
         fb = {POLICY if f.startswith("policy:") else f for f in fb}
-        only_ours, only_theirs, _why = FIELD_DIFFERENCES.get(method, (set(), set(), ""))
-        if (fa - fb, fb - fa) != (only_ours, only_theirs):
-            report[method] = {"only vpnd": sorted(fa - fb), "only SoftEther": sorted(fb - fa)}
+        differs = unexpected(fa, fb, FIELD_DIFFERENCES.get(method, NO_DIFFERENCE))
+        if differs:
+            report[method] = differs
     assert report == {}
     for method, _ in NOT_IMPLEMENTED:
         assert "result" in theirs[method] and ours[method]["error"]["code"] == ERR_NOT_SUPPORTED, method
