@@ -180,7 +180,8 @@ def test_softether_cluster_points_and_field_sets(tmp_path):
         figures, theirs = run_sessions(real)
     check_points(real, figures)
     with cluster_of("ours", tmp_path) as cluster:
-        _, ours = run_sessions(cluster)
+        our_figures, ours = run_sessions(cluster)
+    check_points(cluster, our_figures)
     report = {}
     for server, method, _ in CLUSTER_READS:
         fa, fb = field_set(ours[f"{server} {method}"]), field_set(theirs[f"{server} {method}"])
