@@ -42,19 +42,22 @@ def _utf8(raw: bytes) -> str:
 
 def credentials(headers: dict[str, str]) -> tuple[str, str]:
     """(hub name or "", password) from the request headers (lower-case names,
-    values decoded as Latin-1)."""
-    if "x-vpnadmin-password" in headers or "x-vpnadmin-hubname" in headers:
-        return (_utf8(headers.get("x-vpnadmin-hubname", "").encode("latin-1")).strip(),
-                _utf8(headers.get("x-vpnadmin-password", "").encode("latin-1")))
-    auth = headers.get("authorization", "")
-    if auth[:6].lower() == "basic ":
+    values decoded as Latin-1). As HttpParseBasicAuthHeader: the
+    X-VPNADMIN-PASSWORD header, when present, wins over Basic; either way
+    the user "administrator" (any case) or an empty one is the server
+    administrator, any other is a hub name."""
+    if "x-vpnadmin-password" in headers:
+        user = _utf8(headers.get("x-vpnadmin-hubname", "").encode("latin-1")).strip()
+        password = _utf8(headers["x-vpnadmin-password"].encode("latin-1"))
+    else:
+        auth = headers.get("authorization", "")
+        if auth[:6].lower() != "basic ":
+            return "", ""
         try:
             user, _, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
         except (binascii.Error, ValueError):
             raise AdminAuthFailed("malformed Basic authorization") from None
-        hub = "" if user.lower() in ("", "administrator") else user
-        return hub, password
-    return "", ""
+    return ("" if user.lower() in ("", "administrator") else user), password
 
 
 _HASH_CACHE: dict[bytes, bytes] = {}

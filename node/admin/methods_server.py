@@ -152,6 +152,16 @@ def get_server_status(ctx: AdminContext, p: Params) -> dict[str, Any]:
     }
 
 
+@admin_method("EnumListener", Scope.SERVER)
+def enum_listener(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    """StEnumListener: one row per listening port, in the config's order.
+    vpnd does not start unless every listener is bound, so none is enabled
+    and failing (SoftEther's Errors: still trying to bind). Listeners come
+    from --listen and the config; the API does not create or delete them."""
+    ports = dict.fromkeys(model.listener_address(text)[1] for text in ctx.server.state.config.listeners)
+    return {"ListenerList": [{"Ports_u32": port, "Enables_bool": True, "Errors_bool": False} for port in ports]}
+
+
 @admin_method("SetServerPassword", Scope.SERVER)
 def set_server_password(ctx: AdminContext, p: Params) -> dict[str, Any]:
     hashed = p.bin("HashedPassword")

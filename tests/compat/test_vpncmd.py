@@ -238,8 +238,13 @@ def test_commands_for_what_vpnd_lacks_get_the_usual_unsupported_error(pair):
     for words in (("GroupList",), ("AccessList",), ("SecureNatEnable",), ("LogGet",)):
         res = pair.ours.vpncmd(*words, admin_hub="lacks")
         assert (res.returncode, res.stdout) == (33, "Error occurred. (Error code: 33)\nUnsupported.\n"), words
-    for words in (("ListenerList",), ("ConfigGet",), ("RouterList",)):
+    for words in (("ConfigGet",), ("RouterList",)):
         assert pair.ours.vpncmd(*words).returncode == 33, words
+
+
+def test_listener_list(pair):
+    # each server listens on its one port (shown as <port>)
+    assert [r["Status"] for r in pair.both("ListenerList")] == ["Listening"]
 
 
 def test_sessions(pair):

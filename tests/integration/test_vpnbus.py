@@ -153,8 +153,17 @@ def test_heartbeats_keep_quiet_link_alive_then_silence_is_detected():
         server, client, controller, member = await start_pair(config=QUIET)
         mk, sk = client.keys.public, server.keys.public
         try:
-            # Quiet for several silence timeouts: only heartbeats flow.
-            await asyncio.sleep(QUIET.silence_timeout_s * 2)
+            # Quiet for two silence timeouts: only heartbeats flow, each side
+            # receives them (waited for as counts, with a generous deadline)
+            # and neither side takes the other for silent.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            heard = (server.stats()["counters"]["messages_in"], client.stats()["counters"]["messages_in"])
+            beats = int(2 * QUIET.silence_timeout_s / QUIET.heartbeat_interval_s)
+            await until(lambda: loop.time() - began >= 2 * QUIET.silence_timeout_s
+                        and server.stats()["counters"]["messages_in"] - heard[0] >= beats
+                        and client.stats()["counters"]["messages_in"] - heard[1] >= beats,
+                        timeout_s=30.0, what="two silence timeouts' worth of heartbeats both ways")
             assert not [e for e in controller.events + member.events
                         if type(e).__name__ == "PeerSilent"]
             assert mk in server.peers and client.connected

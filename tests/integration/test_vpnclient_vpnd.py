@@ -51,6 +51,21 @@ def test_wrong_password_is_err_auth_failed(hub):
     asyncio.run(main())
 
 
+async def until(cond, what: str, timeout_s: float = 20.0) -> None:
+    """Wait for `cond()` every 10 ms; the deadline is generous (busy machines)."""
+    for _ in range(int(timeout_s / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+def answers_on_session(client: UserspaceClient) -> int:
+    """Frames the client's current session has received (the ping answers)."""
+    conn = client.client.connection
+    return 0 if conn is None else conn.tunnel.recv_frames
+
+
 def test_a_deleted_session_reconnects_and_the_gap_is_measured(hub, vpnd):
     """The admin deletes alice's session while a ping stream runs: the client
     reconnects by itself and the stream shows one outage, then answers again."""
@@ -64,15 +79,12 @@ def test_a_deleted_session_reconnects_and_the_gap_is_measured(hub, vpnd):
             stop = asyncio.Event()
             stream = asyncio.ensure_future(ping_stream(a, "10.74.0.1", "10.74.0.2", b_mac, interval_s=0.02,
                                                        duration_s=30, stop=stop))
-            await asyncio.sleep(0.3)
+            await until(lambda: answers_on_session(a) >= 3, "answers before the delete")
             first = a.status.session_name
             doc = await asyncio.to_thread(vpnd.call, "DeleteSession", {"HubName_str": "lab", "Name_str": first})
             assert "result" in doc, doc
-            for _ in range(500):
-                if a.status.reconnects == 1 and a.status.state.value == "connected":
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.3)
+            await until(lambda: a.status.reconnects == 1 and a.status.state.value == "connected", "reconnected")
+            await until(lambda: answers_on_session(a) >= 3, "answers on the new session")
             stop.set()
             report = await stream
             assert a.status.reconnects == 1 and a.status.session_name != first

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.vpndrill.scenarios import BACK_BOUND_S, OUT_SLACK_S
+
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -43,17 +45,27 @@ def test_all_scenarios_json_and_no_process_left():
     for pid in leftover:  # do not leave them to the next test run either
         os.kill(pid, signal.SIGKILL)
     assert not leftover, f"vpnd processes left running: {leftover}"
-    assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
-    assert doc["ok"] is True and doc["error"] is None
+    assert doc["error"] is None
     # controller + 2 members + the kill and restart runs' new processes
     assert len(doc["pids"]) == 5 and len(set(doc["pids"])) == 5
     assert set(doc["scenarios"]) == {"kill", "stop", "restart"}
+    # The drill's verdict bounds the times (out within the liveness timeout plus
+    # OUT_SLACK_S, back within BACK_BOUND_S): that is its figure to report, and a
+    # busy machine may miss it, so the test checks the verdict agrees with the
+    # times and the exit status with the verdict, not that this machine was fast.
+    verdicts = []
     for name, s in doc["scenarios"].items():
-        assert s["runs"] == 1 and s["failed"] == 0 and s["ok"] is True and s["disturbed"] is False, name
-        assert 0 <= s["median_out_s"] <= s["max_out_s"] <= doc["liveness_s"] + 1.0, name
-        assert 0 <= s["median_back_s"] <= s["max_back_s"] <= 15.0, name
+        assert s["runs"] == 1 and s["disturbed"] is False, name
+        assert 0 <= s["median_out_s"] <= s["max_out_s"], name
+        assert 0 <= s["median_back_s"] <= s["max_back_s"], name
+        in_bounds = s["max_out_s"] <= doc["liveness_s"] + OUT_SLACK_S and s["max_back_s"] <= BACK_BOUND_S
+        assert s["ok"] is in_bounds and s["failed"] == (0 if in_bounds else 1), name
+        verdicts.append(in_bounds)
+    assert doc["ok"] is all(verdicts)
+    assert res.returncode == (0 if doc["ok"] else 1), res.stderr
     assert [r["scenario"] for r in doc["runs"]] == ["kill", "stop", "restart"]
+    assert [r["error"] for r in doc["runs"]] == [None] * 3
     # round robin: consecutive runs hit different members
     ports = [r["member_port"] for r in doc["runs"]]
     assert ports[0] != ports[1] and ports[1] != ports[2]

@@ -68,3 +68,11 @@ def test_server_cert_without_the_key(tmp_path):
 def test_flush_reports_the_configuration_file_size(tmp_path):
     server = make_server(tmp_path)
     assert call(server, "Flush", {})["IntValue_u32"] == server.state.store.path.stat().st_size > 0
+
+
+def test_listeners_are_listed_once_per_port(tmp_path):
+    server = make_server(tmp_path)
+    server.state.change(lambda c: setattr(c, "listeners", ["127.0.0.1:5555", "[::1]:5555", ":443"]))
+    assert call(server, "EnumListener", {}) == {"ListenerList": [
+        {"Ports_u32": 5555, "Enables_bool": True, "Errors_bool": False},
+        {"Ports_u32": 443, "Enables_bool": True, "Errors_bool": False}]}

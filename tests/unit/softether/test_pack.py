@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.softether.errors import Err
+from node.softether import pack as pack_module
 from node.softether.pack import (
-    MAX_ELEMENT_NUM, MAX_VALUE_NUM, Pack, PackError, ValueType,
+    MAX_ELEMENT_NAME_LEN, MAX_ELEMENT_NUM, MAX_PACK_SIZE, MAX_VALUE_NUM, MAX_VALUE_SIZE, Pack, PackError, ValueType,
 )
 from node.softether.protocol_error import ProtocolError
 
@@ -220,10 +221,6 @@ MALFORMED = {
     "str cut": struct.pack(">I", 1) + _elem(b"n", 2, 1, b"\0\0\0\x05ab"),
     "unistr cut": struct.pack(">I", 1) + _elem(b"n", 3, 1, b"\0\0\0\x05ab"),
     "name cut": struct.pack(">I", 1) + struct.pack(">I", 10) + b"abc",
-    "too many elements": struct.pack(">I", MAX_ELEMENT_NUM + 1),
-    "too many values": struct.pack(">I", 1) + _elem(b"n", 0, MAX_VALUE_NUM + 1, b""),
-    "data over 384 MiB": struct.pack(">I", 1) + _elem(b"n", 1, 1, struct.pack(">I", 384 * 2 ** 20 + 1)),
-    "str over limit": struct.pack(">I", 1) + _elem(b"n", 2, 1, struct.pack(">I", 384 * 2 ** 20)),
     "second element bad": struct.pack(">I", 2) + _elem(b"a", 0, 1, b"\0\0\0\1") + b"\0\0",
 }
 
@@ -234,6 +231,119 @@ def test_malformed_rejected_with_typed_error(raw):
         Pack.decode(raw)
     assert isinstance(info.value, ProtocolError)
     assert info.value.code == Err.PROTOCOL_ERROR
+
+
+# ---- limits, each exercised with complete data at the boundary and one past it:
+# a PACK that runs out of bytes first would be rejected as truncated, which
+# proves nothing about the limit itself.
+
+def test_limits_are_softether_64_bit_ones():
+    # Mayaqua/Pack.h, CPU_64 branch
+    assert (MAX_ELEMENT_NUM, MAX_VALUE_NUM, MAX_ELEMENT_NAME_LEN) == (262144, 262144, 63)
+    assert (MAX_VALUE_SIZE, MAX_PACK_SIZE) == (384 * 2 ** 20, 512 * 2 ** 20)
+
+
+def _int_elements(count: int) -> bytes:
+    """A complete PACK of `count` INT elements with distinct names."""
+    return struct.pack(">I", count) + b"".join(_elem(b"e%x" % i, 0, 1, b"\0\0\0\1") for i in range(count))
+
+
+# 262 144 elements take seconds to build and read in Python, so the element
+# count checks run against a stand-in for the constant (the real one is pinned
+# above): what is tested is that the check exists and where its boundary lies.
+SMALL_ELEMENT_NUM = 300
+
+
+def test_element_count_limit_on_read(monkeypatch):
+    monkeypatch.setattr(pack_module, "MAX_ELEMENT_NUM", SMALL_ELEMENT_NUM)
+    full = Pack.decode(_int_elements(SMALL_ELEMENT_NUM))
+    assert len(full) == SMALL_ELEMENT_NUM
+    with pytest.raises(PackError, match="elements"):
+        Pack.decode(_int_elements(SMALL_ELEMENT_NUM + 1))
+
+
+def test_element_count_limit_on_add(monkeypatch):
+    monkeypatch.setattr(pack_module, "MAX_ELEMENT_NUM", SMALL_ELEMENT_NUM)
+    p = Pack()
+    for i in range(SMALL_ELEMENT_NUM):
+        p.add_int("e%x" % i, 1)
+    assert Pack.decode(p.encode()) == p
+    with pytest.raises(ValueError, match="too many elements"):
+        p.add_int("one-more", 1)
+
+
+def test_value_count_limit_on_read():
+    def ints(n: int) -> bytes:
+        return struct.pack(">I", 1) + _elem(b"n", 0, n, struct.pack(f">{n}I", *range(n)))
+
+    assert Pack.decode(ints(MAX_VALUE_NUM)).get_int("n", MAX_VALUE_NUM - 1) == MAX_VALUE_NUM - 1
+    with pytest.raises(PackError, match="values"):
+        Pack.decode(ints(MAX_VALUE_NUM + 1))
+
+
+def test_value_count_limit_on_add():
+    p = Pack()
+    p.add_ints("n", range(MAX_VALUE_NUM))
+    with pytest.raises(ValueError, match="values"):
+        p.add_ints("m", range(MAX_VALUE_NUM + 1))
+
+
+def test_name_length_limit_on_add():
+    p = Pack()
+    p.add_int("x" * MAX_ELEMENT_NAME_LEN, 1)
+    assert Pack.decode(p.encode()).get_int("x" * MAX_ELEMENT_NAME_LEN) == 1
+    with pytest.raises(ValueError, match="name"):
+        p.add_int("y" * (MAX_ELEMENT_NAME_LEN + 1), 1)
+
+
+def test_name_at_limit_is_read_whole():
+    name = b"b" * MAX_ELEMENT_NAME_LEN
+    raw = struct.pack(">I", 1) + _elem(name, 0, 1, b"\0\0\0\7")
+    assert Pack.decode(raw).get_int(name.decode()) == 7
+
+
+# A value of 384 MiB would cost the suite ~1 GiB of memory: the value and PACK
+# size checks run against stand-ins too (a STR's limit is one byte under a
+# DATA's, as in ReadValue).
+SMALL_LIMIT = 64
+
+
+@pytest.fixture
+def small_value_limit(monkeypatch):
+    monkeypatch.setattr(pack_module, "MAX_VALUE_SIZE", SMALL_LIMIT)
+
+
+@pytest.mark.parametrize("vtype,fits", [
+    (ValueType.DATA, SMALL_LIMIT),
+    (ValueType.STR, SMALL_LIMIT - 1),
+    (ValueType.UNISTR, SMALL_LIMIT),   # the size counts the trailing NUL
+])
+def test_value_size_limit_on_read(small_value_limit, vtype, fits):
+    def one(size: int) -> bytes:
+        body = b"v" * (size - 1) + (b"\0" if vtype is ValueType.UNISTR else b"v")
+        return struct.pack(">I", 1) + _elem(b"n", vtype, 1, struct.pack(">I", size) + body)
+
+    assert len(Pack.decode(one(fits)).values("n", vtype)[0]) in (fits, fits - 1)
+    with pytest.raises(PackError, match="exceeds"):
+        Pack.decode(one(fits + 1))
+
+
+def test_data_size_limit_on_add(small_value_limit):
+    p = Pack()
+    p.add_data("n", b"d" * SMALL_LIMIT)
+    with pytest.raises(ValueError, match="too large"):
+        p.add_data("m", b"d" * (SMALL_LIMIT + 1))
+
+
+def test_pack_size_limit_on_encode(monkeypatch):
+    p = Pack()
+    p.add_data("n", b"d" * 100)
+    size = len(p.encode())
+    monkeypatch.setattr(pack_module, "MAX_PACK_SIZE", size)
+    assert Pack.decode(p.encode()) == p
+    monkeypatch.setattr(pack_module, "MAX_PACK_SIZE", size - 1)
+    with pytest.raises(ValueError, match="512 MiB"):
+        p.encode()
 
 
 def test_every_truncation_of_a_valid_pack_is_rejected():

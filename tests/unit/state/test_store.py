@@ -2,6 +2,8 @@ import json
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from node.state import model
 from node.state.node_state import NodeState
@@ -150,3 +152,95 @@ def test_listener_addresses_are_checked_at_load():
     doc["listeners"] = ["127.0.0.1:5555", "nowhere"]
     with pytest.raises(ValueError, match=r"config.listeners: expected ADDR:PORT, got 'nowhere'"):
         model.from_doc(doc)
+
+
+# ---- durability order and save/load agreement ------------------------------------------------
+
+class OsCalls:
+    """Records the file-system calls of a save, by path: what reaches the disk
+    and in which order (os.open/mkstemp name the fds, the rest refer to them)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.events: list[tuple[str, str]] = []
+        self._paths: dict[int, str] = {}
+        real_open, real_write, real_fsync, real_replace = os.open, os.write, os.fsync, os.replace
+
+        def opened(path, flags, mode=0o777, *, dir_fd=None):
+            fd = real_open(path, flags, mode, dir_fd=dir_fd)
+            self._paths[fd] = os.fspath(path)
+            return fd
+
+        def write(fd, data):
+            self.events.append(("write", self._paths.get(fd, "?")))
+            return real_write(fd, data)
+
+        def fsync(fd):
+            self.events.append(("fsync", self._paths.get(fd, "?")))
+            return real_fsync(fd)
+
+        def replace(src, dst, **kw):
+            self.events.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+            return real_replace(src, dst, **kw)
+
+        for name, fn in (("open", opened), ("write", write), ("fsync", fsync), ("replace", replace)):
+            monkeypatch.setattr(os, name, fn)
+
+    def index(self, kind: str, path: str) -> int:
+        """Where the first such call is (ValueError when there was none)."""
+        return self.events.index((kind, path))
+
+
+def test_a_save_reaches_the_disk_in_the_durable_order(tmp_path, monkeypatch):
+    state = NodeState.create(tmp_path, _server())
+    calls = OsCalls(monkeypatch)
+    state.change(lambda c: c.hubs.append(model.Hub("H")))
+    monkeypatch.undo()
+    config = str(state.store.path)
+    (replace,) = [i for i, (kind, _) in enumerate(calls.events) if kind == "replace"]
+    tmp, target = calls.events[replace][1].split(" -> ")
+    assert target == config and os.path.dirname(tmp) == str(tmp_path) and tmp != config
+    # the temp file is written whole and fsynced, then renamed over the config,
+    # then the directory holding the name is fsynced
+    last_write = max(i for i, e in enumerate(calls.events) if e == ("write", tmp))
+    dir_synced = [i for i, e in enumerate(calls.events) if e == ("fsync", str(tmp_path))]
+    assert last_write < calls.index("fsync", tmp) < replace < max(dir_synced, default=-1)
+    assert ("write", config) not in calls.events   # never written in place
+    assert NodeState.open(tmp_path).config.hubs[0].name == "H"
+
+
+def _valid_doc() -> dict:
+    server = _server()
+    server.hubs.append(model.Hub("H", users=[model.User("u", hashed_key=b"\x02" * 20)]))
+    return model.to_doc(server)
+
+
+def _paths(doc, prefix=()):
+    """Every key/index path in a document, to mutate one field at a time."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        yield prefix + (k,)
+        yield from _paths(v, prefix + (k,))
+
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=True), st.text(max_size=6),
+    st.sampled_from(["\ud800", "a\0b", (1, 2), b"x", {1: 2}, [], {}, 2 ** 64, "zz:1", "127.0.0.1:0"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(list(_paths(_valid_doc()))), value=ODD_VALUES)
+def test_save_refuses_what_load_would_reject(tmp_path, path, value):
+    store = ConfigStore(tmp_path / "c.json", model.from_doc)
+    store.save(_valid_doc())
+    before = store.path.read_bytes()
+    doc = _valid_doc()
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    try:
+        store.save(doc)
+    except ValueError:
+        assert store.path.read_bytes() == before   # refused: the old file stays
+        return
+    store.load()   # saved: then it loads (ConfigCorrupt would fail the test)

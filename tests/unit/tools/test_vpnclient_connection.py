@@ -70,7 +70,7 @@ def test_stop_ends_the_client_even_when_the_cancel_is_lost(monkeypatch):
         conn = FakeConn()
         conns.append(conn)
         try:
-            await asyncio.sleep(0.2)
+            await asyncio.Event().wait()  # the login is under way until the client cancels it
         except asyncio.CancelledError:
             pass  # as wait_for's race: the answer wins, the cancel is gone
         return Welcomed(conn.welcome, Hello(random=bytes(20))), conn
@@ -80,7 +80,11 @@ def test_stop_ends_the_client_even_when_the_cancel_is_lost(monkeypatch):
         c = VpnClient(ClientConfig(host="127.0.0.1", port=1, hub="h", username="u", hashed_password=bytes(20)),
                       UserspacePort())
         task = asyncio.ensure_future(c.run())
-        await asyncio.sleep(0.05)  # in the login
+        for _ in range(1000):  # until the login is under way (<= 10 s)
+            if conns:
+                break
+            await asyncio.sleep(0.01)
+        assert conns
         c.stop()
         await asyncio.wait([task], timeout=2)  # (not wait_for: its own cancel would end the run)
         assert task.done() and task.result() == client_mod.EXIT_STOPPED
