@@ -2,8 +2,8 @@
 functions only" + 2 member vpnd processes) with userspace clients
 (tools/vpnclient): ClusterMemberDrain moves every session of a member to
 the other one, each client reconnecting through the controller, while the
-member list shows the member draining then drained; ClusterMemberUndrain
-lets it take sessions again; and a rolling restart of every member through
+member list shows the member draining then drained, also after a restart
+of the controller; ClusterMemberUndrain lets it take sessions again; and a rolling restart of every member through
 drain (drain, drained, restart, undrain, next) loses no session, counted
 through the controller's collective EnumSession.
 
@@ -140,6 +140,10 @@ def test_drain_moves_every_session_away_at_the_rate_and_undrain_takes_sessions_a
                                        retry=RETRY) as extra:
                 await extra.wait_connected(30)
                 assert port_of(extra) == other.port
+            # The order is configuration: a controller restart keeps it.
+            await asyncio.to_thread(cluster.controller.stop)
+            await asyncio.to_thread(cluster.controller.start)
+            await until(lambda: drain_state(cluster, victim) == "drained", "drained after a controller restart", 60)
             res = await asyncio.to_thread(call, cluster, "ClusterMemberUndrain", victim)
             assert res["DrainState_str"] == ""
             assert await asyncio.to_thread(drain_state, cluster, victim) == ""
