@@ -99,6 +99,18 @@ async def until(cond, what: str, timeout_s: float, step_s: float = 0.05) -> None
         await asyncio.sleep(step_s)
 
 
+def reconnect_gaps(client: UserspaceClient) -> list[float]:
+    """Seconds from each lost session to the next one (the client's own history)."""
+    gaps, lost_at = [], None
+    for event in client.status.history:
+        if event["event"] == "lost":
+            lost_at = event["at"]
+        elif event["event"] == "connected" and lost_at is not None:
+            gaps.append(event["at"] - lost_at)
+            lost_at = None
+    return gaps
+
+
 def all_connected(clients: list[UserspaceClient]) -> bool:
     return all(cl.status.state is State.CONNECTED for cl in clients)
 
@@ -178,6 +190,8 @@ def test_a_rolling_restart_through_drain_loses_no_session(cluster):
             assert await asyncio.to_thread(collective_sessions, cluster) == len(USERS)
             # Nobody gave up or was refused on the way: each moved at most once per member restart.
             assert all(cl.status.reconnects <= len(cluster.members) for cl in clients)
+            gaps = [g for cl in clients for g in reconnect_gaps(cl)]
+            print(f"\nrolling restart: {len(gaps)} moves, longest gap {max(gaps, default=0):.2f} s")
         finally:
             for cl in clients:
                 await cl.stop()

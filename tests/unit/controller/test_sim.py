@@ -265,3 +265,24 @@ def test_a_drained_member_restarted_stays_drained_until_undrained():
     assert {sim.connect("VPN", f"u{i}").server for i in range(4)} == {"m1"}
     sim.undrain("m0")
     assert sim.connect("VPN", "next").server == "m0"
+
+
+def test_a_dynamic_hub_on_a_drained_member_moves_whole():
+    sim = SimCluster([100, 100])
+    sim.create_hub("DEPT", dynamic=True)
+    first = [sim.connect("DEPT", f"u{i}") for i in range(4)]
+    host = first[0].server
+    assert {s.server for s in first} == {host}
+    sim.drain(host, rate=1.0)
+    moved = []
+    for _ in range(100):
+        sim.advance(0.1)
+        while len(moved) < len(sim.kicked):
+            moved.append(sim.connect("DEPT", "again"))
+        if sim.core.drain_view(sim.ids[host]).state is DrainState.DRAINED:
+            break
+    # Its first kicked session started it elsewhere; the old instance was then
+    # stopped as a duplicate (with its other sessions: they reconnect too).
+    assert moved and {s.server for s in moved} == {"m1" if host == "m0" else "m0"}
+    assert "dept" not in sim.members[host].hubs and sim.members[host].sessions() == 0
+    assert sim.connect("DEPT", "late").server == moved[0].server
