@@ -78,7 +78,7 @@ from controller.core_io import (
     Action, CheckEndpoint, ClusterConfig, ClusterEvent, Forget, KeepLocal, LoginFailed, LoginOutcome, LoginPlaced,
     LoginRequest, Log, PollLocal, RedirectTo, Request, Send, SetLocalInstance,
 )
-from controller.drain import Disconnect, DrainView, Drains
+from controller.drain import DrainView, Drains
 from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown, NoEligibleServer
 from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
@@ -619,11 +619,8 @@ class ControllerCore:
     def _drain_moves(self, now: float) -> None:
         live = {m.public_key for m in self.registry.members() if not m.is_me and m.state in HOSTS_HUBS}
         for move in self.drains.due(now, live):
-            self._disconnect(move)
-
-    def _disconnect(self, move: Disconnect) -> None:
-        self._request(move.key, msg.DeleteSession(hub=move.hub, name=move.name), self.push_timeout_s,
-                      _DrainDisconnect(move.key))
+            self._request(move.key, msg.DeleteSession(hub=move.hub, name=move.name), self.push_timeout_s,
+                          _DrainDisconnect(move.key))
 
     def _drain_member_away(self, member_id: int) -> None:
         try:

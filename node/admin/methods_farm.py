@@ -186,13 +186,8 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
         "AssignedClientLicense_u32": 0,
         "AssignedBridgeLicense_u32": 0,
         "EndpointError_str": m.endpoint_problem() or "",
-        "DrainState_str": _drain_state(role, m),
+        "DrainState_str": _drain_fields(role, m.member_id)["DrainState_str"],
     }
-
-
-def _drain_state(role: ControllerRole, m: Member) -> str:
-    view = None if m.is_me else role.drain_view(m.member_id)
-    return "" if view is None else view.state.value
 
 
 @admin_method("EnumFarmMember", Scope.SERVER)

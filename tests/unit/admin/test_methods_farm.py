@@ -103,9 +103,22 @@ def test_member_to_standalone_drops_the_controllers_hubs(server, tmp_path):
 def test_controller_views_refused_elsewhere(server):
     assert error_of(server, "EnumFarmMember", {}) == Err.NOT_FARM_CONTROLLER
     assert error_of(server, "GetFarmInfo", {"Id_u32": 1}) == Err.NOT_FARM_CONTROLLER
+    assert error_of(server, "ClusterMemberDrain", {"Id_u32": 2}) == Err.NOT_FARM_CONTROLLER
+    assert error_of(server, "ClusterMemberUndrain", {"Id_u32": 2}) == Err.NOT_FARM_CONTROLLER
     call(server, "SetFarmSetting", {"ServerType_u32": 1})
     # Controller mode saved but no role running (no listener in this test).
     assert error_of(server, "EnumFarmMember", {}) == Err.NOT_FARM_CONTROLLER
+    assert error_of(server, "ClusterMemberDrain", {"Id_u32": 2}) == Err.NOT_FARM_CONTROLLER
+
+
+def test_drain_orders_stay_across_a_controller_setting_and_go_with_the_mode(server, tmp_path):
+    drain = model.Drain(member_key=b"k" * 32, rate=9)
+    call(server, "SetFarmSetting", {"ServerType_u32": 1})
+    server.state.change(lambda c: setattr(c.farm, "drains", [drain]))
+    call(server, "SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 50})  # still the controller
+    assert NodeState.open(tmp_path).config.farm.drains == [drain]
+    call(server, "SetFarmSetting", {"ServerType_u32": 0})
+    assert NodeState.open(tmp_path).config.farm.drains == []
 
 
 def test_error_table():
