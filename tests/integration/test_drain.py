@@ -50,25 +50,20 @@ def has_hub(node: Node) -> bool:
         return any(h["HubName_str"] == HUB for h in nc.call("EnumHub")["HubList"])
 
 
-def member_row(c: LocalCluster, node: Node) -> dict | None:
-    """The controller's EnumFarmMember row of `node` (None while it is not listed)."""
+def drain_state(c: LocalCluster, node: Node) -> str | None:
+    """Its state in the controller's member list (None: not listed, or the controller is restarting)."""
     try:
-        rows = c.member_rows()
+        return c.drain_state(node)
     except AdminError:
         return None
-    for row in rows:
-        with c.controller.client() as ctl:
-            try:
-                if ctl.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})["Ports_u32"] == [node.port]:
-                    return row
-            except AdminError:
-                continue
-    return None
 
 
-def drain_state(c: LocalCluster, node: Node) -> str | None:
-    row = member_row(c, node)
-    return None if row is None else row["DrainState_str"]
+def farm_info(c: LocalCluster, node: Node) -> dict:
+    """The controller's GetFarmInfo of member `node`."""
+    row = c.member_row(node)
+    assert row is not None, f"{node.name} not listed"
+    with c.controller.client() as ctl:
+        return ctl.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})
 
 
 def port_of(client: UserspaceClient) -> int:
@@ -80,13 +75,6 @@ def collective_sessions(c: LocalCluster) -> int:
     """Sessions of the hub in the whole cluster, as the controller's EnumSession gathers them."""
     with c.controller.client() as ctl:
         return len(ctl.call("EnumSession", {"HubName_str": HUB})["SessionList"])
-
-
-def call(c: LocalCluster, method: str, node: Node, **params: int) -> dict:
-    row = member_row(c, node)
-    assert row is not None, f"{node.name} not listed"
-    with c.controller.client() as ctl:
-        return ctl.call(method, {"Id_u32": row["Id_u32"], **{f"{k}_u32": v for k, v in params.items()}})
 
 
 async def until(cond, what: str, timeout_s: float, step_s: float = 0.05) -> None:
@@ -136,7 +124,7 @@ def test_drain_moves_every_session_away_at_the_rate_and_undrain_takes_sessions_a
             def drained() -> bool:
                 seen.add(drain_state(cluster, victim))
                 return "drained" in seen and all_connected(clients)
-            res = await asyncio.to_thread(call, cluster, "ClusterMemberDrain", victim, Rate=RATE)
+            res = await asyncio.to_thread(cluster.drain, victim, RATE)
             assert res["DrainState_str"] == "draining" and res["DrainRate_u32"] == RATE
             await until(drained, "victim drained and every client back", 60)
             assert "draining" in seen  # listed draining on the way
@@ -144,7 +132,7 @@ def test_drain_moves_every_session_away_at_the_rate_and_undrain_takes_sessions_a
             assert all(cl.status.reconnects == 1 for cl in on_victim)  # moved once, through the controller
             assert all(cl.status.reconnects == 0 for cl in clients if cl not in on_victim)
             assert await asyncio.to_thread(collective_sessions, cluster) == len(USERS)
-            info = await asyncio.to_thread(call, cluster, "GetFarmInfo", victim)
+            info = await asyncio.to_thread(farm_info, cluster, victim)
             assert info["DrainState_str"] == "drained" and info["DrainMoved_u32"] == len(on_victim)
             assert info["NumSessions_u32"] == 0
             # No new session on a drained member.
@@ -156,7 +144,7 @@ def test_drain_moves_every_session_away_at_the_rate_and_undrain_takes_sessions_a
             await asyncio.to_thread(cluster.controller.stop)
             await asyncio.to_thread(cluster.controller.start)
             await until(lambda: drain_state(cluster, victim) == "drained", "drained after a controller restart", 60)
-            res = await asyncio.to_thread(call, cluster, "ClusterMemberUndrain", victim)
+            res = await asyncio.to_thread(cluster.undrain, victim)
             assert res["DrainState_str"] == ""
             assert await asyncio.to_thread(drain_state, cluster, victim) == ""
             # Undrained and empty: the next login lands there.
@@ -175,7 +163,7 @@ def test_a_rolling_restart_through_drain_loses_no_session(cluster):
         clients = await start_clients(cluster)
         try:
             for node in cluster.members:
-                await asyncio.to_thread(call, cluster, "ClusterMemberDrain", node, Rate=20)
+                await asyncio.to_thread(cluster.drain, node, 20)
                 await until(lambda: drain_state(cluster, node) == "drained" and all_connected(clients),
                             f"{node.name} drained", 60)
                 assert all(port_of(cl) != node.port for cl in clients)
@@ -183,7 +171,7 @@ def test_a_rolling_restart_through_drain_loses_no_session(cluster):
                 await asyncio.to_thread(node.start)
                 # Back with its saved state and the same bus key: still drained until undrained.
                 await until(lambda: drain_state(cluster, node) == "drained", f"{node.name} rejoined drained", 60)
-                await asyncio.to_thread(call, cluster, "ClusterMemberUndrain", node)
+                await asyncio.to_thread(cluster.undrain, node)
                 await until(lambda: collective_sessions(cluster) == len(USERS), "every session listed", 30)
             assert all_connected(clients)
             assert all(cl.status.state is State.CONNECTED for cl in clients)

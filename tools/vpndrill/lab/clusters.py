@@ -160,20 +160,10 @@ class OurCluster(BenchCluster):
         wait_until(listed, f"{name} rejoined", JOIN_TIMEOUT_S)
 
     def drain(self, name: str, rate: int) -> None:
-        with self.local.controller.client() as c:
-            c.call("ClusterMemberDrain", {"Id_u32": self._member_id(c, name), "Rate_u32": rate})
+        self.local.drain(self.nodes()[name], rate)
 
     def undrain(self, name: str) -> None:
-        with self.local.controller.client() as c:
-            c.call("ClusterMemberUndrain", {"Id_u32": self._member_id(c, name)})
-
-    def _member_id(self, c: AdminClient, name: str) -> int:
-        """The controller's id of member `name` (found by its public port)."""
-        port = self.nodes()[name].port
-        for row in c.call("EnumFarmMember")["FarmMemberList"]:
-            if not row["Controller_bool"] and c.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})["Ports_u32"] == [port]:
-                return int(row["Id_u32"])
-        raise LabError(f"{name} is not in the controller's member list")
+        self.local.undrain(self.nodes()[name])
 
     def close(self) -> None:
         self.local.close()
