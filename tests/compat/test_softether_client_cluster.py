@@ -10,8 +10,10 @@ sends the ticket login back to the controller, softether-protocol.md §5.3),
 and the smallest retry interval vpncmd accepts (5 s). It must be redirected
 to a member, ping the LAN host over its vpn_vpn1 TAP device (an address on
 the LAN subnet, so the ping can only cross the VPN), and, after that member
-is killed (kill -9) or frozen (SIGSTOP), come back on another member and
-ping again. The longest ping gap is printed, never asserted.
+is killed (kill -9), frozen (SIGSTOP) or drained (vpnctl ClusterMemberDrain:
+the member disconnects the session, the client reconnects through the
+controller after its retry interval), come back on another member and ping
+again. The longest ping gap is printed, never asserted.
 
 Known client bug (kill only): Debian's 5.01 build 9674 is linked with
 OpenSSL 3 and never clears OpenSSL's per-thread error queue
@@ -130,6 +132,10 @@ def run_takeover(lab: Lab, tmp_path, how: str) -> None:
             at = time.time()
             if how == "kill":
                 first.node.kill()
+            elif how == "drain":
+                rows = cl.controller.ok("EnumFarmMember")["FarmMemberList"]
+                member_id = next(r["Id_u32"] for r in rows if r["Ip_ip"] == first.ip)
+                cl.controller.vpnctl("ClusterMemberDrain", str(member_id), "/RATE:5")
             else:
                 frozen = first
                 first.node.signal(signal.SIGSTOP)
@@ -148,6 +154,9 @@ def run_takeover(lab: Lab, tmp_path, how: str) -> None:
                 frozen.node.signal(signal.SIGCONT)
             report = ping.stop()
         second = cl.member_at(status["Server Name"])
+        if how == "drain":   # the controller placed it elsewhere, and lists the member drained
+            listed = cl.controller.vpnctl("ClusterMemberList").stdout
+            assert "drained" in listed, listed
         print(f"{how}: {first.name} -> {second.name}, longest ping gap {report.longest_gap_s:.2f} s "
               f"({report.answered} answers, {ping.lost()} lost)")
         assert second is not first
@@ -156,6 +165,10 @@ def run_takeover(lab: Lab, tmp_path, how: str) -> None:
 
 def test_real_client_is_redirected_to_a_member_and_taken_over_after_a_kill(lab, tmp_path):
     run_takeover(lab, tmp_path, "kill")
+
+
+def test_real_client_moves_off_a_drained_member_through_the_controller(lab, tmp_path):
+    run_takeover(lab, tmp_path, "drain")
 
 
 def test_real_client_is_taken_over_after_its_member_froze(lab, tmp_path):

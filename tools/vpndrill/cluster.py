@@ -14,7 +14,9 @@ idempotent and runs from `with`, also on KeyboardInterrupt.
 Members are told apart by their public port (all run on one host, so the
 host names are equal): the controller's EnumFarmMember lists row ids, and
 GetFarmInfo of an id we have not seen gives its port (cached; a rejoin gets a
-new id, so one extra call per rejoin, not per poll).
+new id, so one extra call per rejoin, not per poll). `drain`/`undrain`
+(ClusterMemberDrain/ClusterMemberUndrain) and `drain_state` name a member by
+its node.
 """
 
 from __future__ import annotations
@@ -290,6 +292,40 @@ class LocalCluster:
                 self._port_of_id[mid] = info["Ports_u32"][0] if info["Ports_u32"] else 0
             ports.add(self._port_of_id[mid])
         return ports
+
+    def member_row(self, node: Node) -> dict | None:
+        """The controller's EnumFarmMember row of member `node` now, None while
+        it is not listed. Found by its public port, uncached: a restarted
+        controller numbers its members anew."""
+        assert self._ctl is not None, "start() first"
+        for row in self.member_rows():
+            try:
+                if self._ctl.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})["Ports_u32"] == [node.port]:
+                    return row
+            except AdminError:
+                continue  # evicted between the two calls
+        return None
+
+    def drain(self, node: Node, rate: int = 0) -> dict:
+        """ClusterMemberDrain of member `node`: no new session, its sessions move
+        away at `rate` per second (0: the controller's default). Its answer."""
+        return self._member_call("ClusterMemberDrain", node, {"Rate_u32": rate})
+
+    def undrain(self, node: Node) -> dict:
+        """ClusterMemberUndrain of member `node`: it takes sessions again."""
+        return self._member_call("ClusterMemberUndrain", node, {})
+
+    def drain_state(self, node: Node) -> str | None:
+        """"draining", "drained", "" (not drained), or None while `node` is not listed."""
+        row = self.member_row(node)
+        return None if row is None else str(row.get("DrainState_str", ""))
+
+    def _member_call(self, method: str, node: Node, params: dict) -> dict:
+        assert self._ctl is not None, "start() first"
+        row = self.member_row(node)
+        if row is None:
+            raise DrillError(f"{node.name} is not in the controller's member list")
+        return self._ctl.call(method, {"Id_u32": row["Id_u32"], **params})
 
     def close(self) -> None:
         """Stop every node (members first), each by its PID. Idempotent."""
