@@ -15,8 +15,13 @@ GetFarmSetting never reveals the member password (zeros / empty).
 EnumFarmMember / GetFarmInfo carry SoftEther's fields plus one of ours,
 `EndpointError_str`: why the member gets no sessions for its public
 endpoint ("endpoint not verified", "endpoint failed: <reason>"; empty when
-it is verified, and for the controller). SoftEther clients ignore fields
-they do not know.
+it is verified, and for the controller); and the configuration sync
+(controller/config_sync.py): `ConfigSerial_u64`, the config serial the
+member acknowledged (0: none yet), `ControllerConfigSerial_u64`, the
+controller's, and `ConfigSync_str`, the state ("in sync", "full sync: part
+3 of 40 ...", "push failed: <reason>", with what cannot be sent to members
+if anything), so a push that cannot be delivered never goes unseen.
+SoftEther clients ignore fields they do not know.
 """
 
 from __future__ import annotations
@@ -161,6 +166,7 @@ def _controller_role(ctx: AdminContext) -> ControllerRole:
 
 
 def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
+    sync = role.core.sync_status(m.member_id)
     return {
         "Id_u32": m.member_id,
         "Controller_bool": m.is_me,
@@ -174,6 +180,9 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
         "AssignedClientLicense_u32": 0,
         "AssignedBridgeLicense_u32": 0,
         "EndpointError_str": m.endpoint_problem() or "",
+        "ConfigSerial_u64": sync.controller_serial if m.is_me else max(sync.serial, 0),
+        "ControllerConfigSerial_u64": sync.controller_serial,
+        "ConfigSync_str": "controller" if m.is_me else sync.text(),
     }
 
 

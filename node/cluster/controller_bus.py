@@ -1,5 +1,5 @@
 """Helpers of the cluster roles' bus edge: the node's keypair, key text ↔
-bytes, the liveness setting, the PushConfig records, and binding the ROUTER."""
+bytes, the liveness setting, the configuration records, and binding the ROUTER."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def cluster_hubs(config: model.Server) -> dict[str, bool]:
 
 
 def hub_configs(config: model.Server) -> list[msg.HubConfig]:
-    """Every cluster hub, whole, as PushConfig carries it (copied field by
+    """Every cluster hub, whole, as the configuration sync carries it (copied field by
     field name, so a model field HubConfig/UserConfig lacks is refused, never dropped)."""
     return [convert(h, msg.HubConfig) for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES]
 

@@ -157,7 +157,7 @@ class ControllerRole:
             raise bus_refusal(exc) from None
         finally:
             # After the reply is sent (the core's contract: a JoinAccepted
-            # before its PushConfig, a Leave's Ack before its route is forgotten).
+            # before its configuration, a Leave's Ack before its route is forgotten).
             assert self._loop is not None
             self._loop.call_soon(self._pump)
 

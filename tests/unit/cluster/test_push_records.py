@@ -1,4 +1,4 @@
-"""The records PushConfig carries (controller/messages.py HubConfig,
+"""The records a configuration sync carries (controller/messages.py HubConfig,
 UserConfig) and the config records they come from and become
 (node/state/model.py Hub, User) stay one shape: same fields, same types,
 every field carried through hub_configs -> the bus -> hub_from_push."""
@@ -57,7 +57,7 @@ def _controller_config() -> model.Server:
 
 def test_a_pushed_hub_arrives_whole_with_its_users_times():
     config = _controller_config()
-    push = msg.PushConfig(serial=4, hubs=hub_configs(config))
+    push = msg.ConfigChunk(sync_id=1, serial=4, index=0, count=1, hubs=hub_configs(config))
     received = decode(encode(Envelope(message=push, id=1))).message
     hubs = [hub_from_push(h) for h in received.hubs]
     assert hubs == config.hubs[:2]        # the standalone hub is not a cluster hub
