@@ -19,6 +19,12 @@ Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
   ClusterMemberList adds its column, and ClusterMemberInfoGet its row, only
   when it is non-empty: otherwise (and against SoftEther, where the field is
   absent) the output is vpncmd's.
+- vpncluster also adds the configuration sync: `ConfigSerial_u64` (what the
+  member acknowledged), `ControllerConfigSerial_u64` and `ConfigSync_str`
+  ("in sync", "full sync: part 3 of 40 ...", "push failed: <reason>").
+  ClusterMemberList shows them as "Config Serial" (member / controller) and
+  "Config Sync" columns, ClusterMemberInfoGet as rows, only when the server
+  sends them (never against SoftEther).
 """
 
 from __future__ import annotations
@@ -109,10 +115,22 @@ MEMBER_LIST_COLUMNS: list[r.Field] = [
 ENDPOINT_COLUMN: r.Field = ("Public Endpoint Error", "EndpointError_str")
 
 
+SYNC_COLUMNS: list[r.Field] = [("Config Serial", "_ConfigSerials"), ("Config Sync", "ConfigSync_str")]
+
+
+def _config_serials(row: dict[str, Any]) -> str:
+    """The member's config serial against the controller's."""
+    return f"{row.get('ConfigSerial_u64', 0)} / {row.get('ControllerConfigSerial_u64', 0)}"
+
+
 def render_member_list(res: Result) -> str:
     rows = res.get("FarmMemberList", [])
     endpoint_errors = any(row.get("EndpointError_str") for row in rows)
-    return r.list_table(rows, MEMBER_LIST_COLUMNS + ([ENDPOINT_COLUMN] if endpoint_errors else []))
+    synced = any("ConfigSync_str" in row for row in rows)
+    if synced:
+        rows = [{**row, "_ConfigSerials": _config_serials(row)} for row in rows]
+    return r.list_table(rows, MEMBER_LIST_COLUMNS + ([ENDPOINT_COLUMN] if endpoint_errors else [])
+                        + (SYNC_COLUMNS if synced else []))
 
 
 def _member_id(ctx: Ctx) -> dict[str, Any]:
@@ -140,6 +158,9 @@ def render_member_info(res: Result) -> str:
     rows.append(("TCP Connections", r.fmt_int(res.get("NumTcpConnections_u32", 0))))
     if res.get("EndpointError_str"):
         rows.append(("Public Endpoint Error", str(res["EndpointError_str"])))
+    if "ConfigSync_str" in res:
+        rows.append(("Config Serial", _config_serials(res)))
+        rows.append(("Config Sync", str(res["ConfigSync_str"])))
     return r.rows_table(rows)
 
 
