@@ -39,7 +39,7 @@ from controller.errors import ControllerError, NotInThisMode
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
 from node.cluster.controller_bus import (
-    bind_router, bus_host, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
+    HubConfigCache, bind_router, bus_host, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
 )
 from node.cluster.endpoint_check import check_endpoint, ports_to_check
 from node.cluster.errors_map import bus_refusal
@@ -58,10 +58,11 @@ log = logging.getLogger("vpnd.cluster")
 MAX_SERVER_CERT_BYTES = cc.MAX_SERVER_CERT_BYTES
 
 
-def cluster_config(config: model.Server) -> ci.ClusterConfig:
+def cluster_config(config: model.Server, cache: HubConfigCache | None = None) -> ci.ClusterConfig:
     """What the core needs of the node's configuration."""
+    hubs = hub_configs(config) if cache is None else cache.hub_configs(config)
     return ci.ClusterConfig(serial=config.serial, password_hash=config.admin_password_hash,
-                            controller_only=config.farm.controller_only, hubs=tuple(hub_configs(config)))
+                            controller_only=config.farm.controller_only, hubs=tuple(hubs))
 
 
 class ControllerRole:
@@ -78,6 +79,7 @@ class ControllerRole:
         self._logins: dict[int, asyncio.Future[ci.LoginOutcome]] = {}
         self._endpoint_checks: dict[int, asyncio.Task[None]] = {}
         self._running = False
+        self._hub_records = HubConfigCache()
 
     @property
     def core(self) -> cc.ControllerCore:
@@ -93,7 +95,7 @@ class ControllerRole:
         config = self.server.state.config
         self._bus = await self._bind(config)
         self._core = cc.ControllerCore(key=key_bytes(self.keys.public), info=self._my_info(config),
-                                       config=cluster_config(config), now=self._now(),
+                                       config=cluster_config(config, self._hub_records), now=self._now(),
                                        liveness_timeout_s=self.liveness_timeout_s)
         self._running = True
         self.server.state.watch(self._on_config)
@@ -171,7 +173,7 @@ class ControllerRole:
             # SetFarmSetting converted the hubs for another mode and is about to stop
             # this role: pushing that config would empty every member's hubs.
             return
-        self.core.configure(cluster_config(config), self._now())
+        self.core.configure(cluster_config(config, self._hub_records), self._now())
         self._pump()
 
     def _on_timer(self) -> None:
