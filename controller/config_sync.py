@@ -375,11 +375,13 @@ class ConfigSync:
         return changes
 
     def _hub_change(self, key: str, before: HubConfig | None, hub: HubConfig) -> HubChange | None:
+        if (key, "") in self.undeliverable:
+            before = None  # members never got this hub: all of it, if it can go now
         settings: HubConfig | None = _settings(hub)
         if before is not None and _settings(before) == settings:
             settings = None
         elif settings is not None and self._measure(settings, (key, ""), hub.name) is None:
-            return None  # the member keeps its older copy of this hub
+            return None  # the member keeps its older copy of this hub (or has none)
         old_users = {hub_key(u.name): u for u in before.users} if before is not None else {}
         put = [u for u in hub.users if old_users.get(hub_key(u.name)) != u
                and self._measure(u, (key, hub_key(u.name)), hub.name) is not None]

@@ -21,6 +21,8 @@ member acknowledged (0: none yet), `ControllerConfigSerial_u64`, the
 controller's, and `ConfigSync_str`, the state ("in sync", "full sync: part
 3 of 40 ...", "push failed: <reason>", with what cannot be sent to members
 if anything), so a push that cannot be delivered never goes unseen.
+EnumFarmMember also says how many bytes of configuration the controller
+has sent on the bus (`ConfigBytesSent_u64`, encoded deltas and chunks).
 SoftEther clients ignore fields they do not know.
 """
 
@@ -190,7 +192,7 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
 def enum_farm_member(ctx: AdminContext, p: Params) -> dict[str, Any]:
     role = _controller_role(ctx)
     rows = [_member_row(role, m) for m in role.listed_members()]
-    return {"NumFarm_u32": len(rows), "FarmMemberList": rows}
+    return {"NumFarm_u32": len(rows), "FarmMemberList": rows, "ConfigBytesSent_u64": role.config_bytes_sent()}
 
 
 @admin_method("GetFarmInfo", Scope.SERVER)

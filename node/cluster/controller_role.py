@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from controller import core as cc
 from controller import core_io as ci
+from controller import messages as msg
 from controller.errors import ControllerError, NotInThisMode
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
@@ -293,6 +294,12 @@ class ControllerRole:
     def listed_members(self) -> list[Member]:
         """The controller, then members now in load balancing (not silent for the liveness timeout)."""
         return self.core.listed_members(self._now())
+
+    def config_bytes_sent(self) -> int:
+        """Bytes of configuration (deltas and full-sync chunks, encoded) this controller sent on the bus."""
+        if self._bus is None:
+            return 0
+        return sum(self._bus.counters[f"bytes_out.{kind.__name__}"] for kind in (msg.ConfigDelta, msg.ConfigChunk))
 
     def wall_time(self, monotonic_at: float | None) -> float | None:
         return None if monotonic_at is None else time.time() - (self._now() - monotonic_at)

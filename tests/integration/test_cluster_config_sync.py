@@ -77,6 +77,8 @@ def test_a_member_joining_a_large_configuration_syncs_in_chunks_then_gets_deltas
 
     # One change: a delta, not the configuration again.
     serial = row["ControllerConfigSerial_u64"]
+    full_sync_bytes = ctl.call("EnumFarmMember")["result"]["ConfigBytesSent_u64"]
+    assert full_sync_bytes > 2 * 1024 * 1024  # more than a bus frame carries
     created = ctl.call("CreateUser", {"HubName_str": "BULK7", "Name_str": "newcomer", "AuthType_u32": 1,
                                       "Auth_Password_str": "pw-newcomer"})
     assert "result" in created, created
@@ -84,6 +86,8 @@ def test_a_member_joining_a_large_configuration_syncs_in_chunks_then_gets_deltas
                    "the member in sync after CreateUser")
     assert row["ConfigSerial_u64"] == serial + 1
     assert f"(serial {serial + 1}, 1 hubs changed, 0 deleted)" in member.log()
+    change_bytes = ctl.call("EnumFarmMember")["result"]["ConfigBytesSent_u64"] - full_sync_bytes
+    assert 0 < change_bytes < 1024  # the new user, not the configuration
     users = NodeState.open(member.state_dir).config.find_hub("BULK7").users
     assert "newcomer" in {u.name for u in users} and len(users) == USERS + 1
 
@@ -91,3 +95,30 @@ def test_a_member_joining_a_large_configuration_syncs_in_chunks_then_gets_deltas
     assert shown.returncode == 0 and f"{serial + 1} / {serial + 1}" in shown.stdout and "in sync" in shown.stdout
     info = json.loads(ctl.vpnctl("ClusterMemberInfoGet", str(row["Id_u32"]), json_out=True).stdout)
     assert info["ConfigSync_str"] == "in sync" and info["ConfigSerial_u64"] == serial + 1
+
+
+def test_a_user_no_frame_can_carry_shows_on_the_member_list_and_the_rest_still_goes(nodes):
+    """Issue 13 finding 1: a 1.1 MB note stopped every later push, silently."""
+    ctl, member = nodes("ctl"), nodes("m1")
+    assert ctl.vpnctl("ClusterSettingController").returncode == 0
+    assert ctl.vpnctl("HubCreateStatic", "SYNC", "/PASSWORD:hubpw").returncode == 0
+    done = member.vpnctl("ClusterSettingMember", f"127.0.0.1:{ctl.port}", "/IP:127.0.0.1",
+                         f"/PORTS:{member.port}", f"/PASSWORD:{ctl.password}")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: in_sync(ctl), "the member in sync")
+    created = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "bignote", "AuthType_u32": 1,
+                                      "Auth_Password_str": "pw", "Note_utf": "n" * 1_100_000})
+    assert "result" in created, created
+    created = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "after", "AuthType_u32": 1,
+                                      "Auth_Password_str": "pw"})
+    assert "result" in created, created
+    row = wait_for(lambda: (r := member_row(ctl)) and "bignote" in r.get("ConfigSync_str", "") and
+                   r["ConfigSerial_u64"] == r["ControllerConfigSerial_u64"] and r, "the undeliverable user listed")
+    assert row["ConfigSync_str"].startswith("in sync: not sent to members: user 'bignote' of hub 'SYNC'")
+    info = ctl.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})["result"]
+    assert "bignote" in info["ConfigSync_str"]
+    assert "cannot be sent to cluster members: user 'bignote'" in ctl.log()
+    users = {u.name for u in NodeState.open(member.state_dir).config.find_hub("SYNC").users}
+    assert users == {"after"}  # the change after it still reached the member
+    assert ctl.call("DeleteUser", {"HubName_str": "SYNC", "Name_str": "bignote"}).get("result") is not None
+    wait_for(lambda: member_row(ctl).get("ConfigSync_str") == "in sync", "the problem gone with the user")

@@ -195,3 +195,19 @@ def test_receiver_refuses_an_inconsistent_delta_and_forgets_its_serial():
     assert receiver.serial == -1 and list(receiver.hubs) == ["a"]
     with pytest.raises(ValueError):
         receiver.chunk(msg.ConfigChunk(sync_id=2, serial=5, index=3, count=2, hubs=[]))
+
+
+def test_a_hub_that_could_not_be_sent_goes_whole_once_it_can():
+    bad = replace(hub("A", 3), hashed_password=b"x" * 300_000)
+    sync = ConfigSync([], serial=1)
+    receiver = ConfigReceiver()
+    sync.joined(M)
+    run(sync, receiver)
+    assert not sync.configure([bad], 2)  # nothing that can go
+    assert run(sync, receiver) == [] and "hub 'A'" in sync.status(M).text()
+    assert not sync.configure([replace(bad, users=[*bad.users, user("late")])], 3)  # a user added meanwhile
+    assert run(sync, receiver) == [] and "a" not in receiver.hubs
+    fixed = replace(hub("A", 3), users=[*hub("A", 3).users, user("late")])
+    sync.configure([fixed], 4)
+    run(sync, receiver)
+    assert receiver.hubs["a"] == fixed and sync.status(M).text() == "in sync"
