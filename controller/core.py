@@ -21,7 +21,7 @@ It owns, and is the only thing that wires together:
   verified;
 - the registry (liveness, load, member life) and placement (hubs, dynamic
   hub life), turning their events into messages: a (re)joined member gets
-  the whole configuration (PushConfig) and a StatusPoll (its first report
+  the configuration (ConfigSync) and a StatusPoll (its first report
   makes it selectable) right after its JoinAccepted; an
   evicted member gets Rejoin and its route is forgotten; a member that
   talks as if joined but is not (controller restarted, it was evicted) is
@@ -39,8 +39,11 @@ It owns, and is the only thing that wires together:
   next-best server, so a login never hangs on a dying member;
 - configuration sync: every change of the cluster hubs goes to placement
   (static hubs run on every server from the pushed config, so placement
-  only lists them; dynamic instances are placed by sessions) and is pushed
-  whole to every member;
+  only lists them; dynamic instances are placed by sessions) and to
+  ConfigSync (controller/config_sync.py), which decides what each member
+  gets: one delta per change, a chunked full sync for a member behind or
+  new, at most one push in flight per member, failures retried and shown
+  in the member's `sync_status`;
 - graceful drain (controller/drain.py, orders in the configuration): a
   draining member is skipped by placement, its sessions are listed
   (EnumSessions) and disconnected (DeleteSession) at the order's rate, and
@@ -62,7 +65,7 @@ It owns, and is the only thing that wires together:
 
 Replies and the actions a `receive` queued are ordered: the caller sends
 the reply first, then carries out the actions (a JoinAccepted must reach
-the member before the PushConfig that follows it; a Leave's Ack before its
+the member before the configuration that follows it; a Leave's Ack before its
 route is forgotten).
 
 Peers are raw 32-byte CURVE keys (the bus's ZAP User-Id). Failed requests
@@ -79,6 +82,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from controller import messages as msg
+from controller.config_sync import ConfigSync, SyncStatus
 from controller.core_io import (
     Action, CheckEndpoint, ClusterConfig, ClusterEvent, Forget, KeepLocal, LoginFailed, LoginOutcome, LoginPlaced,
     LoginRequest, Log, PollLocal, RedirectTo, Request, Send, SetLocalInstance,
@@ -129,7 +133,8 @@ class _Poll:
 
 @dataclass(frozen=True, slots=True)
 class _Push:
-    serial: int
+    member_id: int
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +194,7 @@ class ControllerCore:
         self.placement = Placement(self.registry, controller_only=config.controller_only)
         self.desk = JoinDesk()
         self._config = config
+        self.sync = ConfigSync(config.hubs, config.serial)
         self._actions: list[Action] = []
         self._pending: dict[int, _Pending] = {}
         self._logins: dict[int, _Login] = {}
@@ -215,9 +221,8 @@ class ControllerCore:
         self.placement.controller_only = config.controller_only
         self._sync_hubs()
         self._configure_drains(now)
-        for m in self.registry.members():
-            if not m.is_me and m.state in HOSTS_HUBS:
-                self._push(m.public_key)
+        if self.sync.configure(config.hubs, config.serial):
+            self._push_config(now)
 
     # ----- inputs: the bus ----------------------------------------------------------
 
@@ -278,6 +283,9 @@ class ControllerCore:
                 self.drains.list_failed(pending.key, pending.hub)
         elif isinstance(pending, _DrainDisconnect):
             self.drains.disconnected(pending.key)
+        elif isinstance(pending, _Push):
+            self.sync.acknowledged(pending.member_id, pending.generation, reply, now)
+            self._push_config(now)
 
     def request_failed(self, token: int, reason: str, now: float) -> None:
         """Request `token` failed (timeout, refusal, unreachable, unsendable)."""
@@ -287,7 +295,8 @@ class ControllerCore:
         elif isinstance(pending, _Poll):
             self._polling.discard(pending.member_id)  # liveness decides; one lost poll is no verdict
         elif isinstance(pending, _Push):
-            self._log(logging.INFO, f"config push (serial {pending.serial}) not acknowledged: {reason}")
+            self.sync.failed(pending.member_id, pending.generation, reason, now)
+            self._push_config(now)
         elif isinstance(pending, _DrainList):
             self.drains.list_failed(pending.key, pending.hub)
         elif isinstance(pending, _DrainDisconnect):
@@ -377,10 +386,11 @@ class ControllerCore:
             self._poll_round()
         self._endpoint_rechecks(now)
         self._drain_moves(now)
+        self._push_config(now)
 
     def next_deadline(self) -> float:
         times = [self._next_poll_at, *self._rejoin_checks.values(), *self._endpoint_recheck_at.values()]
-        for core in (self.registry, self.placement, self.drains):
+        for core in (self.registry, self.placement, self.drains, self.sync):
             deadline = core.next_deadline()
             if deadline is not None:
                 times.append(deadline)
@@ -399,6 +409,10 @@ class ControllerCore:
     def drain_view(self, member_id: int) -> DrainView | None:
         """How the drain of `member_id` goes (None: not drained); raises MemberUnknown."""
         return self.drains.view(self.registry.get(member_id).public_key)
+
+    def sync_status(self, member_id: int) -> SyncStatus:
+        """How far `member_id`'s configuration is (the controller's own: always in sync)."""
+        return self.sync.status(member_id)
 
     def member_key(self, member_id: int) -> bytes:
         """The bus key of `member_id`; raises MemberUnknown."""
@@ -445,7 +459,8 @@ class ControllerCore:
         self._log(logging.INFO, f"member {printable(info.hostname)} ({_short(peer)}) from {address} joined as id "
                   f"{member_id} (weight {info.weight}, ports {','.join(map(str, info.public_ports))})")
         self._events()
-        self._push(peer)  # after the reply (see the module docstring)
+        self.sync.joined(member_id)
+        self._push_config(now)  # after the reply (see the module docstring)
         self._poll(self.registry.get(member_id))  # its first status makes it selectable: ask now
         self._endpoint_joined(self.registry.get(member_id), now)
         return msg.JoinAccepted(member_id=member_id, controller_hostname=self.hostname, proof=proof_c)
@@ -584,6 +599,7 @@ class ControllerCore:
                 self.placement.member_gone(ev.member_id)
                 self.arrivals.forget_member(ev.member_id)
                 self._drain_member_away(ev.member_id)
+                self.sync.left(ev.member_id)
                 if isinstance(ev, MemberEvicted):
                     self._evicted(ev)
 
@@ -678,10 +694,17 @@ class ControllerCore:
         except MemberUnknown:
             pass
 
-    def _push(self, peer: bytes) -> None:
-        config = self._config
-        self._request(peer, msg.PushConfig(serial=config.serial, hubs=list(config.hubs)), self.push_timeout_s,
-                      _Push(config.serial))
+    def _push_config(self, now: float) -> None:
+        """What ConfigSync sends now, as requests; its notes as log lines."""
+        for push in self.sync.take_pushes(now):
+            try:
+                peer = self.registry.get(push.member_id).public_key
+            except MemberUnknown:
+                self.sync.left(push.member_id)
+                continue
+            self._request(peer, push.message, self.push_timeout_s, _Push(push.member_id, push.generation))
+        for note in self.sync.take_notes():
+            self._log(logging.WARNING, note)
 
     def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Pending) -> None:
         token, self._next_token = self._next_token, self._next_token + 1

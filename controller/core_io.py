@@ -153,12 +153,12 @@ class ClusterConfig:
     """What the core needs of the controller's configuration."""
 
     serial: int
-    """The config serial, sent with every push (members ignore older ones)."""
+    """The config serial: deltas go from one to the next (controller/config_sync.py)."""
     password_hash: bytes
     """SHA-0 of the admin password: what members prove they know."""
     controller_only: bool
     """"Controller functions only": the controller takes no sessions."""
     hubs: tuple[msg.HubConfig, ...]
-    """Every cluster hub (static or dynamic), whole, as pushed to members."""
+    """Every cluster hub (static or dynamic), whole, as members get it."""
     drains: tuple[DrainOrder, ...] = ()
     """Members the operator drains (controller/drain.py)."""

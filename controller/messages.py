@@ -13,9 +13,13 @@ Conversation, in order:
    fake controller, or a man in the middle) sends `JoinAbort` and trusts
    nothing from it. Until `JoinAccepted`, the controller answers every other
    message from that key with ERR_ACCESS_DENIED.
-2. Right after `JoinAccepted`, the controller pushes the configuration with
-   `PushConfig` (hubs with their users and settings, whole), and again after
-   every change; `serial` lets the member ignore an older push.
+2. Right after `JoinAccepted`, the controller brings the member's copy of
+   the cluster hubs to its config serial (controller/config_sync.py): a
+   member it knows gets the changes since its serial as `ConfigDelta`s, a
+   new or lost one a full sync in `ConfigChunk`s (each well under the frame
+   limit, acknowledged with `ChunkAck`, resumable); every later change goes
+   out as one `ConfigDelta`. The member answers a delta with `ConfigAck`
+   carrying its serial, so a gap shows at once.
 3. The controller polls every member concurrently with `StatusPoll`; the
    reply is `StatusReport` (points, load, hub instances). Liveness itself is
    vpnbus's heartbeats (3 s silence = evicted).
@@ -35,8 +39,9 @@ from __future__ import annotations
 from controller.tickets import PolicyValue
 from vpnbus.envelope import message
 
-PROTOCOL_VERSION = 3
-"""3: UserConfig carries created_time/updated_time (a version-2 member refuses those fields).
+PROTOCOL_VERSION = 4
+"""4: configuration as deltas and chunked full syncs (ConfigDelta, ConfigChunk) instead of one whole PushConfig.
+3: UserConfig carries created_time/updated_time (a version-2 member refuses those fields).
 2: the member proves the password first (1 had the controller prove first)."""
 
 
@@ -151,13 +156,62 @@ class HubConfig:
     users: list[UserConfig]
 
 
-@message("cluster.push_config")
-class PushConfig:
-    """Controller → member: the cluster's hubs, whole; replaces the member's copy."""
+@message("cluster.hub_change")
+class HubChange:
+    """The changes of one hub between two serials."""
+
+    hub: str
+    """The hub's name."""
+    deleted: bool = False
+    """The hub is gone (nothing else is set)."""
+    settings: HubConfig | None = None
+    """Created, or its settings changed: the hub with `users` empty (users come in users_put)."""
+    users_put: list[UserConfig] | None = None
+    """Users created or changed (a user is named case-insensitively)."""
+    users_deleted: list[str] | None = None
+
+
+@message("cluster.config_delta")
+class ConfigDelta:
+    """Controller → member: the changes from `base_serial` to `serial`.
+    Applied only by a member at `base_serial` (base == serial: a probe).
+    Reply: ConfigAck with the member's serial afterwards."""
+
+    base_serial: int
+    serial: int
+    changes: list[HubChange]
+
+
+@message("cluster.config_ack")
+class ConfigAck:
+    """Reply to ConfigDelta: the serial the member holds now (-1: none)."""
 
     serial: int
-    """The controller's config serial; a member ignores a push older than the last one applied."""
+
+
+@message("cluster.config_chunk")
+class ConfigChunk:
+    """Controller → member: part `index` of `count` of the whole configuration
+    at `serial`. A hub too large for one chunk continues in the next ones
+    (same name, more users). The member applies all of it atomically once
+    the last part arrived. Reply: ChunkAck."""
+
+    sync_id: int
+    """One full sync (a new one starts at index 0)."""
+    serial: int
+    index: int
+    count: int
     hubs: list[HubConfig]
+
+
+@message("cluster.chunk_ack")
+class ChunkAck:
+    """Reply to ConfigChunk: the part the member wants next (count: all
+    applied; a lower index than sent: resume there) and its serial."""
+
+    sync_id: int
+    next_index: int
+    serial: int
 
 
 # -- status -----------------------------------------------------------------

@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from controller.config_sync import NO_SERIAL
 from controller.member_life import MemberState
 from node.admin import auth
 from node.admin.auth import login_refused
@@ -246,7 +247,6 @@ def _hubs(server: VpnServer) -> Iterator[Metric]:
 def _members(role: ControllerRole) -> Iterator[Metric]:
     """The controller's view of every member, itself included (member 1)."""
     now = role.now()
-    config_serial = role.server.state.config.serial
     labels = ["member", "hostname"]
     state = GaugeMetricFamily("vpncluster_member_state", "Controller: 1 for each member's current state "
                               "(online, suspect, evicted, draining, joining, rejoining, left)", labels=[*labels, "state"])
@@ -261,8 +261,9 @@ def _members(role: ControllerRole) -> Iterator[Metric]:
                                      "each member", labels=[*labels, "hub"])
     poll_age = GaugeMetricFamily("vpncluster_member_last_poll_age_seconds", "Controller: seconds since each "
                                  "member's last status report (absent before the first)", labels=labels)
-    serial = GaugeMetricFamily("vpncluster_member_config_serial", "Controller: the configuration serial "
-                               "each member acknowledged (the controller's own for itself)", labels=labels)
+    serial = GaugeMetricFamily("vpncluster_member_config_serial", "Controller: the serial of the cluster "
+                               "configuration (hubs and users) each member acknowledged; the controller's "
+                               "own for itself", labels=labels)
     members: list[Member] = role.core.registry.members()
     for m in members:
         label = [str(m.member_id), m.hostname]
@@ -277,8 +278,9 @@ def _members(role: ControllerRole) -> Iterator[Metric]:
         age = m.status_age(now)
         if age is not None:
             poll_age.add_metric(label, age)
-        acknowledged = config_serial if m.is_me else role.acknowledged_serials.get(m.member_id)
-        if acknowledged is not None:
+        sync = role.core.sync_status(m.member_id)
+        acknowledged = sync.controller_serial if m.is_me else sync.serial
+        if acknowledged != NO_SERIAL:
             serial.add_metric(label, acknowledged)
     yield from (state, points, weight, sessions, tcp, hub_sessions, poll_age, serial)
 

@@ -12,12 +12,14 @@ import socket
 import ssl
 import http.client
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
 from zmq.utils import z85
 
 from controller import messages as msg
+from controller.config_sync import ConfigReceiver
 from controller.joinauth import MemberJoinAuth
 from controller.points import points
 from node.softether.sha0 import hash_admin_password
@@ -47,6 +49,16 @@ async def until(cond: Callable[[], bool], timeout_s: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class Received:
+    """A member's hubs after one configuration update."""
+
+    serial: int
+    hubs: list[msg.HubConfig]
+    whole: bool
+    """A full sync (else a delta)."""
+
+
 class FakeMember:
     """A member made of the bus client and the join handshake, nothing else."""
 
@@ -58,7 +70,9 @@ class FakeMember:
         self.public_ports, self.server_cert = public_ports, server_cert
         """What it joins with: nothing listens there unless a test sees to it (its endpoint check fails)."""
         self.keys = new_keypair()
-        self.pushes: list[msg.PushConfig] = []
+        self.receiver = ConfigReceiver()
+        self.pushes: list[Received] = []
+        """The configuration after each delta or full sync applied."""
         self.polls = 0
         self.rejoins = 0
         self.client: BusClient | None = None
@@ -103,9 +117,13 @@ class FakeMember:
             self.polls += 1
             return msg.StatusReport(points=points(self.sessions, self.weight), sessions=self.sessions,
                                     tcp_connections=self.sessions, max_sessions=0, hubs=[])
-        if isinstance(message, msg.PushConfig):
-            self.pushes.append(message)
-            return msg.Ack()
+        if isinstance(message, (msg.ConfigDelta, msg.ConfigChunk)):
+            reply, update = (self.receiver.delta(message) if isinstance(message, msg.ConfigDelta)
+                             else self.receiver.chunk(message))
+            if update is not None:
+                self.pushes.append(Received(serial=update.serial, hubs=list(self.receiver.hubs.values()),
+                                            whole=update.whole))
+            return reply
         if isinstance(message, msg.Rejoin):
             self.rejoins += 1
         return None

@@ -235,6 +235,7 @@ class Endpoint:
             self.counters[f"send_failed_{type(exc).__name__}"] += 1
             raise
         self.counters["messages_out"] += 1
+        self.counters[f"bytes_out.{type(envelope.message).__name__}"] += len(payload)  # what each kind costs
         self._liveness.sent_to(peer, self._loop.time())
 
     def _notify(self, peer: str, msg: Any) -> None:

@@ -15,9 +15,17 @@ GetFarmSetting never reveals the member password (zeros / empty).
 EnumFarmMember / GetFarmInfo carry SoftEther's fields plus one of ours,
 `EndpointError_str`: why the member gets no sessions for its public
 endpoint ("endpoint not verified", "endpoint failed: <reason>"; empty when
-it is verified, and for the controller). SoftEther clients ignore fields
-they do not know. They also carry `DrainState_str` ("draining", "drained",
-or empty), and GetFarmInfo the drain's rate and sessions moved.
+it is verified, and for the controller); and the configuration sync
+(controller/config_sync.py): `ConfigSerial_u64`, the config serial the
+member acknowledged (0: none yet), `ControllerConfigSerial_u64`, the
+controller's, and `ConfigSync_str`, the state ("in sync", "full sync: part
+3 of 40 ...", "push failed: <reason>", with what cannot be sent to members
+if anything), so a push that cannot be delivered never goes unseen.
+EnumFarmMember also says how many bytes of configuration the controller
+has sent on the bus (`ConfigBytesSent_u64`, encoded deltas and chunks).
+They also carry `DrainState_str` ("draining", "drained", or empty), and
+GetFarmInfo the drain's rate and sessions moved. SoftEther clients ignore
+fields they do not know.
 
 ClusterMemberDrain {Id_u32, Rate_u32} and ClusterMemberUndrain {Id_u32}
 are ours (SoftEther has no drain): the order is saved in the configuration
@@ -173,6 +181,7 @@ def _controller_role(ctx: AdminContext) -> ControllerRole:
 
 
 def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
+    sync = role.core.sync_status(m.member_id)
     return {
         "Id_u32": m.member_id,
         "Controller_bool": m.is_me,
@@ -187,6 +196,9 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
         "AssignedBridgeLicense_u32": 0,
         "EndpointError_str": m.endpoint_problem() or "",
         "DrainState_str": _drain_fields(role, m.member_id)["DrainState_str"],
+        "ConfigSerial_u64": sync.controller_serial if m.is_me else max(sync.serial, 0),
+        "ControllerConfigSerial_u64": sync.controller_serial,
+        "ConfigSync_str": "controller" if m.is_me else sync.text(),
     }
 
 
@@ -194,7 +206,7 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
 def enum_farm_member(ctx: AdminContext, p: Params) -> dict[str, Any]:
     role = _controller_role(ctx)
     rows = [_member_row(role, m) for m in role.listed_members()]
-    return {"NumFarm_u32": len(rows), "FarmMemberList": rows}
+    return {"NumFarm_u32": len(rows), "FarmMemberList": rows, "ConfigBytesSent_u64": role.config_bytes_sent()}
 
 
 @admin_method("GetFarmInfo", Scope.SERVER)

@@ -16,8 +16,7 @@ It decides nothing. What it does (CLUSTER.md decisions 1-5):
   instances on this node, log lines; member events at debug level) and
   re-arms the one timer at the core's next deadline;
 - metrics (node/metrics.py) of what only this edge sees: each status poll's
-  round trip, each join attempt's result, each eviction, and the config
-  serial each member acknowledged (`acknowledged_serials`);
+  round trip, each join attempt's result, each eviction;
 - endpoint checks (CheckEndpoint) as tasks, one per member (a newer one
   cancels the older): TLS to the member's public IP on the ports a
   redirected client can use, certificate compared with the member's
@@ -46,7 +45,7 @@ from controller.member_life import MemberEvicted
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
 from node.cluster.controller_bus import (
-    bind_router, bus_host, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
+    HubConfigCache, bind_router, bus_host, hub_configs, key_bytes, key_text, liveness_from_env, node_keys,
 )
 from node.cluster.endpoint_check import check_endpoint, ports_to_check
 from node.cluster.errors_map import bus_refusal
@@ -65,10 +64,11 @@ log = logging.getLogger("vpnd.cluster")
 MAX_SERVER_CERT_BYTES = cc.MAX_SERVER_CERT_BYTES
 
 
-def cluster_config(config: model.Server) -> ci.ClusterConfig:
+def cluster_config(config: model.Server, cache: HubConfigCache | None = None) -> ci.ClusterConfig:
     """What the core needs of the node's configuration."""
+    hubs = hub_configs(config) if cache is None else cache.hub_configs(config)
     return ci.ClusterConfig(serial=config.serial, password_hash=config.admin_password_hash,
-                            controller_only=config.farm.controller_only, hubs=tuple(hub_configs(config)),
+                            controller_only=config.farm.controller_only, hubs=tuple(hubs),
                             drains=tuple(DrainOrder(d.member_key, float(d.rate)) for d in config.farm.drains))
 
 
@@ -86,8 +86,7 @@ class ControllerRole:
         self._logins: dict[int, asyncio.Future[ci.LoginOutcome]] = {}
         self._endpoint_checks: dict[int, asyncio.Task[None]] = {}
         self._running = False
-        self.acknowledged_serials: dict[int, int] = {}
-        """Member id → the config serial of its last acknowledged push."""
+        self._hub_records = HubConfigCache()
 
     @property
     def core(self) -> cc.ControllerCore:
@@ -103,7 +102,7 @@ class ControllerRole:
         config = self.server.state.config
         self._bus = await self._bind(config)
         self._core = cc.ControllerCore(key=key_bytes(self.keys.public), info=self._my_info(config),
-                                       config=cluster_config(config), now=self._now(),
+                                       config=cluster_config(config, self._hub_records), now=self._now(),
                                        liveness_timeout_s=self.liveness_timeout_s)
         self._running = True
         self.server.state.watch(self._on_config)
@@ -178,7 +177,7 @@ class ControllerRole:
             raise bus_refusal(exc) from None
         finally:
             # After the reply is sent (the core's contract: a JoinAccepted
-            # before its PushConfig, a Leave's Ack before its route is forgotten).
+            # before its configuration, a Leave's Ack before its route is forgotten).
             assert self._loop is not None
             self._loop.call_soon(self._pump)
         if isinstance(message, msg.JoinProof):
@@ -195,7 +194,7 @@ class ControllerRole:
             # SetFarmSetting converted the hubs for another mode and is about to stop
             # this role: pushing that config would empty every member's hubs.
             return
-        self.core.configure(cluster_config(config), self._now())
+        self.core.configure(cluster_config(config, self._hub_records), self._now())
         self._pump()
 
     def _on_timer(self) -> None:
@@ -222,14 +221,12 @@ class ControllerRole:
             self._pump()
 
     def _replied(self, action: ci.Request, reply: object, round_trip_s: float) -> None:
-        """Metrics of a reply: a poll's round trip, a push's acknowledged serial."""
+        """Metrics of a reply: a poll's round trip (members' serials come from the core's sync status)."""
         member = self.core.registry.by_key(action.peer)
         if member is None:
             return
         if isinstance(action.message, msg.StatusPoll):
             self.server.metrics.poll_round_trip.labels(str(member.member_id), member.hostname).observe(round_trip_s)
-        elif isinstance(action.message, msg.PushConfig) and isinstance(reply, msg.Ack):
-            self.acknowledged_serials[member.member_id] = action.message.serial
 
     def _start_endpoint_check(self, action: ci.CheckEndpoint) -> None:
         old = self._endpoint_checks.pop(action.member_id, None)
@@ -336,6 +333,12 @@ class ControllerRole:
     def drain_view(self, member_id: int) -> DrainView | None:
         """How the drain of `member_id` goes, None if it is not drained; raises MemberUnknown."""
         return self.core.drain_view(member_id)
+
+    def config_bytes_sent(self) -> int:
+        """Bytes of configuration (deltas and full-sync chunks, encoded) this controller sent on the bus."""
+        if self._bus is None:
+            return 0
+        return sum(self._bus.counters[f"bytes_out.{kind.__name__}"] for kind in (msg.ConfigDelta, msg.ConfigChunk))
 
     def wall_time(self, monotonic_at: float | None) -> float | None:
         return None if monotonic_at is None else time.time() - (self._now() - monotonic_at)

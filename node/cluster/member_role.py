@@ -13,9 +13,13 @@ One attempt (node/cluster/member_link.py numbers them) runs in one task:
    the real controller), and trust nothing from that attempt. The first
    successful join pins the controller key.
 
-Once online, the controller's messages are served here: PushConfig replaces
-config.hubs (older serials of the same link ignored, an identical push
-writes nothing), StatusPoll → StatusReport (with the tickets not yet
+Once online, the controller's messages are served here: ConfigDelta and
+ConfigChunk go through the ConfigReceiver (controller/config_sync.py: a
+delta applies only at its base serial, chunks are assembled and applied
+whole), and only the hubs that changed are rewritten in config.hubs (a
+copy that cannot be stored resets the receiver, so the controller sends it
+all again); the receiver outlives a reconnection, so a member that rejoins
+gets only the changes it missed. StatusPoll → StatusReport (with the tickets not yet
 redeemed: sessions about to arrive), CreateTicket → stored in
 `server.tickets` for the VPN listener to redeem → TicketCreated, Create/DeleteHubInstance change
 `server.dynamic_instances` (the data plane follows), Rejoin → join again.
@@ -41,10 +45,12 @@ from controller.errors import AuthFailed, TicketReused
 from controller.tickets import TicketGrant
 from controller.joinauth import MemberJoinAuth
 from controller.messages import (
-    PROTOCOL_VERSION, Ack, CreateHubInstance, CreateTicket, TicketCreated, DeleteHubInstance, HubConfig, HubReport, JoinAbort,
-    JoinAccepted, JoinChallenge, JoinHello, JoinProof, Leave, PushConfig, Rejoin, StatusPoll,
+    PROTOCOL_VERSION, Ack, ConfigChunk, ConfigDelta, CreateHubInstance, CreateTicket, TicketCreated, DeleteHubInstance,
+    HubConfig, HubReport, JoinAbort, JoinAccepted, JoinChallenge, JoinHello, JoinProof, Leave, Rejoin, StatusPoll,
     StatusReport,
 )
+from controller.config_sync import ConfigReceiver, ConfigUpdate
+from controller.registry import hub_key
 from controller.points import DEFAULT_MAX_SESSIONS, points
 from node.cluster import member_services
 from node.cluster.controller_bus import BUS_DIR, key_bytes, liveness_from_env, node_keys
@@ -135,7 +141,7 @@ class MemberRole:
         self._client: BusClient | None = None
         self._client_attempt = 0
         self._trusted_attempt = 0      # attempt whose controller proved the password
-        self._push_serial = -1
+        self.receiver = ConfigReceiver()
         self._attempts: dict[int, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -308,7 +314,6 @@ class MemberRole:
             # setting): pinning this controller now would refuse the next one.
             raise JoinError(Err.NOT_FARM_MEMBER, "the member setting changed during the join")
         self._trusted_attempt = attempt
-        self._push_serial = -1  # a new link: its first push always applies
         if pinned is None:
             keys.save_pinned(self.key_dir, CONTROLLER_PIN, where.controller_key)
             log.info("pinned the cluster controller key %s", where.controller_key)
@@ -357,9 +362,14 @@ class MemberRole:
             return self.status_report()
         if isinstance(msg, CreateTicket):
             return self._store_ticket(msg)
-        if isinstance(msg, PushConfig):
-            self._apply_push(msg)
-            return Ack()
+        if isinstance(msg, ConfigDelta):
+            ack, update = self._receive(self.receiver.delta, msg)
+            self._apply(update)
+            return ack
+        if isinstance(msg, ConfigChunk):
+            chunk_ack, update = self._receive(self.receiver.chunk, msg)
+            self._apply(update)
+            return chunk_ack
         if isinstance(msg, CreateHubInstance):
             self._set_instance(msg.hub, True)
             return Ack()
@@ -398,27 +408,39 @@ class MemberRole:
             raise RequestFailed(Err.INVALID_PARAMETER, f"ticket not stored: {exc}") from None
         return TicketCreated(points=self.status_report().points)
 
-    def _apply_push(self, push: PushConfig) -> None:
-        if push.serial < self._push_serial:
-            log.info("ignored a configuration push older than the last one (%d < %d)",
-                     push.serial, self._push_serial)
+    def _receive(self, take: Any, message: Any) -> Any:
+        try:
+            return take(message)
+        except ValueError as exc:  # inconsistent with our copy: the receiver reset, a full sync follows
+            raise RequestFailed(Err.INVALID_PARAMETER, f"configuration refused: {exc}") from None
+
+    def _apply(self, update: ConfigUpdate | None) -> None:
+        """Store what the receiver took: only the hubs that changed are rewritten."""
+        if update is None:
             return
         try:
-            hubs = [hub_from_push(h) for h in push.hubs]
+            put = {hub_key(h.name): hub_from_push(h) for h in update.put}
         except ValueError as exc:
+            self.receiver.reset()
             raise RequestFailed(Err.INVALID_PARAMETER, str(exc)) from None
-        self._push_serial = push.serial
-        if hubs == self.server.state.config.hubs:
-            return  # a rejoin pushes what we have: do not rewrite the config
+        gone = {hub_key(name) for name in update.deleted}
+        if update.whole and list(put.values()) == self.server.state.config.hubs:
+            return  # a rejoin sent what we have: do not rewrite the config
 
         def apply(config: model.Server) -> None:
-            config.hubs = hubs
+            if update.whole:
+                config.hubs = list(put.values())
+                return
+            hubs = [put.pop(hub_key(h.name), h) for h in config.hubs if hub_key(h.name) not in gone]
+            config.hubs = hubs + list(put.values())
 
         try:
             self.server.state.change(apply)
         except ValueError as exc:  # the store refused it (e.g. duplicate hub names)
-            raise RequestFailed(Err.INVALID_PARAMETER, f"pushed configuration refused: {exc}") from None
-        log.info("applied the controller's configuration (serial %d, %d hubs)", push.serial, len(hubs))
+            self.receiver.reset()
+            raise RequestFailed(Err.INVALID_PARAMETER, f"configuration refused: {exc}") from None
+        log.info("applied the controller's configuration (serial %d, %s)", update.serial,
+                 f"{len(put)} hubs" if update.whole else f"{len(update.put)} hubs changed, {len(gone)} deleted")
 
     def _set_instance(self, hub: str, wanted: bool) -> None:
         self.server.dynamic_instances.set(hub, wanted)

@@ -24,6 +24,12 @@ Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
   of the same names; `DrainState_str` ("draining", "drained") gets a column
   in ClusterMemberList and rows in ClusterMemberInfoGet only when some
   member is drained, so the output stays vpncmd's otherwise.
+- vpncluster also adds the configuration sync: `ConfigSerial_u64` (what the
+  member acknowledged), `ControllerConfigSerial_u64` and `ConfigSync_str`
+  ("in sync", "full sync: part 3 of 40 ...", "push failed: <reason>").
+  ClusterMemberList shows them as "Config Serial" (member / controller) and
+  "Config Sync" columns, ClusterMemberInfoGet as rows, only when the server
+  sends them (never against SoftEther).
 """
 
 from __future__ import annotations
@@ -115,10 +121,21 @@ ENDPOINT_COLUMN: r.Field = ("Public Endpoint Error", "EndpointError_str")
 DRAIN_COLUMN: r.Field = ("Drain", "DrainState_str")
 
 
+SYNC_COLUMNS: list[r.Field] = [("Config Serial", "_ConfigSerials"), ("Config Sync", "ConfigSync_str")]
+
+
+def _config_serials(row: dict[str, Any]) -> str:
+    """The member's config serial against the controller's."""
+    return f"{row.get('ConfigSerial_u64', 0)} / {row.get('ControllerConfigSerial_u64', 0)}"
+
+
 def render_member_list(res: Result) -> str:
     rows = res.get("FarmMemberList", [])
     extra = [column for column in (ENDPOINT_COLUMN, DRAIN_COLUMN) if any(row.get(column[1]) for row in rows)]
-    return r.list_table(rows, MEMBER_LIST_COLUMNS + extra)
+    synced = any("ConfigSync_str" in row for row in rows)
+    if synced:
+        rows = [{**row, "_ConfigSerials": _config_serials(row)} for row in rows]
+    return r.list_table(rows, MEMBER_LIST_COLUMNS + extra + (SYNC_COLUMNS if synced else []))
 
 
 def _member_id(ctx: Ctx) -> dict[str, Any]:
@@ -148,6 +165,9 @@ def render_member_info(res: Result) -> str:
         rows.append(("Public Endpoint Error", str(res["EndpointError_str"])))
     if res.get("DrainState_str"):
         rows += render_drain_rows(res)
+    if "ConfigSync_str" in res:
+        rows.append(("Config Serial", _config_serials(res)))
+        rows.append(("Config Sync", str(res["ConfigSync_str"])))
     return r.rows_table(rows)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from controller import errors as ce
 from controller.drain import DrainState, DrainView
+from controller.config_sync import ConfigSync, SyncStatus
 from controller.member_life import MemberState
 from controller.registry import EndpointState, Member
 from node.admin.jsonvalue import b64
@@ -129,9 +130,20 @@ def test_error_table():
     assert rpc_error(ce.HubUnknown("no hub")).code == Err.HUB_NOT_FOUND
 
 
+class _Core:
+    """The part of ControllerCore a member row reads: its ConfigSync's status."""
+
+    def __init__(self) -> None:
+        self.sync = ConfigSync([], serial=9)
+
+    def sync_status(self, member_id: int) -> SyncStatus:
+        return self.sync.status(member_id)
+
+
 class _Role:
     def __init__(self, drain: DrainView | None = None) -> None:
         self.drain = drain
+        self.core = _Core()
 
     def wall_time(self, monotonic_at):
         return None
@@ -159,3 +171,17 @@ def test_member_rows_show_the_drain_state():
     assert _member_row(draining, member)["DrainState_str"] == "draining"
     assert _member_row(draining, me)["DrainState_str"] == ""  # the controller is never drained
     assert _member_row(_Role(), member)["DrainState_str"] == ""
+
+
+def test_member_rows_show_the_config_serial_against_the_controllers_and_a_failed_push():
+    role = _Role()
+    me = Member(member_id=1, public_key=b"c" * 32, is_me=True, state=MemberState.ONLINE, last_heard_at=0.0)
+    member = Member(member_id=2, public_key=b"m" * 32, is_me=False, state=MemberState.ONLINE, last_heard_at=0.0)
+    row = _member_row(role, me)
+    assert (row["ConfigSerial_u64"], row["ControllerConfigSerial_u64"], row["ConfigSync_str"]) == (9, 9, "controller")
+    role.core.sync.joined(2)
+    (probe,) = role.core.sync.take_pushes(0.0)
+    role.core.sync.failed(2, probe.generation, "PeerUnreachable", 0.0)
+    row = _member_row(role, member)
+    assert (row["ConfigSerial_u64"], row["ControllerConfigSerial_u64"]) == (0, 9)
+    assert row["ConfigSync_str"] == "push failed: PeerUnreachable"

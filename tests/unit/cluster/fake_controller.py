@@ -15,7 +15,7 @@ from zmq.utils import z85
 from controller.errors import AuthFailed
 from controller.joinauth import ControllerJoinAuth
 from controller.messages import (
-    HubConfig, JoinAbort, JoinAccepted, JoinChallenge, JoinHello, JoinProof, Leave, PushConfig,
+    HubConfig, JoinAbort, JoinAccepted, JoinChallenge, JoinHello, JoinProof, Leave, ConfigChunk,
     UserConfig,
 )
 from node.softether.errors import Err
@@ -50,7 +50,7 @@ class FakeController:
         self.leaves: list[str] = []
         self.discoveries = 0
         self.push_on_hello = False
-        """Try a PushConfig before the join is done (as a fake controller would)."""
+        """Try a configuration push before the join is done (as a fake controller would)."""
         self.early_push_results: list[Any] = []
         self.fake = False
         self.on_proof: Callable[[], None] | None = None
@@ -132,8 +132,10 @@ class FakeController:
 
     async def push(self, peer: str, hubs: list[HubConfig] | None = None, serial: int | None = None) -> Any:
         assert self.bus is not None
-        return await self.bus.request(peer, PushConfig(serial=self.push_serial if serial is None else serial,
-                                                       hubs=HUBS if hubs is None else hubs))
+        serial = self.push_serial if serial is None else serial
+        # The whole configuration as a full sync of one part.
+        return await self.bus.request(peer, ConfigChunk(sync_id=serial, serial=serial, index=0, count=1,
+                                                        hubs=HUBS if hubs is None else hubs))
 
     async def request(self, peer: str, msg: Any) -> Any:
         assert self.bus is not None

@@ -11,7 +11,8 @@ from typing import Awaitable, Callable
 import pytest
 
 from controller.messages import (
-    Ack, CreateHubInstance, DeleteHubInstance, HubConfig, Rejoin, StatusPoll, StatusReport,
+    Ack, ChunkAck, ConfigAck, ConfigDelta, CreateHubInstance, DeleteHubInstance, HubChange, HubConfig, Rejoin,
+    StatusPoll, StatusReport,
 )
 import node.admin.methods_farm_member  # noqa: F401  (registers GetFarmConnectionStatus)
 import node.admin.methods_user  # noqa: F401  (registers GetUser)
@@ -109,7 +110,8 @@ def test_a_pushed_user_keeps_its_times_on_the_member(tmp_path):
         await role.start()
         await until(online(role))
         await until(lambda: server.state.config.hubs != [])
-        assert await ctl.push(ctl.joined[0], hubs=hub_configs(controller_config), serial=30) == Ack()
+        assert await ctl.push(ctl.joined[0], hubs=hub_configs(controller_config), serial=30) == \
+            ChunkAck(sync_id=30, next_index=1, serial=30)
         assert server.state.config.hubs == controller_config.hubs
         user = dispatch(AdminContext(server=server), "GetUser", {"HubName_str": "HUB2", "Name_str": "bob"})
         assert (user["CreatedTime_dt"], user["UpdatedTime_dt"]) == ("2023-11-14T22:13:21.500Z",
@@ -146,25 +148,26 @@ def test_serves_status_polls_and_dynamic_instances(tmp_path):
     run(tmp_path, body)
 
 
-def test_older_push_is_ignored_and_identical_push_writes_nothing(tmp_path):
+def test_a_delta_off_its_base_is_not_applied_and_identical_sync_writes_nothing(tmp_path):
     async def body(ctl, server, role):
         await role.start()
         await until(online(role))
         await until(lambda: server.state.config.hubs != [])
         peer, serial = ctl.joined[0], server.state.config.serial
-        assert await ctl.push(peer) == Ack()
+        assert await ctl.push(peer) == ChunkAck(sync_id=10, next_index=1, serial=10)
         assert server.state.config.serial == serial
-        assert await ctl.push(peer, hubs=[], serial=3) == Ack()
+        gap = ConfigDelta(base_serial=3, serial=4, changes=[HubChange(hub="HUB1", deleted=True)])
+        assert await ctl.request(peer, gap) == ConfigAck(serial=10)  # a gap: the controller sends it all
         assert server.state.config.find_hub("HUB1") is not None
+        delete = ConfigDelta(base_serial=10, serial=11, changes=[HubChange(hub="HUB1", deleted=True)])
+        assert await ctl.request(peer, delete) == ConfigAck(serial=11)
+        assert server.state.config.find_hub("HUB1") is None
         bad = [HubConfig(**{**{f: getattr(HUBS[0], f) for f in HUBS[0].__slots__}, "hub_type": 0})]
         with pytest.raises(RemoteError) as refused:
             await ctl.push(peer, hubs=bad, serial=20)
         assert refused.value.code == Err.INVALID_PARAMETER
-        with pytest.raises(RemoteError) as refused:   # the store refuses duplicate names
-            await ctl.push(peer, hubs=[HUBS[0], HUBS[0]], serial=20)
-        assert refused.value.code == Err.INVALID_PARAMETER
-        assert server.state.config.find_hub("HUB1") is not None
-        assert await ctl.push(peer, hubs=[], serial=21) == Ack()
+        assert role.receiver.serial == -1  # not stored: the next probe finds no serial
+        assert await ctl.push(peer, hubs=[], serial=21) == ChunkAck(sync_id=21, next_index=1, serial=21)
         assert server.state.config.hubs == []
     run(tmp_path, body)
 
@@ -194,7 +197,7 @@ def test_a_fake_controller_that_accepts_our_proof_is_not_trusted(tmp_path):
         ctl.fake = True
         await role.start()
         await until(lambda: ctl.aborts >= 1 and len(ctl.early_push_results) >= 1)
-        assert not any(isinstance(result, Ack) for result in ctl.early_push_results)
+        assert not any(isinstance(result, (Ack, ChunkAck)) for result in ctl.early_push_results)
         assert server.state.config.hubs == []
         status = role.status()
         assert not status.link.online and status.link.last_error == Err.ACCESS_DENIED

@@ -1,4 +1,4 @@
-"""The records PushConfig carries (controller/messages.py HubConfig,
+"""The records a configuration sync carries (controller/messages.py HubConfig,
 UserConfig) and the config records they come from and become
 (node/state/model.py Hub, User) stay one shape: same fields, same types,
 every field carried through hub_configs -> the bus -> hub_from_push."""
@@ -11,7 +11,7 @@ import typing
 import pytest
 
 from controller import messages as msg
-from node.cluster.controller_bus import hub_configs
+from node.cluster.controller_bus import HubConfigCache, hub_configs
 from node.cluster.member_role import hub_from_push
 from node.state import model
 from vpnbus.envelope import Envelope, decode, encode
@@ -57,7 +57,7 @@ def _controller_config() -> model.Server:
 
 def test_a_pushed_hub_arrives_whole_with_its_users_times():
     config = _controller_config()
-    push = msg.PushConfig(serial=4, hubs=hub_configs(config))
+    push = msg.ConfigChunk(sync_id=1, serial=4, index=0, count=1, hubs=hub_configs(config))
     received = decode(encode(Envelope(message=push, id=1))).message
     hubs = [hub_from_push(h) for h in received.hubs]
     assert hubs == config.hubs[:2]        # the standalone hub is not a cluster hub
@@ -75,3 +75,15 @@ def test_a_model_field_the_message_lacks_is_refused_not_dropped():
     config.hubs[0].users[0] = NewUser("bob", last_login_time=5.0)
     with pytest.raises(RecordError, match=r"undeclared field\(s\) \['last_login_time'\]"):
         hub_configs(config)
+
+
+def test_the_record_cache_converts_only_the_hubs_that_changed():
+    cache = HubConfigCache()
+    config = _controller_config()
+    first = cache.hub_configs(config)
+    assert first == hub_configs(config)
+    changed = model.clone(config)  # as NodeState.change makes the next config
+    changed.hubs[0].users.append(model.User("bob", hashed_key=b"\x06" * 20))
+    second = cache.hub_configs(changed)
+    assert second == hub_configs(changed)
+    assert second[0] is not first[0] and second[1] is first[1]  # DYN unchanged: the same record

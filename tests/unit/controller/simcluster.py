@@ -6,7 +6,8 @@ actions pulled after each input). Each member runs the member link core
 (node/cluster/member_link.MemberLink) and does what MemberRole does with
 the real message records of controller/messages.py: the join handshake
 (JoinHello, JoinProof, MemberJoinAuth checking the controller's proof),
-PushConfig into its hub configuration, StatusPoll answered from its hubs,
+ConfigDelta / ConfigChunk into its hub configuration through the member's
+ConfigReceiver (controller/config_sync.py, as MemberRole), StatusPoll answered from its hubs,
 sessions and tickets, Create/DeleteHubInstance, Rejoin, CreateTicket. Each
 node runs the hubs the daemon's data plane would: its static hubs, and the
 dynamic ones placed on it.
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from controller import core as cc
 from controller import core_io as ci
 from controller import messages as msg
+from controller.config_sync import ConfigReceiver
 from controller.drain import DrainOrder
 from controller.errors import ControllerError
 from controller.joinauth import MemberJoinAuth
@@ -91,7 +93,7 @@ class SimNode:
     link: MemberLink = field(default_factory=lambda: MemberLink(retry_interval_s=RETRY_INTERVAL_S, jitter_s=0.0,
                                                                 rng=random.Random(0)))
     auth: MemberJoinAuth | None = None
-    push_serial: int = -1
+    receiver: ConfigReceiver = field(default_factory=ConfigReceiver)
     last_ctl_heard_at: float = 0.0
 
     @property
@@ -147,12 +149,16 @@ class SimNode:
         (self.dynamic.add if running else self.dynamic.discard)(hub_key(hub))
         self._end_orphans()
 
-    def apply_push(self, push: msg.PushConfig) -> None:
-        if push.serial < self.push_serial:
-            return
-        self.push_serial = push.serial
-        self.configs = {hub_key(h.name): h for h in push.hubs}
-        self._end_orphans()
+    def take_config(self, message: msg.ConfigDelta | msg.ConfigChunk) -> object:
+        """What MemberRole does with a delta or a chunk; the reply."""
+        if isinstance(message, msg.ConfigDelta):
+            reply, update = self.receiver.delta(message)
+        else:
+            reply, update = self.receiver.chunk(message)
+        if update is not None:
+            self.configs = dict(self.receiver.hubs)
+            self._end_orphans()
+        return reply
 
     def lose_state(self) -> None:
         """The process died: hubs, placements, sessions and tickets are gone."""
@@ -160,7 +166,7 @@ class SimNode:
         self.dynamic.clear()
         self.sessions_of.clear()
         self.tickets = TicketBook()
-        self.push_serial = -1
+        self.receiver = ConfigReceiver()
 
     def _end_orphans(self) -> None:
         running = self.hubs
@@ -213,6 +219,8 @@ class SimCluster:
         self.endpoint_checks: list[tuple[float, str]] = []
         """(time, member name) of every endpoint check the controller asked for."""
         self.log: list[tuple[float, object]] = []
+        self.config_pushes: list[tuple[str, msg.ConfigDelta | msg.ConfigChunk]] = []
+        """Every configuration message a member got: (member name, message)."""
         self.actions: list[object] = []
         """Every hub instance order the controller gave, as placement actions."""
         self._cut: set[frozenset[str]] = set()
@@ -479,7 +487,6 @@ class SimCluster:
                           cc.PUSH_TIMEOUT_S)
         elif isinstance(reply, msg.JoinAccepted):
             m.auth.receive_accept(reply.proof)
-            m.push_serial = -1
             m.last_ctl_heard_at = self.now
             m.link.joined(m.link.attempt, self.now, reply.member_id)
             self._pump_member(m)
@@ -490,9 +497,10 @@ class SimCluster:
             return _Refused(int(Err.ACCESS_DENIED), "not joined")
         if isinstance(message, msg.StatusPoll):
             return m.report(self.now)
-        if isinstance(message, msg.PushConfig):
-            m.apply_push(message)
-        elif isinstance(message, msg.CreateHubInstance):
+        if isinstance(message, (msg.ConfigDelta, msg.ConfigChunk)):
+            self.config_pushes.append((m.name, message))
+            return m.take_config(message)
+        if isinstance(message, msg.CreateHubInstance):
             m.set_instance(message.hub, True)
         elif isinstance(message, msg.DeleteHubInstance):
             m.set_instance(message.hub, False)

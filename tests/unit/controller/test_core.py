@@ -11,6 +11,7 @@ import pytest
 from controller import core as cc
 from controller import core_io as ci
 from controller import messages as msg
+from controller.config_sync import SyncState
 from controller.errors import AuthFailed, NoEligibleServer
 from controller.join_desk import JoinThrottled
 from controller.joinauth import MemberJoinAuth
@@ -56,8 +57,12 @@ def test_join_pushes_the_config_then_polls_after_the_reply():
     accepted = join(core, 1.0)
     actions = core.take_actions()
     requests = of(actions, ci.Request)
-    assert [type(r.message) for r in requests] == [msg.PushConfig, msg.StatusPoll]
-    assert requests[0].message.hubs == [hub_config("VPN", False)] and requests[0].peer == MEMBER
+    # The configuration first: a probe of the member's serial (an empty delta), then its status.
+    assert [type(r.message) for r in requests] == [msg.ConfigDelta, msg.StatusPoll]
+    assert requests[0].message == msg.ConfigDelta(base_serial=1, serial=1, changes=[]) and requests[0].peer == MEMBER
+    core.reply_received(requests[0].token, msg.ConfigAck(serial=-1), 1.0)  # holds nothing: a full sync
+    (chunk,) = of(core.take_actions(), ci.Request)
+    assert chunk.message == msg.ConfigChunk(sync_id=1, serial=1, index=0, count=1, hubs=[hub_config("VPN", False)])
     assert [type(e.event) for e in of(actions, ci.ClusterEvent)] == [MemberJoined]
     member = core.registry.get(accepted.member_id)
     assert member.public_ip == "10.0.0.9"  # "" in the hello: the address its link comes from
@@ -137,16 +142,26 @@ def test_a_stranger_that_talks_as_if_joined_is_told_to_rejoin():
 
 def test_configuration_changes_are_pushed_to_every_member():
     core = make_core()
-    join(core, 0.0)
-    core.take_actions()
+    member_id = join(core, 0.0).member_id
+    (probe,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.ConfigDelta)]
+    core.reply_received(probe.token, msg.ConfigAck(serial=1), 0.1)  # it holds serial 1 already
+    assert core.sync_status(member_id).state is SyncState.IN_SYNC
     config = ci.ClusterConfig(serial=7, password_hash=PASSWORD, controller_only=True,
                               hubs=(hub_config("D", True),))
     core.configure(config, 1.0)
-    (push,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.PushConfig)]
-    assert push.message.serial == 7 and core.placement.is_dynamic("D")
-    core.request_failed(push.token, "over the frame limit", 1.5)
+    (push,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.ConfigDelta)]
+    assert push.message == msg.ConfigDelta(base_serial=1, serial=7, changes=[
+        msg.HubChange(hub="D", settings=hub_config("D", True))])
+    assert core.placement.is_dynamic("D")
+    core.request_failed(push.token, "request timed out", 1.5)
     (line,) = of(core.take_actions(), ci.Log)
-    assert "serial 7" in line.text and "over the frame limit" in line.text
+    assert "request timed out" in line.text and "controller 7" in line.text
+    status = core.sync_status(member_id)
+    assert status.state is SyncState.FAILED and "request timed out" in status.text()
+    # Retried after the backoff: the member's serial is probed again (the delta may have landed).
+    core.handle_timer(2.5)
+    (retry,) = [r for r in of(core.take_actions(), ci.Request) if isinstance(r.message, msg.ConfigDelta)]
+    assert retry.message.base_serial == retry.message.serial == 7
 
 
 def test_dynamic_hub_placed_on_the_controller_is_a_local_instance():

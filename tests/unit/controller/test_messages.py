@@ -11,10 +11,16 @@ SAMPLES = [
                 weight=100, max_sessions=100000, server_cert=b"\x30\x82"),
     m.JoinChallenge(nonce=b"c" * 32),
     m.JoinAccepted(member_id=7, controller_hostname="ctl", proof=b"p" * 32),
-    m.PushConfig(serial=3, hubs=[m.HubConfig(
+    m.ConfigChunk(sync_id=2, serial=3, index=0, count=1, hubs=[m.HubConfig(
         name="H", hub_type=1, online=True, max_session=0, no_enum=False, hashed_password=b"x" * 20,
         secure_password=b"y" * 20, created_time=1.5,
         users=[m.UserConfig(name="u", auth_type=1, hashed_key=b"k" * 20)])]),
+    m.ConfigDelta(base_serial=3, serial=4, changes=[
+        m.HubChange(hub="H", users_put=[m.UserConfig(name="v", auth_type=1, hashed_key=b"k" * 20)],
+                    users_deleted=["u"]),
+        m.HubChange(hub="G", deleted=True)]),
+    m.ConfigAck(serial=4),
+    m.ChunkAck(sync_id=2, next_index=1, serial=3),
     m.StatusReport(points=99900, sessions=1, tcp_connections=1, max_sessions=100000,
                    hubs=[m.HubReport(name="H", dynamic=False, sessions=1)]),
     m.CreateTicket(hub="H", ticket=b"t" * 20, user_name="u", real_user_name="u", group="",

@@ -224,6 +224,17 @@ def test_member_list_and_info_show_the_drain_only_when_a_member_is_drained():
     assert "drained" in shown and "Sessions Moved by the Drain" in shown
 
 
+def test_member_list_and_info_show_each_members_config_serial_against_the_controllers():
+    sync = {"ConfigSerial_u64": 12, "ControllerConfigSerial_u64": 14,
+            "ConfigSync_str": "push failed: request timed out"}
+    shown = lookup("ClusterMemberList").render({"FarmMemberList": [{**MEMBER_ROW, **sync}]})  # type: ignore[misc]
+    assert "Config Serial" in shown and "12 / 14" in shown and "push failed: request timed out" in shown
+    info = {**MEMBER_ROW, "Ports_u32": [5555], "Weight_u32": 100, "HubsList": []}
+    assert "Config" not in lookup("ClusterMemberInfoGet").render(info)  # type: ignore[misc]  # SoftEther: absent
+    shown = lookup("ClusterMemberInfoGet").render({**info, **sync})  # type: ignore[misc]
+    assert "12 / 14" in shown and "push failed: request timed out" in shown
+
+
 def test_member_info_shows_the_endpoint_error_only_when_there_is_one():
     verb = lookup("ClusterMemberInfoGet")
     assert verb.render is not None
