@@ -12,6 +12,10 @@ Passwords are hashed as the bytes the client sent (SoftEther hashes the raw
 header), so a UTF-8 password works: the listener hands headers over decoded
 as Latin-1, and `credentials` turns them back into those bytes, read as
 UTF-8 (undecodable bytes kept as surrogates, hashed unchanged).
+A password longer than MAX_PASSWORD_CHARS is refused before it is hashed
+(our SHA-0 is pure Python: a 60 KB one cost ~47 ms of the event loop), and
+no refusal names what a malformed header carried (a Basic value without a
+colon is likely a password).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 
+from node.admin.jsonvalue import MAX_PASSWORD_CHARS
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, sha0
 from node.state.model import SERVER_MEMBER, Server
 
@@ -42,9 +47,11 @@ def credentials(headers: dict[str, str]) -> tuple[str, str]:
     auth = headers.get("authorization", "")
     if auth[:6].lower() == "basic ":
         try:
-            user, _, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
+            user, colon, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
         except (binascii.Error, ValueError):
             raise AdminAuthFailed("malformed Basic authorization") from None
+        if not colon:
+            raise AdminAuthFailed("Basic authorization without a ':' between user and password")
         hub = "" if user.lower() in ("", "administrator") else user
         return hub, password
     return "", ""
@@ -71,6 +78,8 @@ def _admin_hash(password: str) -> bytes:
 def authenticate(config: Server, hub: str, password: str) -> str | None:
     """Return None for the server admin or the hub's name for a hub admin;
     raise AdminAuthFailed otherwise."""
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise AdminAuthFailed(f"password longer than {MAX_PASSWORD_CHARS} characters")
     supplied = _admin_hash(password)
     if not hub:
         if hmac.compare_digest(supplied, config.admin_password_hash):
