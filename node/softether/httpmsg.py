@@ -132,7 +132,7 @@ class _Channel(Generic[_Head]):
         self._body = bytearray()
         self._noops = 0
         self._outbox = bytearray()
-        self._broken: HttpError | None = None
+        self._broken: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; b"" means the peer closed its side."""
@@ -158,14 +158,15 @@ class _Channel(Generic[_Head]):
 
         `on_head(content_length)` may refuse the message before its body is
         buffered; `need_body`: SoftEther's PACK rule, Content-Length >= 1.
-        After an HttpError the stream is out of step (h11 is inside the
-        refused message), so every later read raises that error again.
+        After a refusal (HttpError, or what `on_head` raised) the stream is
+        out of step (h11 is inside the refused message), so every later read
+        raises that error again.
         """
         if self._broken is not None:
             raise self._broken
         try:
             return self._advance(limit, on_head, need_body)
-        except HttpError as e:
+        except ProtocolError as e:
             self._broken = e
             raise
 

@@ -320,3 +320,14 @@ def test_after_a_refused_content_length_every_read_refuses_again(length):
     for _ in range(3):
         with pytest.raises(HttpError, match=f"Content-Length {length}"):
             server.next_pack()
+
+
+def test_a_signature_refused_at_its_head_stays_refused():
+    """Found by the negotiation fuzzer: a signature POST without a body is
+    refused at its head (length 0); the next read met the refused
+    message's end with no head (AssertionError)."""
+    server = PackServerChannel()
+    server.receive_data(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nHost: x\r\n\r\n")
+    for read in (server.next_signature, server.next_pack):
+        with pytest.raises(SignatureError):
+            read()
