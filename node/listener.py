@@ -165,10 +165,13 @@ def _malloc_trim() -> Callable[[], None]:
     except (OSError, AttributeError):
         return lambda: None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: None if trim(0) else None
+
+    def release() -> None:
+        trim(0)   # 1 if memory was returned, 0 if there was none to return
+    return release
 
 
-release_free_memory = _malloc_trim()
+_release_free_memory = _malloc_trim()
 
 
 class HandshakeSlots:
@@ -310,7 +313,7 @@ class Listener:
 
     def _trim(self) -> None:
         self._closed_since_trim, self._trim_timer = 0, None
-        release_free_memory()
+        _release_free_memory()
 
     def _refuse(self, ip: str, why: str) -> None:
         """Log refusals at most every REFUSAL_LOG_INTERVAL_S: a flood must not
