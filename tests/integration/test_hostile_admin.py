@@ -1,16 +1,18 @@
-"""Careless and hostile admin input against a real vpnd (issue 13, findings 1
-and 10): nothing that cannot be stored is saved, the hub keeps working
-across a restart, and a malformed Basic header never puts what it carried
-in the log."""
+"""Careless and hostile admin input against a real vpnd (issue 13, findings
+1, 5 and 10): nothing that cannot be stored is saved, the hub keeps working
+across a restart, a malformed Basic header never puts what it carried in
+the log, and no web origin gets at the API unless it is configured."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 
 from node.admin.jsonvalue import MAX_TEXT_CHARS
 from node.softether.errors import Err
-from tests.vpnd_proc import rpc_raw
+from node.state.tlscert import client_context
+from tests.vpnd_proc import Vpnd, rpc_raw
 
 
 def _call(vpnd, method: str, params: dict) -> dict:
@@ -47,3 +49,32 @@ def test_basic_auth_without_a_colon_never_reaches_the_log(vpnd):
     assert "result" in _call(vpnd, "Test", {})   # logged by now: the 401 came first
     assert "admin login refused" in vpnd.log()
     assert secret not in vpnd.log()
+
+
+class _CorsVpnd(Vpnd):
+    """vpnd started with one allowed web origin."""
+
+    def popen(self, argv: list[str], **kwargs):
+        return super().popen([*argv, "--cors-origin", "https://admin.example"], **kwargs)
+
+
+def _allowed_origin(port: int, origin: str) -> str | None:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=client_context())
+    try:
+        conn.request("OPTIONS", "/api/", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.getheader("Access-Control-Allow-Origin")
+    finally:
+        conn.close()
+
+
+def test_cross_origin_access_only_for_a_configured_origin(vpnd, tmp_path):
+    """Finding 5: any Origin was reflected with credentials allowed."""
+    assert _allowed_origin(vpnd.port, "https://evil.example") is None
+    configured = _CorsVpnd(tmp_path / "cors").start()
+    try:
+        assert _allowed_origin(configured.port, "https://admin.example") == "https://admin.example"
+        assert _allowed_origin(configured.port, "https://evil.example") is None
+    finally:
+        configured.stop()
