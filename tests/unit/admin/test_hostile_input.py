@@ -21,6 +21,7 @@ from node.admin.auth import AdminAuthFailed, authenticate, credentials
 from node.admin.jsonvalue import MAX_PASSWORD_CHARS, MAX_TEXT_CHARS
 from node.softether.errors import Err
 from node.softether.sha0 import hash_admin_password
+from vpnbus.auth_backoff import AuthBackoff
 from node.state import model
 from tests.unit.dataplane.fakes import make_server
 
@@ -173,6 +174,7 @@ def test_guessing_from_one_address_backs_off_without_locking_out_another(server,
     attempts then are refused without a check; the real administrator at
     another address logs in; the log has a line per burst, not per guess."""
     wrong = {"x-vpnadmin-hubname": "", "x-vpnadmin-password": "guess"}
+    server.admin_backoff = AuthBackoff(first_delay_s=60.0)   # the defaults but a wait no test run outlasts
     with caplog.at_level(logging.WARNING, logger="vpnd.admin"):
         answers = [api(server, "Test", {}, headers=wrong, peer="198.51.100.9:1234") for _ in range(200)]
     assert all(a == {"http_status": 401} for a in answers)

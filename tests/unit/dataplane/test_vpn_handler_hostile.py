@@ -20,6 +20,7 @@ from node.softether.httpmsg import PackClientChannel
 from node.softether.sha0 import hash_password, secure_password
 from node.state import model
 from tests.unit.dataplane.fakes import make_server
+from vpnbus.auth_backoff import AuthBackoff
 from tests.unit.dataplane.test_vpn_handler import MemWriter, listener_handoff
 
 PEER = "127.0.0.9:4242"   # MemWriter's peername
@@ -107,6 +108,7 @@ def test_password_guessing_backs_off_per_address_and_logs_in_summary(tmp_path, c
     has one line, not one per guess; a success clears the address."""
     async def main():
         server = _server(tmp_path)
+        server.vpn_login_backoff = AuthBackoff(first_delay_s=60.0)   # a wait no test run outlasts
         answers = [(await _login(server, f"guess{n}"))[0] for n in range(30)]
         assert all(isinstance(a, ErrorReply) and a.code == Err.AUTH_FAILED for a in answers)
         assert server.vpn_login_backoff.failures("127.0.0.9") < 10   # the rest were not checked
