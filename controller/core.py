@@ -90,7 +90,7 @@ from controller.core_io import (
 from controller.arrivals import Arrivals, ClientKey, client_key
 from controller.drain import DrainView, Drains
 from controller.errors import AuthFailed, ControllerError, HubUnknown, InvalidReport, MemberUnknown, NoEligibleServer
-from controller.join_desk import JoinDesk
+from controller.join_desk import JoinDesk, JoinThrottled
 from controller.joinauth import ControllerJoinAuth
 from controller.member_life import HOSTS_HUBS, MemberState
 from controller.placement import Action as PlacementAction
@@ -100,6 +100,7 @@ from controller.registry import (
     EMPTY_SKIP, ME_ID, Endpoint, EndpointState, HubInstance, JoinInfo, Member, MemberEvicted, MemberJoined,
     MemberLeft, MemberRejoined, MemberStatus, Registry, hub_key,
 )
+from vpnbus.auth_backoff import AuthBackoff
 
 POLL_INTERVAL_S: Final = 0.5
 POLL_TIMEOUT_S: Final = 1.0
@@ -193,6 +194,9 @@ class ControllerCore:
                                  suspect_after_s=liveness_timeout_s * 2 / 3)
         self.placement = Placement(self.registry, controller_only=config.controller_only)
         self.desk = JoinDesk()
+        self.join_backoff = AuthBackoff()
+        """Failed joins per source address (the desk's limit is per CURVE key,
+        and a stranger gets a fresh key per attempt for free)."""
         self._config = config
         self.sync = ConfigSync(config.hubs, config.serial)
         self._actions: list[Action] = []
@@ -240,6 +244,8 @@ class ControllerCore:
         member = self._joined(peer)
         if isinstance(message, msg.JoinAbort):
             info = self.desk.abort(peer, now)
+            if info is not None:
+                self.join_backoff.failed(address, now)
             host = info.hostname if info else "?"
             if member is not None:  # it found the proof in our JoinAccepted wrong: it trusts nothing from us
                 host = member.hostname
@@ -434,8 +440,12 @@ class ControllerCore:
                 raise AuthFailed(f"protocol version {m.version}, this controller speaks {msg.PROTOCOL_VERSION}")
             if len(m.server_cert) > MAX_SERVER_CERT_BYTES:
                 raise AuthFailed(f"server certificate of {len(m.server_cert)} bytes (at most {MAX_SERVER_CERT_BYTES})")
+            wait = self.join_backoff.wait(address, now)
+            if wait > 0:
+                raise JoinThrottled(f"too many failed joins from {address}: retry in {wait:.1f} s")
             nonce_c = self.desk.hello(peer, auth, info, m.nonce, now)
         except AuthFailed as exc:
+            self.join_backoff.failed(address, now)   # the desk logs it (in summary)
             self._refusal(peer, address, info.hostname, str(exc), now)
             raise
         return msg.JoinChallenge(nonce=nonce_c)
@@ -445,9 +455,11 @@ class ControllerCore:
         try:
             info, proof_c = self.desk.proof(peer, m.proof, now)
         except AuthFailed as exc:
+            self.join_backoff.failed(address, now)
             self._refusal(peer, address, announced.hostname if announced else "?",
                           f"password proofs do not match ({exc})", now)
             raise JoinRefused("wrong password") from None
+        self.join_backoff.succeeded(address)
         try:
             member_id = self.registry.link_opened(peer, now)
             self.registry.joined(member_id, info, now)

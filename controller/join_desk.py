@@ -34,12 +34,13 @@ Sans-IO: `now` is a parameter (monotonic seconds); no clock reads, no I/O.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from controller.errors import AuthFailed, ControllerError
 from controller.joinauth import ControllerJoinAuth
 from controller.registry import JoinInfo
+from vpnbus.auth_backoff import LogThrottle
 
 FAIL_INTERVAL_S = 2.0
 PENDING_TTL_S = 10.0
@@ -86,9 +87,7 @@ class JoinDesk:
         self.pending_ttl_s = pending_ttl_s
         self.max_pending = max_pending
         self.log_quiet_s = log_quiet_s
-        self.max_log_lines = max_log_lines
-        self._lines: deque[float] = deque()  # when the recent refusal lines were logged
-        self._over_budget = 0  # refusals not logged because of max_log_lines
+        self._log = LogThrottle(log_quiet_s, max_log_lines)
         self._pending: OrderedDict[bytes, PendingJoin] = OrderedDict()
         self._failures: OrderedDict[bytes, _Failures] = OrderedDict()
         self.counters: Counter[str] = Counter()
@@ -165,18 +164,9 @@ class JoinDesk:
         failed = self._failures.get(key)
         if failed is None:
             failed = self._record(key, now)
-        if failed.logged_at is not None and now - failed.logged_at < self.log_quiet_s:
-            failed.unlogged += 1
-            return None
-        while self._lines and now - self._lines[0] >= self.log_quiet_s:
-            self._lines.popleft()
-        if len(self._lines) >= self.max_log_lines:
-            self._over_budget += 1
-            return None
-        self._lines.append(now)
-        skipped = failed.unlogged + self._over_budget
-        failed.unlogged, failed.logged_at, self._over_budget = 0, now, 0
-        self._failures.move_to_end(key)
+        skipped = self._log.decide(failed, now)
+        if skipped is not None:
+            self._failures.move_to_end(key)
         return skipped
 
     def handle_timer(self, now: float) -> None:

@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace) -> int:
     server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der)
     if os.environ.get(HOSTNAME_ENV):
         server.hostname = os.environ[HOSTNAME_ENV]
-    listener = Listener(server, context)
+    listener = Listener(server, context, cors_origins=frozenset(args.cors_origin or ()))
     dataplane = DataPlane(server)
     listener.vpn_handler = VpnHandler(server)
     server.dynamic_instances.watch(dataplane.refresh)
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", action="append", type=parse_listen, metavar="ADDR:PORT",
                         help="TLS listener (repeatable); replaces the saved list")
     parser.add_argument("--admin-password-file", help="file with the server administrator password (first start)")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        help="a web origin (e.g. https://admin.example) allowed to call the admin API "
+                             "from a browser; repeatable; none by default")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 

@@ -9,12 +9,16 @@ Each TLS connection carries HTTP/1.1 (h11) until something takes it over:
   plane registers; it owns the connection from then on);
 - GET /metrics → Prometheus metrics for a scraper holding the scrape
   credential (node/metrics.py; 404 while none is set);
-- OPTIONS → CORS preflight as SoftEther answers it; GET / → a small page;
-  anything else → 404.
+- OPTIONS → CORS preflight; GET / → a small page; anything else → 404.
+CORS: SoftEther reflects any Origin with credentials allowed, so any web page
+a browser holding the admin's Basic credentials visits could call the API
+and read the answer. Here no origin is allowed unless configured
+(`cors_origins`, vpnd --cors-origin): only those get the CORS headers.
 Limits keep one slow or hostile client from hurting the others: a TLS
 handshake timeout, a deadline per request (head and body) and per answer
-(a peer that does not read), a body size limit (4 MiB for an admin call whose
-headers carry valid credentials, else 64 KiB), at most 19 requests
+(a peer that does not read), a request head of at most 16 KiB (the
+request line and all headers), a body size limit (4 MiB for an admin call
+whose headers carry valid credentials, else 64 KiB), at most 19 requests
 per connection (SoftEther's HTTP loop does the same; the last answer says
 "Connection: close"), and every error closes only that connection.
 Connection floods: as SoftEther's listener (Listener.c, MaxConnectionsPerIP
@@ -22,17 +26,34 @@ and MaxUnestablishedConnections), at most 256 connections from one IP address
 and at most 1000 connections that are not (yet) a VPN session; past either
 cap a new TCP connection is closed at once. They are counted from the TCP
 accept (TLS is started by us afterwards), so connections that never finish
-the TLS handshake count too.
+the TLS handshake count too, and a connection becomes a session only when
+its VPN login succeeded (the handler calls `on_session`), not when it posts
+the signature: 4,000 connections parked after the signature once grew a
+node to 1.17 GB.
+Memory before the TLS handshake: asyncio gives every TLS connection a
+256 KiB read buffer (SSLProtocol.max_size) from the start, so 1000
+half-open handshakes held 256 MB and a connect-then-reset flood left the
+heap grown. TLS_READ_BUFFER caps it at 32 KiB (two TLS records), and
+HandshakeSlots lets at most 128 handshakes run at once (8 per address; the
+others wait holding only a TCP socket): OpenSSL's handshake state is what
+a connection costs most before it is secured. What freed connections leave
+in glibc's heap is given back (malloc_trim, a few ms) a second after
+every TRIM_AFTER_CLOSES closed connections: a flood's memory is returned,
+not kept for the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 from http import HTTPStatus
 import ssl
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import h11
 
@@ -62,6 +83,15 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 ADMIN_BODY_LIMIT = 4 * 1024 * 1024
 OTHER_BODY_LIMIT = 64 * 1024
 READ_CHUNK = 64 * 1024
+TLS_READ_BUFFER = 32 * 1024
+MAX_HANDSHAKES = 128          # TLS handshakes in progress at once (module prose)
+MAX_HANDSHAKES_PER_IP = 8
+TRIM_AFTER_CLOSES = 256
+TRIM_INTERVAL_S = 1.0
+
+# asyncio allocates max_size per TLS connection at once (module prose); a
+# class attribute, as asyncio's start_tls makes the protocol itself.
+asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 @dataclass(slots=True)
@@ -73,11 +103,14 @@ class HttpRequest:
 
 
 class VpnHandler(Protocol):
-    """Takes over a connection whose first request was the SoftEther signature."""
+    """Takes over a connection whose first request was the SoftEther
+    signature; calls `on_session()` once the connection is a VPN session
+    (a successful login), which lifts it out of the cap on connections that
+    are not yet sessions."""
 
     def __call__(self, conn: h11.Connection, request: HttpRequest,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 peer: str) -> Awaitable[None]: ...
+                 peer: str, on_session: Callable[[], None]) -> Awaitable[None]: ...
 
 
 RouteHandler = Callable[[HttpRequest, str], tuple[int, list[tuple[str, str]], bytes]]
@@ -127,6 +160,50 @@ class ConnectionLimits:
         return len(self._pending)
 
 
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0) (returns free heap pages to the system), or a
+    no-op where the C library has none."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def release() -> None:
+        trim(0)   # 1 if memory was returned, 0 if there was none to return
+    return release
+
+
+_release_free_memory = _malloc_trim()
+
+
+class HandshakeSlots:
+    """At most MAX_HANDSHAKES TLS handshakes at once, MAX_HANDSHAKES_PER_IP
+    of them from one address; a connection waits for a slot (holding only
+    its TCP socket) within its handshake deadline. The per-address share
+    keeps one address that starts handshakes and stalls from taking every
+    slot."""
+
+    def __init__(self, total: int = MAX_HANDSHAKES, per_ip: int = MAX_HANDSHAKES_PER_IP) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_ip_limit = per_ip
+        self._per_ip: dict[str, tuple[asyncio.Semaphore, int]] = {}   # semaphore, users
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ip: str) -> AsyncIterator[None]:
+        sem, users = self._per_ip.get(ip) or (asyncio.Semaphore(self._per_ip_limit), 0)
+        self._per_ip[ip] = (sem, users + 1)
+        try:
+            async with sem, self._total:
+                yield
+        finally:
+            sem, users = self._per_ip[ip]
+            if users > 1:
+                self._per_ip[ip] = (sem, users - 1)
+            else:
+                del self._per_ip[ip]
+
+
 def _headers(head: h11.Request) -> dict[str, str]:
     return {n.decode("latin-1"): v.decode("latin-1") for n, v in head.headers}
 
@@ -157,6 +234,11 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader,
                 return None
             raise h11.RemoteProtocolError("connection closed inside a request")
         if isinstance(event, h11.Request):
+            # h11 bounds a head that arrives in pieces; one that arrives whole
+            # in a read is not, so measure it (a 200 KB head used to pass)
+            size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+            if size > MAX_HEAD_BYTES:
+                raise RequestRefused(431, f"request head over the {MAX_HEAD_BYTES}-byte limit")
             head = HttpRequest(event.method.decode("ascii", "replace"), event.target.decode("latin-1"),
                                _headers(event), b"")
             limit = body_limit(head)
@@ -189,8 +271,10 @@ async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, stat
 
 class Listener:
     def __init__(self, server: VpnServer, ssl_context: ssl.SSLContext,
-                 limits: ConnectionLimits | None = None):
+                 limits: ConnectionLimits | None = None, cors_origins: frozenset[str] = frozenset()):
         self.server = server
+        self.cors_origins = cors_origins
+        """Origins allowed to call the admin API from a web page (exact match)."""
         self.ssl_context = ssl_context
         self.limits = limits or ConnectionLimits()
         self._refused = 0
@@ -201,6 +285,9 @@ class Listener:
         self.routes = server.routes
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
+        self._handshakes = HandshakeSlots()
+        self._closed_since_trim = 0
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     async def listen(self, host: str, port: int) -> None:
         # Plain TCP here; _accept starts TLS after admission (see ConnectionLimits).
@@ -210,6 +297,8 @@ class Listener:
         log.info("listening on %s:%d (TLS)", host, srv.sockets[0].getsockname()[1] if srv.sockets else port)
 
     async def close(self) -> None:
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         for srv in self._servers:
             srv.close()
         for task in list(self._tasks):
@@ -217,6 +306,17 @@ class Listener:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for srv in self._servers:
             await srv.wait_closed()
+
+    def _count_close(self) -> None:
+        """See the module prose (memory after a flood): a trim TRIM_INTERVAL_S
+        after the TRIM_AFTER_CLOSES-th close since the last one."""
+        self._closed_since_trim += 1
+        if self._closed_since_trim >= TRIM_AFTER_CLOSES and self._trim_timer is None:
+            self._trim_timer = asyncio.get_running_loop().call_later(TRIM_INTERVAL_S, self._trim)
+
+    def _trim(self) -> None:
+        self._closed_since_trim, self._trim_timer = 0, None
+        _release_free_memory()
 
     def _refuse(self, ip: str, why: str) -> None:
         """Log refusals at most every REFUSAL_LOG_INTERVAL_S: a flood must not
@@ -238,8 +338,11 @@ class Listener:
         task = asyncio.current_task()
         if task:
             self._tasks.add(task)
+        secured = False
         try:
-            await writer.start_tls(self.ssl_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S), self._handshakes.slot(ip):
+                await writer.start_tls(self.ssl_context)
+            secured = True
             await self._serve(reader, writer, peer)
         except (ConnectionError, TimeoutError, ssl.SSLError, h11.RemoteProtocolError,
                 asyncio.IncompleteReadError) as exc:
@@ -253,17 +356,27 @@ class Listener:
             if task:
                 self._tasks.discard(task)
             # close() flushes first; a peer that stopped reading would hold
-            # the socket and its unsent bytes for ever, so abort after a while
-            # (a no-op once the close has finished)
+            # the socket and its unsent bytes for ever, so abort after a while.
+            # Waited for here, not with a timer holding the transport: a
+            # timer kept every closed connection's buffers for CLOSE_WAIT_S,
+            # which under a connect-then-reset flood was hundreds of MB.
+            # Without TLS there is nothing to flush (and wait_closed would not
+            # hear of the close: the failed TLS layer owns the socket).
             transport = writer.transport
             writer.close()
-            asyncio.get_running_loop().call_later(CLOSE_WAIT_S, transport.abort)
+            if secured:
+                try:
+                    await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+                except (Exception, asyncio.CancelledError):
+                    pass   # how the close ended changes nothing: abort below
+            transport.abort()
+            self._count_close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         for number in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
             try:
-                request = await read_request(conn, reader, self._body_limit)
+                request = await read_request(conn, reader, lambda head: self._body_limit(head, peer))
             except RequestRefused as exc:
                 log.info("refused a request from %s: %s", peer, exc)
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -280,8 +393,8 @@ class Listener:
                 return
             path = request.target.split("?", 1)[0].lower()
             if request.method == "POST" and path == SIGNATURE_TARGET and self.vpn_handler:
-                self.limits.established(writer)
-                await self.vpn_handler(conn, request, reader, writer, peer)
+                await self.vpn_handler(conn, request, reader, writer, peer,
+                                       lambda: self.limits.established(writer))
                 return
             status, headers, body = await self._route(request, path, peer)
             await send_response(conn, writer, status, headers, body,
@@ -290,14 +403,14 @@ class Listener:
                 return
             conn.start_next_cycle()
 
-    def _body_limit(self, head: HttpRequest) -> int:
+    def _body_limit(self, head: HttpRequest, peer: str) -> int:
         """4 MiB for an admin call with valid credentials (checked on the
         headers, before the body is read), 64 KiB for anything else: a
         caller without the password cannot make the node buffer megabytes on
         each of its connections."""
         path = head.target.split("?", 1)[0].lower()
         if (head.method == "POST" and path in ("/api", "/api/")
-                and credentials_valid(self.server, head.headers)):
+                and credentials_valid(self.server, head.headers, peer)):
             return ADMIN_BODY_LIMIT
         return OTHER_BODY_LIMIT
 
@@ -323,12 +436,14 @@ class Listener:
             return 200, [("Content-Type", "text/html; charset=utf-8")], ROOT_PAGE
         return 404, [("Content-Type", "text/plain")], b"not found\n"
 
-    @staticmethod
-    def _cors(request: HttpRequest) -> list[tuple[str, str]]:
-        headers = [("Access-Control-Allow-Methods", "OPTIONS,GET,POST"),
-                   ("Access-Control-Allow-Headers", "X-VPNADMIN-HUBNAME,X-VPNADMIN-PASSWORD"),
-                   ("Access-Control-Allow-Credentials", "true")]
+    def _cors(self, request: HttpRequest) -> list[tuple[str, str]]:
+        """CORS headers for a configured origin only (module prose); none
+        otherwise, so a browser keeps the answer from any other page."""
         origin = request.headers.get("origin")
-        if origin:
-            headers.append(("Access-Control-Allow-Origin", origin))
-        return headers
+        if not origin or origin not in self.cors_origins:
+            return []
+        return [("Access-Control-Allow-Methods", "OPTIONS,POST"),
+                ("Access-Control-Allow-Headers", "X-VPNADMIN-HUBNAME,X-VPNADMIN-PASSWORD,Authorization,Content-Type"),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Allow-Origin", origin),
+                ("Vary", "Origin")]

@@ -46,7 +46,7 @@ from prometheus_client.process_collector import ProcessCollector
 from controller.config_sync import NO_SERIAL
 from controller.member_life import MemberState
 from node.admin import auth
-from node.admin.auth import login_refused
+from node.admin.auth import login_refused, login_wait
 from node.state import model
 
 if TYPE_CHECKING:
@@ -160,8 +160,10 @@ def handle_scrape(server: VpnServer, headers: dict[str, str], peer: str) -> Resp
     wrong one (a refused login), else the exposition."""
     if not server.state.config.metrics_password_hash:
         return 404, [("Content-Type", "text/plain")], b"not found\n"
-    if not credential_valid(server.state.config, headers):
-        login_refused(server, peer, "metrics", "missing or wrong scrape credential")
+    wait = login_wait(server, peer)
+    if wait > 0 or not credential_valid(server.state.config, headers):
+        login_refused(server, peer, "metrics", f"retry in {wait:.1f} s" if wait > 0 else
+                      "missing or wrong scrape credential", checked=wait <= 0)
         return 401, [("Content-Type", "text/plain"),
                      ("WWW-Authenticate", 'Basic realm="vpncluster metrics"')], b"scrape credential required\n"
     try:

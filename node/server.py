@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.tickets import TicketBook
+from vpnbus.auth_backoff import AuthBackoff
 from node.cluster.roles import ClusterRoles
 from node.metrics import NodeMetrics
 from node.state.node_state import NodeState
@@ -96,6 +97,10 @@ class VpnServer:
     """One-time tickets the controller asked this member to store (redeemed at login)."""
     routes: dict[tuple[str, str], RouteHandler] = field(default_factory=dict)
     """Extra plain-HTTP routes of the listener, (METHOD, lower-case path) → handler."""
+    admin_backoff: AuthBackoff = field(default_factory=AuthBackoff)
+    """Failed admin API logins per source address (node/admin/api.py)."""
+    vpn_login_backoff: AuthBackoff = field(default_factory=AuthBackoff)
+    """Failed VPN logins per source address (node/dataplane/vpn_handler.py)."""
     cluster: ClusterRoles = field(init=False)
     """The running cluster role (node/cluster/roles.py)."""
     metrics: NodeMetrics = field(init=False)

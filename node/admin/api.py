@@ -1,5 +1,11 @@
 """The admin API entry point the listener calls: one HTTP request in, one
-HTTP answer out (status, headers, body)."""
+HTTP answer out (status, headers, body).
+
+Failed logins go through one function, auth.login_refused (as the binary
+admin RPC's and GET /metrics'): it feeds the per-address backoff
+(vpnbus/auth_backoff.py: after a few failures an address waits, and
+meanwhile its requests are refused without checking the password) and logs
+failures in summary, not one line per guess."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import time
 from typing import Any
 
 import node.admin
-from node.admin.auth import AdminAuthFailed, authenticate, credentials, login_refused
+from node.admin.auth import AdminAuthFailed, authenticate, credentials, login_refused, login_succeeded, login_wait
 from node.admin.dispatch import METHODS, AdminContext, dispatch_async
 from node.admin.jsonrpc import BadRequest, RpcError, error_body, parse_request, result_body
 from node.admin.jsonvalue import InvalidParams
@@ -34,9 +40,12 @@ UNAUTHORIZED: Response = (401, [("Content-Type", "text/html; charset=utf-8"),
                                 ("WWW-Authenticate", 'Basic realm="vpncluster admin"')], UNAUTHORIZED_BODY)
 
 
-def credentials_valid(server: VpnServer, headers: dict[str, str]) -> bool:
-    """Whether the headers carry valid admin credentials (no logging): the
-    listener asks before reading a body, to allow a large body only then."""
+def credentials_valid(server: VpnServer, headers: dict[str, str], peer: str) -> bool:
+    """Whether the headers carry valid admin credentials (no logging, no
+    counting): the listener asks before reading a body, to allow a large body
+    only then. An address that must wait gets no password check here either."""
+    if login_wait(server, peer) > 0:
+        return False
     try:
         authenticate(server.state.config, *credentials(headers))
     except AdminAuthFailed:
@@ -49,12 +58,18 @@ async def handle_admin_post(server: VpnServer, headers: dict[str, str], body: by
     Wrong credentials: 401 with an HTML body (SoftEther
     does the same); everything else: 200 with a JSON-RPC result or error."""
     json_headers = [("Content-Type", "application/json")]
+    wait = login_wait(server, peer)
+    if wait > 0:
+        # not a failure (the wait does not grow); the next logged line counts it
+        login_refused(server, peer, "api", f"retry in {wait:.1f} s", checked=False)
+        return UNAUTHORIZED
     try:
         hub, password = credentials(headers)
         hub_admin_of = authenticate(server.state.config, hub, password)
     except AdminAuthFailed as exc:
         login_refused(server, peer, "api", str(exc))
         return UNAUTHORIZED
+    login_succeeded(server, peer)
     started = time.perf_counter()
     try:
         request = parse_request(body)

@@ -12,6 +12,10 @@ Passwords are hashed as the bytes the client sent (SoftEther hashes the raw
 header), so a UTF-8 password works: the listener hands headers over decoded
 as Latin-1, and `credentials` turns them back into those bytes, read as
 UTF-8 (undecodable bytes kept as surrogates, hashed unchanged).
+A password longer than MAX_PASSWORD_CHARS is refused before it is hashed
+(our SHA-0 is pure Python: a 60 KB one cost ~47 ms of the event loop), and
+no refusal names what a malformed header carried (a Basic value without a
+colon is likely a password).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import binascii
 import hashlib
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from node.admin.jsonvalue import MAX_PASSWORD_CHARS
 from node.softether.sha0 import EMPTY_PASSWORD_HASH, sha0
 from node.state.model import SERVER_MEMBER, Server
 
@@ -54,9 +60,11 @@ def credentials(headers: dict[str, str]) -> tuple[str, str]:
         if auth[:6].lower() != "basic ":
             return "", ""
         try:
-            user, _, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
+            user, colon, password = _utf8(base64.b64decode(auth[6:].strip(), validate=True)).partition(":")
         except (binascii.Error, ValueError):
             raise AdminAuthFailed("malformed Basic authorization") from None
+        if not colon:
+            raise AdminAuthFailed("Basic authorization without a ':' between user and password")
     return ("" if user.lower() in ("", "administrator") else user), password
 
 
@@ -78,18 +86,43 @@ def admin_hash(password: str) -> bytes:
     return found
 
 
-def login_refused(server: "VpnServer", peer: str, endpoint: str, why: str) -> None:
+def address_of(peer: str) -> str:
+    """The address of "ip:port" or "[ip6]:port": what per-address limits key on."""
+    return peer.rpartition(":")[0].strip("[]") or peer
+
+
+def login_wait(server: "VpnServer", peer: str) -> float:
+    """Seconds `peer`'s address must still wait after failed logins (0: it may try)."""
+    return server.admin_backoff.wait(address_of(peer), time.monotonic())
+
+
+def login_refused(server: "VpnServer", peer: str, endpoint: str, why: str, *, checked: bool = True) -> None:
     """Every refused credential of the listener comes here, whichever
     endpoint refused it ("api": the admin API, "vpncmd": the binary admin
-    RPC, "metrics": GET /metrics): the
-    one place for per-source limits on guessing."""
-    log.warning("%s login refused from %s: %s", "admin" if endpoint == "api" else endpoint, peer, why)
+    RPC, "metrics": GET /metrics): the one place for per-address limits on
+    guessing. `checked`: the credential was checked and wrong, counted for
+    the address (after a few failures it must wait, vpnbus/auth_backoff.py)
+    and logged in summary, not per guess; False: refused unchecked while
+    the address waits (the wait does not grow)."""
     server.metrics.auth_failures.labels(endpoint).inc()
+    if not checked:
+        return
+    line = server.admin_backoff.failed(address_of(peer), time.monotonic())
+    if line is not None:
+        log.warning("%s login refused from %s: %s%s", "admin" if endpoint == "api" else endpoint, peer, why,
+                    line.suffix())
+
+
+def login_succeeded(server: "VpnServer", peer: str) -> None:
+    """An administrator logged in from `peer`: its address's failures are forgotten."""
+    server.admin_backoff.succeeded(address_of(peer))
 
 
 def authenticate(config: Server, hub: str, password: str) -> str | None:
     """Return None for the server admin or the hub's name for a hub admin;
     raise AdminAuthFailed otherwise."""
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise AdminAuthFailed(f"password longer than {MAX_PASSWORD_CHARS} characters")
     supplied = admin_hash(password)
     if not hub:
         if hmac.compare_digest(supplied, config.admin_password_hash):

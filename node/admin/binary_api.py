@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
-from node.admin.auth import login_refused
+from node.admin.auth import login_refused, login_succeeded, login_wait
 from node.admin.api import run_call
 from node.admin.binary_rpc import (
     AdminLoginRefused, FrameError, FrameReader, check_login, error_pack, frame, parse_login, reply_pack,
@@ -49,19 +50,27 @@ class HttpPackPeer(Protocol):
 
 
 async def serve_binary_admin(server: VpnServer, peer: HttpPackPeer, request: Pack, random: bytes,
-                             *, client_is_local: bool, peer_name: str) -> None:
-    """Run one admin connection: login, then calls until the peer closes."""
+                             *, client_is_local: bool, peer_name: str,
+                             on_login: Callable[[], None] = lambda: None) -> None:
+    """Run one admin connection: login (then `on_login`), then calls until
+    the peer closes. An address that must wait after failed logins is
+    refused (ERR_AUTH_FAILED) without a check."""
+    wait = login_wait(server, peer_name)
     try:
         login = parse_login(request)
+        if wait > 0:
+            raise AdminLoginRefused(Err.AUTH_FAILED, f"retry in {wait:.1f} s")
         hub_admin_of = check_login(server.state.config, login, random, client_is_local=client_is_local)
     except (FrameError, AdminLoginRefused) as e:
-        if isinstance(e, AdminLoginRefused):   # a credential: counted where per-source limits apply
-            login_refused(server, peer_name, "vpncmd", f"{e.reason} ({error_name(e.code)})")
+        if isinstance(e, AdminLoginRefused):   # a credential: counted where per-address limits apply
+            login_refused(server, peer_name, "vpncmd", f"{e.reason} ({error_name(e.code)})", checked=wait <= 0)
         else:
             log.warning("binary admin login from %s malformed: %s", peer_name, e.message)
         peer.refuse(e.code)
         await peer.epilogue()
         return
+    login_succeeded(server, peer_name)
+    on_login()
     peer.send(Pack())
     await peer.writer.drain()
     who = f"hub {hub_admin_of!r} administrator" if hub_admin_of else "server administrator"

@@ -77,7 +77,13 @@ def parse_request(body: bytes) -> Request:
 
 
 def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a lone surrogate stored before the API refused them (issue 13):
+        # JSON's \u escapes carry it, so the caller still gets an answer
+        return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def result_body(rid: str, result: dict[str, Any]) -> bytes:

@@ -22,6 +22,13 @@ from node.softether.errors import Err
 
 U32_MAX = 0xFFFFFFFF
 U64_MAX = 0xFFFFFFFFFFFFFFFF
+# Text fields: SoftEther keeps at most MAX_SIZE (512) characters of a note or
+# a real name; twice that is room enough, and it keeps one field from making
+# the saved configuration (and every push of it to the members) absurd.
+MAX_TEXT_CHARS = 1024
+MAX_PASSWORD_CHARS = 255   # MAX_PASSWORD_LEN (Cedar.h); the VPN login path has the same cap
+# `_dt` values: the times a datetime can show (years 1970..9999), as Unix seconds.
+MAX_TIME_S = 253402300799.999
 # SoftEther renders a zero time through its fixed 9-hour offset (§8.2).
 ZERO_TIME = "1970-01-01T09:00:00.000Z"
 
@@ -49,7 +56,8 @@ def dt(epoch_s: float | None) -> str:
 
 
 def parse_dt(text: str) -> float:
-    """SoftEther's `_dt` text → Unix seconds (0 for the zero time)."""
+    """SoftEther's `_dt` text → Unix seconds (0 for the zero time); ValueError
+    for text that is not an RFC 3339 time."""
     if text in ("", ZERO_TIME):
         return 0.0
     when = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -73,9 +81,32 @@ def _to_bool(key: str, value: Any) -> bool:
         return value != 0
     if isinstance(value, str):
         # SoftEther's ToBool: "true"/"yes"/"on"/non-zero numbers are true
-        return value.strip().lower() in ("true", "yes", "on", "y", "t") or (
-            value.strip().isdigit() and int(value) != 0)
+        text = value.strip()
+        if text.isdecimal() and text.isascii():
+            return int(text) != 0
+        return text.lower() in ("true", "yes", "on", "y", "t")
     raise InvalidParams(key, "expected a boolean")
+
+
+def _check_text(key: str, value: str, limit: int) -> str:
+    """Text that can be stored and sent on: valid Unicode (no lone
+    surrogates, which JSON's \\ud800 escapes can carry), no NUL (SoftEther's
+    strings end at one), at most `limit` characters."""
+    if len(value) > limit:
+        raise InvalidParams(key, f"{len(value)} characters, at most {limit} allowed")
+    if "\0" in value:
+        raise InvalidParams(key, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParams(key, "not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+def _check_time(key: str, epoch_s: float) -> float:
+    if not 0.0 <= epoch_s <= MAX_TIME_S:   # NaN fails too
+        raise InvalidParams(key, "time out of range (1970-01-01 .. 9999-12-31)")
+    return epoch_s
 
 
 def _to_int(key: str, value: Any, limit: int) -> int:
@@ -106,13 +137,19 @@ class Params:
     def _get(self, name: str, suffix: str) -> Any:
         return self._raw.get(name + suffix)
 
-    def str(self, name: str, suffix: str = "_str") -> str:
+    def str(self, name: str, suffix: str = "_str", limit: int = MAX_TEXT_CHARS) -> str:
+        """Text; InvalidParams if it is not a string, is longer than `limit`
+        characters, or holds what cannot be stored (see _check_text)."""
         value = self._get(name, suffix)
         if value is None:
             return ""
         if not isinstance(value, str):
             raise InvalidParams(name + suffix, "expected a string")
-        return value
+        return _check_text(name + suffix, value, limit)
+
+    def password(self, name: builtins.str) -> builtins.str:
+        """A plain-text password (`_str`), at most MAX_PASSWORD_CHARS characters."""
+        return self.str(name, "_str", MAX_PASSWORD_CHARS)
 
     def utf(self, name: builtins.str) -> builtins.str:
         return self.str(name, "_utf")
@@ -153,12 +190,13 @@ class Params:
         if value is None:
             return 0.0
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value) / 1000.0  # SoftEther takes a number as epoch ms
+            # SoftEther takes a number as epoch ms
+            return _check_time(name + "_dt", value / 1000.0 if value <= U64_MAX else float("nan"))
         if not isinstance(value, str):
             raise InvalidParams(name + "_dt", "expected RFC 3339 text")
         try:
-            return parse_dt(value)
-        except ValueError:
+            return _check_time(name + "_dt", parse_dt(value))
+        except (ValueError, OverflowError):
             raise InvalidParams(name + "_dt", "not an RFC 3339 time") from None
 
     def ip(self, name: builtins.str) -> builtins.str:

@@ -69,7 +69,7 @@ def _member_password(p: Params) -> bytes:
             raise RpcError(Err.INVALID_PARAMETER, "MemberPassword_bin must be SHA0(password), 20 bytes")
         return binary
     if p.has("MemberPasswordPlaintext", "_str"):
-        return hash_admin_password(p.str("MemberPasswordPlaintext"))
+        return hash_admin_password(p.password("MemberPasswordPlaintext"))
     raise RpcError(Err.INVALID_PARAMETER,
                    "member mode needs MemberPasswordPlaintext_str or MemberPassword_bin (the controller's password)")
 

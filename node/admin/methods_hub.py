@@ -59,7 +59,7 @@ def _check_type(config: model.Server, hub_type: int) -> None:
 
 def _passwords(p: Params) -> tuple[bytes, bytes] | None:
     """(hashed, secure) from the request, or None when it sets no password."""
-    plain = p.str("AdminPasswordPlainText")
+    plain = p.password("AdminPasswordPlainText")
     if plain:
         return hash_admin_password(plain), hash_password("administrator", plain)
     hashed, secure = p.bin("HashedPassword"), p.bin("SecurePassword")

@@ -166,7 +166,7 @@ def enum_listener(ctx: AdminContext, p: Params) -> dict[str, Any]:
 def set_server_password(ctx: AdminContext, p: Params) -> dict[str, Any]:
     hashed = p.bin("HashedPassword")
     if not any(hashed):
-        hashed = hash_admin_password(p.str("PlainTextPassword"))
+        hashed = hash_admin_password(p.password("PlainTextPassword"))
     if len(hashed) != 20:
         raise RpcError(Err.INVALID_PARAMETER, "HashedPassword_bin must be 20 bytes")
     if hashed == EMPTY_PASSWORD_HASH:

@@ -48,7 +48,7 @@ def _apply_fields(user: model.User, p: Params) -> None:
     user.note = p.utf("Note")
     user.expire_time = p.dt("ExpireTime")
     if auth_type == model.AUTH_PASSWORD:
-        plain, hashed = p.str("Auth_Password"), p.bin("HashedKey")
+        plain, hashed = p.password("Auth_Password"), p.bin("HashedKey")
         if plain:
             user.hashed_key = hash_password(user.name, plain)
         elif any(hashed):

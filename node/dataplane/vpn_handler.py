@@ -26,7 +26,14 @@ and a body containing 9C37197CA7C2428388C2E6E59B829B30; that request is
 the listener's to answer, this handler only sees the POST that follows.
 
 Every step has a time limit (STEP_TIMEOUT_S = 15 s, SoftEther's
-CONNECTING_TIMEOUT), so a slow or silent client cannot hold a connection.
+CONNECTING_TIMEOUT), so a slow or silent client cannot hold a connection,
+and the whole negotiation (signature attempts, hello, login) one more
+(NEGOTIATION_TIMEOUT_S = 30 s) that retrying bad signatures cannot extend.
+The connection counts as a VPN session for the listener's connection caps
+only once its login succeeded (`on_session`).
+Failed logins feed the per-address backoff (vpnbus/auth_backoff.py): an
+address that failed too often is refused with ERR_AUTH_FAILED without a
+check until its wait is over, and failures are logged in summary.
 After an error reply the server reads at most one more PACK (SoftEther's
 epilogue; the client usually just closes), then closes.
 
@@ -122,6 +129,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpnd.vpn")
 
 STEP_TIMEOUT_S = 15.0          # per negotiation step (CONNECTING_TIMEOUT)
+NEGOTIATION_TIMEOUT_S = 30.0   # signature to welcome, in all (module prose)
 CLUSTER_TIMEOUT_MS = 5_000     # the welcome's session timeout on cluster nodes (module prose)
 EPILOGUE_TIMEOUT_S = 3.0       # waiting for the client's last PACK after an error
 READ_CHUNK = 64 * 1024
@@ -297,21 +305,32 @@ class _Negotiation:
             self.writer.write(extra)
 
 
+@dataclass(frozen=True, slots=True)
+class _AdminRpc:
+    """The negotiation asked for the `admin` method: its login request and our hello's random."""
+
+    request: Pack
+    random: bytes
+
+
 class VpnHandler:
     """The listener's `vpn_handler`: `await handler(conn, request, reader,
     writer, peer)` runs the negotiation and then the session, and returns
     when the connection is done."""
 
     def __init__(self, server: "VpnServer", *, timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 cluster_timeout_ms: int = CLUSTER_TIMEOUT_MS, step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+                 cluster_timeout_ms: int = CLUSTER_TIMEOUT_MS, step_timeout_s: float = STEP_TIMEOUT_S,
+                 negotiation_timeout_s: float = NEGOTIATION_TIMEOUT_S) -> None:
         self.server = server
         self.timeout_ms = timeout_ms
         self.cluster_timeout_ms = cluster_timeout_ms
         self.step_timeout_s = step_timeout_s
+        self.negotiation_timeout_s = negotiation_timeout_s
         self._connection_ids = itertools.count(1)
 
     async def __call__(self, conn: h11.Connection, request: "HttpRequest",
-                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str,
+                       on_session: Callable[[], None] = lambda: None) -> None:
         neg = _Negotiation(reader, writer)
         neg.channel.receive_data(_replayed_signature(request))
         rest, closed = conn.trailing_data
@@ -320,39 +339,57 @@ class VpnHandler:
         if closed:
             neg.channel.receive_data(b"")
         client_ip, client_port = _client_address(writer, peer)
+        session: VpnSession | _AdminRpc | None = None
         try:
-            if not await self._signature(neg, peer):
-                return
-            random = os.urandom(SHA1_SIZE)
-            neg.send(Hello(random=random, hello=PRODUCT_NAME, version=COMPAT_VERSION,
-                           build=COMPAT_BUILD).to_pack())
-            try:
-                pack = await neg.next(neg.channel.next_pack, self.step_timeout_s)
-                method = request_method(pack)
-            except ProtocolError as e:
-                log.info("VPN negotiation with %s failed: %s", peer, e)
-                if neg.refuse(e.code):
-                    await neg.epilogue()
-                return
-            if method == "login":
-                await self._login(neg, pack, random, client_ip, client_port, peer)
-            elif method == "additional_connect":
-                self._additional_connect(neg, pack, peer)
-                await neg.epilogue()
-            elif method == "enum_hub":
-                neg.send(enum_hub_pack(self.server.state.config))
-                await neg.epilogue()
-            elif method == "admin":  # vpncmd's binary admin RPC (node/admin/binary_api.py)
-                await serve_binary_admin(self.server, neg, pack, random, peer_name=peer,
-                                         client_is_local=ipaddress.ip_address(client_ip).is_loopback)
-            else:
-                log.info("VPN client %s asked for unknown method %.64r", peer, method)
-                neg.refuse(Err.PROTOCOL_ERROR)
-                await neg.epilogue()
+            async with asyncio.timeout(self.negotiation_timeout_s):
+                session = await self._negotiate(neg, client_ip, client_port, peer)
         except TimeoutError:
-            log.info("VPN negotiation with %s timed out (%g s per step)", peer, self.step_timeout_s)
+            log.info("VPN negotiation with %s timed out (%g s per step, %g s in all)", peer,
+                     self.step_timeout_s, self.negotiation_timeout_s)
         except ProtocolError as e:
             log.info("VPN negotiation with %s failed: %s", peer, e)
+        if isinstance(session, _AdminRpc):
+            # vpncmd's binary admin RPC (node/admin/binary_api.py): a connection that lives
+            # past the negotiation's deadline, with limits of its own; established once logged in
+            await serve_binary_admin(self.server, neg, session.request, session.random, peer_name=peer,
+                                     client_is_local=ipaddress.ip_address(client_ip).is_loopback,
+                                     on_login=on_session)
+        elif session is not None:
+            on_session()
+            await session.run(neg.channel.trailing_data)
+
+    async def _negotiate(self, neg: _Negotiation, client_ip: str, client_port: int,
+                         peer: str) -> VpnSession | _AdminRpc | None:
+        """Signature, hello and one request; the session to run after a
+        successful login, the admin RPC to serve, else None (the reply was sent)."""
+        if not await self._signature(neg, peer):
+            return None
+        random = os.urandom(SHA1_SIZE)
+        neg.send(Hello(random=random, hello=PRODUCT_NAME, version=COMPAT_VERSION,
+                       build=COMPAT_BUILD).to_pack())
+        try:
+            pack = await neg.next(neg.channel.next_pack, self.step_timeout_s)
+            method = request_method(pack)
+        except ProtocolError as e:
+            log.info("VPN negotiation with %s failed: %s", peer, e)
+            if neg.refuse(e.code):
+                await neg.epilogue()
+            return None
+        if method == "login":
+            return await self._login(neg, pack, random, client_ip, client_port, peer)
+        elif method == "additional_connect":
+            self._additional_connect(neg, pack, peer)
+            await neg.epilogue()
+        elif method == "enum_hub":
+            neg.send(enum_hub_pack(self.server.state.config))
+            await neg.epilogue()
+        elif method == "admin":
+            return _AdminRpc(pack, random)
+        else:
+            log.info("VPN client %s asked for unknown method %.64r", peer, method)
+            neg.refuse(Err.PROTOCOL_ERROR)
+            await neg.epilogue()
+        return None
 
     async def _signature(self, neg: _Negotiation, peer: str) -> bool:
         for _ in range(MAX_SIGNATURE_REQUESTS):
@@ -408,7 +445,7 @@ class VpnHandler:
                    for session in hub.sessions.values())
 
     async def _login(self, neg: _Negotiation, pack: Pack, random: bytes,
-                     client_ip: str, client_port: int, peer: str) -> None:
+                     client_ip: str, client_port: int, peer: str) -> VpnSession | None:
         try:
             auth = AuthRequest.from_pack(pack)
         except ProtocolError as e:
@@ -416,8 +453,14 @@ class VpnHandler:
             self._counted(error_name(e.code))
             neg.refuse(e.code)
             await neg.epilogue()
-            return
+            return None
         server = self.server
+        backoff = server.vpn_login_backoff
+        if backoff.wait(client_ip, time.monotonic()) > 0:
+            # not checked (module prose); counted into the next logged failure
+            neg.refuse(Err.AUTH_FAILED)
+            await neg.epilogue()
+            return None
         config = server.state.config
         controller = server.cluster.controller if config.farm.server_type == model.SERVER_CONTROLLER else None
         # A controller places the login first (the hub may run elsewhere or not yet).
@@ -434,8 +477,9 @@ class VpnHandler:
                     admin=granted.method == "administrator", client_ip=client_ip, unique_id=auth.unique_id))
                 if isinstance(outcome, RedirectTo):
                     self._counted("redirected")
+                    backoff.succeeded(client_ip)
                     await self._redirect(neg, outcome, granted, client_ip)
-                    return
+                    return None
                 if isinstance(outcome, LoginFailed):
                     raise LoginRefused(error_number(outcome.error), f"not placed in the cluster: {outcome.error}")
                 granted = dataclasses.replace(granted, session_name=outcome.session_name)
@@ -446,13 +490,16 @@ class VpnHandler:
             if granted.hub.max_session and running_hub.session_count() >= granted.hub.max_session:
                 raise LoginRefused(Err.HUB_IS_BUSY, f"the hub has its maximum of {granted.hub.max_session} sessions")
         except LoginRefused as e:
-            # names as the client sent them: quoted and cut, so they cannot forge log lines
-            log.warning("login failed: user %.64r on hub %.64r from %s: %s (%s)",
-                        auth.username, auth.hubname, client_ip, e.reason, error_name(e.code))
+            line = backoff.failed(client_ip, time.monotonic())
+            if line is not None:
+                # names as the client sent them: quoted and cut, so they cannot forge log lines
+                log.warning("login failed: user %.64r on hub %.64r from %s: %s (%s)%s",
+                            auth.username, auth.hubname, client_ip, e.reason, error_name(e.code), line.suffix())
             self._counted(error_name(e.code))
             neg.refuse(e.code)
             await neg.epilogue()
-            return
+            return None
+        backoff.succeeded(client_ip)
         timeout_ms = self.timeout_ms if config.farm.server_type == model.SERVER_STANDALONE \
             else self.cluster_timeout_ms
         name = granted.session_name
@@ -476,10 +523,10 @@ class VpnHandler:
             self._counted(error_name(Err.HUB_STOPPING))
             neg.refuse(Err.HUB_STOPPING)
             await neg.epilogue()
-            return
+            return None
         neg.send(welcome.to_pack())
         self._counted("ok")
         log.info("session %s started: user %s (%s) on hub %s from %s:%d, %.64r build %d%s",
                  name, granted.username, granted.method, granted.hub.name, client_ip, client_port,
                  auth.client_str, auth.client_build, ", compressed" if welcome.use_compress else "")
-        await session.run(neg.channel.trailing_data)
+        return session

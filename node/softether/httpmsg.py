@@ -132,6 +132,7 @@ class _Channel(Generic[_Head]):
         self._body = bytearray()
         self._noops = 0
         self._outbox = bytearray()
+        self._broken: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; b"" means the peer closed its side."""
@@ -157,7 +158,20 @@ class _Channel(Generic[_Head]):
 
         `on_head(content_length)` may refuse the message before its body is
         buffered; `need_body`: SoftEther's PACK rule, Content-Length >= 1.
+        After a refusal (HttpError, or what `on_head` raised) the stream is
+        out of step (h11 is inside the refused message), so every later read
+        raises that error again.
         """
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._advance(limit, on_head, need_body)
+        except ProtocolError as e:
+            self._broken = e
+            raise
+
+    def _advance(self, limit: int, on_head: Callable[[int], None] | None,
+                 need_body: bool) -> tuple[_Head, bytes] | None:
         conn = self._conn
         if self._role is h11.SERVER and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()  # the client starts its cycles in _post

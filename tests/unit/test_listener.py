@@ -87,7 +87,8 @@ def test_unestablished_cap_spares_vpn_sessions(tmp_path):
         listener, port = await _started(tmp_path, limits)
         release = asyncio.Event()
 
-        async def vpn_handler(conn, request, reader, writer, peer):
+        async def vpn_handler(conn, request, reader, writer, peer, on_session):
+            on_session()                # logged in: a VPN session now
             await release.wait()        # a long-lived VPN session
         listener.vpn_handler = vpn_handler
         try:

@@ -37,3 +37,11 @@ def test_bodies_are_softether_shaped():
     doc = json.loads(error_body("z", RpcError(Err.HUB_NOT_FOUND, "no hub 'x'")))
     assert doc["id"] == "z" and doc["error"]["code"] == 8
     assert doc["error"]["message"].startswith("Error code 8: ")
+
+
+def test_an_answer_carrying_a_lone_surrogate_is_still_an_answer():
+    """Issue 13 finding 1: a note with a lone surrogate, stored before the API
+    refused them, made every answer naming it fail to encode (an empty reply)."""
+    body = result_body("1", {"Note_utf": "a\ud800b"})
+    assert json.loads(body)["result"]["Note_utf"] == "a\ud800b"
+    assert result_body("1", {"Note_utf": "é"}) == '{"result":{"Note_utf":"é"},"jsonrpc":"2.0","id":"1"}'.encode()

@@ -87,6 +87,32 @@ def test_wrong_password_is_refused_logged_once_and_throttled():
     assert core.registry.by_key(MEMBER) is not None
 
 
+def _guess(core: cc.ControllerCore, key: bytes, address: str, password: bytes, now: float) -> object:
+    auth = MemberJoinAuth(password, key, KEY)
+    challenge = core.receive(key, address, hello(auth), now)
+    assert isinstance(challenge, msg.JoinChallenge)
+    return core.receive(key, address, msg.JoinProof(proof=auth.receive_challenge(challenge.nonce)), now)
+
+
+def test_a_fresh_key_per_guess_is_throttled_by_its_address():
+    """Issue 13 finding 6: the desk's throttle is per CURVE key, and a key
+    is free to make (~19 guesses/s); the address backs off too."""
+    core = make_core()
+    refused = 0
+    for n in range(40):
+        key = bytes([n + 1]) * 32
+        try:
+            _guess(core, key, "198.51.100.9", b"x" * 20, now=0.01 * n)
+        except JoinThrottled:
+            continue
+        except AuthFailed:
+            refused += 1
+    assert refused <= 6      # the rest were throttled before any password work
+    with pytest.raises(JoinThrottled):
+        _guess(core, b"Z" * 32, "198.51.100.9", PASSWORD, now=0.5)
+    assert isinstance(_guess(core, MEMBER, "10.0.0.9", PASSWORD, now=0.5), msg.JoinAccepted)   # another address
+
+
 def test_hello_with_another_protocol_or_a_huge_certificate_is_refused():
     core = make_core()
     for at, bad in ((0.0, dict(version=1)), (10.0, dict(server_cert=b"c" * (cc.MAX_SERVER_CERT_BYTES + 1)))):

@@ -304,3 +304,30 @@ def test_signature_without_body_is_fatal():
     with pytest.raises(SignatureError) as info:
         s.next_signature()
     assert info.value.fatal
+
+
+@pytest.mark.parametrize("length", [0, 65537])
+def test_after_a_refused_content_length_every_read_refuses_again(length):
+    """Issue 13 finding 8: h11 had moved into the refused message, and the
+    next read (SoftEther's epilogue) met a body with no head: a traceback."""
+    server = PackServerChannel()
+    client = PackClientChannel("x")
+    server.receive_data(client.signature_request())
+    assert server.next_signature() is True
+    server.send_pack(Pack())
+    server.receive_data(b"POST /vpnsvc/vpn.cgi HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                        b"Content-Length: %d\r\n\r\n" % length + b"\0" * length)
+    for _ in range(3):
+        with pytest.raises(HttpError, match=f"Content-Length {length}"):
+            server.next_pack()
+
+
+def test_a_signature_refused_at_its_head_stays_refused():
+    """Found by the negotiation fuzzer: a signature POST without a body is
+    refused at its head (length 0); the next read met the refused
+    message's end with no head (AssertionError)."""
+    server = PackServerChannel()
+    server.receive_data(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nHost: x\r\n\r\n")
+    for read in (server.next_signature, server.next_pack):
+        with pytest.raises(SignatureError):
+            read()
