@@ -1,0 +1,63 @@
+"""`vpndrill run SCENARIO.toml`: load, drill, report.
+
+Exit status: 0 the timeline ran and no session was lost, 1 a step failed,
+a session was lost or the cluster could not be built, 2 the scenario file
+is wrong (one line naming file and line), 130 interrupted (main.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from tools.vpnclient.client import ClientFailed
+from tools.vpnclient.ports import NotConnected
+from tools.vpnctl.client import AdminError
+from tools.vpndrill import report as rp
+from tools.vpndrill.cluster import DrillError
+from tools.vpndrill.drill import Drill, Progress
+from tools.vpndrill.scenario_file import ScenarioError, load
+
+log = logging.getLogger("vpndrill")
+
+
+async def connect_and_run(drill: Drill) -> None:
+    """Connect the clients, run the timeline; the clients are stopped however it ends."""
+    try:
+        drill.progress.line(f"connecting {drill.scenario.client_count} clients through the controller")
+        await drill.connect()
+        await drill.run()
+    finally:
+        await drill.stop_clients()
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as exc:
+        print(f"vpndrill: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress()
+    error = None
+    with tempfile.TemporaryDirectory(prefix="vpndrill-") as tmp:
+        try:
+            drill = Drill(scenario, Path(tmp), progress)
+        except DrillError as exc:
+            print(f"vpndrill: {args.scenario}: {exc}", file=sys.stderr)
+            return 2
+        with drill:
+            try:
+                progress.line(f"{scenario.name}: starting a controller and {len(scenario.members)} members")
+                drill.build()
+                asyncio.run(connect_and_run(drill))
+            except (DrillError, AdminError, ClientFailed, NotConnected) as exc:
+                error = f"drill stopped: {exc}"
+                log.error("%s", error)
+    failures = drill.failures + ([error] if error else [])
+    report = drill.timeline.report()
+    rp.emit(report, scenario.name, as_json_=args.json, plot_path=args.plot, failures=failures, pids=drill.pids)
+    return 0 if not failures and report.lost == 0 else 1
