@@ -168,8 +168,10 @@ def observe(args: argparse.Namespace) -> int:
     if error is not None:
         print(f"vpndrill: {error}", file=sys.stderr)
         return 1
-    for t, where in resolve_sessions(samples):
+    resolved, moves = resolve_sessions(samples)
+    for t, where in resolved:
         timeline.sessions(t, where)
+    timeline.moves(moves)
     timeline.end(time.monotonic() - origin)
     report = timeline.report()
     title = f"observe {args.server}"

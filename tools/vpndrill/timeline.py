@@ -17,8 +17,9 @@ time T on server S, until the next event ("its window"):
   eviction_s    T -> the first sample with no session on S any more
   listed_s      (start, cont, restart, ...) T -> the first member list with S
                 again (after it was out, for a restart)
-  gaps          per session that was on S at T and left it: from its last
-                sample connected on S to its first sample connected again
+  gaps          per session that was on S at T and left it: from T (kill,
+                stop, restart, link down, partition) or else from its last
+                sample connected on S, to its first sample connected again
                 (anywhere, up to the end of the drill); resolution: one sample
   lost          those sessions that never came back
   traffic_lost  pings sent in the window that got no answer (all clients)
@@ -39,6 +40,11 @@ FAULTS = frozenset({"kill", "stop", "restart", "link_down", "partition", "drain"
 """Actions after which the target's sessions are expected to move (the rest recover)."""
 OUT_OF_LIST = frozenset({"kill", "stop", "restart", "link_down", "partition", "left"})
 """Faults after which the controller should drop the target from its member list."""
+HARD_FAULTS = OUT_OF_LIST - {"left"}
+"""Faults that break the target's sessions at once: their gap runs from the
+fault itself, however late a client notices (a frozen server's TCP stays
+open until the client's keepalive gives up). After a drain, or a member seen
+leaving by an observer, it runs from the session's last sample on the target."""
 BACK_IN_LIST = frozenset({"start", "cont", "restart", "link_up", "heal", "joined"})
 """Actions after which the target should be listed again."""
 
@@ -119,6 +125,7 @@ class Timeline:
     _counts: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     _events: list[Event] = field(default_factory=list)
     _probes: list[tuple[float, bool]] = field(default_factory=list)
+    _moves: list[Move] = field(default_factory=list)
     _end: float = 0.0
 
     @property
@@ -152,6 +159,11 @@ class Timeline:
         """A ping sent at `sent_at` (any order: probes are fed after the fact)."""
         self._probes.append((sent_at, answered))
 
+    def moves(self, moves: list[Move]) -> None:
+        """Observed reconnects and disappearances (resolve_sessions), used
+        for "left" events, whose sessions cannot be told apart by server."""
+        self._moves += moves
+
     def end(self, now: float) -> None:
         self._seen(now)
 
@@ -162,7 +174,8 @@ class Timeline:
         displaced: dict[str, bool] = {}  # session -> came back (over every event)
         for i, e in enumerate(self._events):
             until = self._events[i + 1].at if i + 1 < len(self._events) else self._end
-            r = self._event_report(e, until)
+            since = self._events[i - 1].at if i else 0.0
+            r = self._observed_report(e, since, until) if e.action == "left" else self._event_report(e, until)
             reports.append(r[0])
             for key, came_back in r[1].items():
                 displaced[key] = displaced.get(key, True) and came_back
@@ -173,6 +186,19 @@ class Timeline:
                       back=sum(displaced.values()), lost=sum(not v for v in displaced.values()),
                       gaps=self._down_intervals(), counts=tuple(self._server_counts()),
                       timeline=tuple(self._events))
+
+    def _observed_report(self, e: Event, since: float, until: float) -> tuple[EventReport, dict[str, bool]]:
+        """A member seen leaving: its session count before, and the reconnects
+        and disappearances seen since the previous event."""
+        before = [c for t, c in self._counts if t <= e.at and e.target in c]
+        affected = before[-1][e.target] if before else 0
+        moves = [m for m in self._moves if since <= (m.up_at if m.up_at is not None else m.down_at) <= until]
+        came_back = {m.key: m.up_at is not None for m in moves}
+        after = [t - e.at for t, c in self._counts if e.at <= t <= until and c.get(e.target, 0) == 0]
+        return EventReport(at=e.at, action=e.action, target=e.target, detection_s=None,
+                           eviction_s=after[0] if after else None, listed_s=None, affected=affected,
+                           gaps_s=tuple(max(0.0, m.up_at - m.down_at) for m in moves if m.up_at is not None),
+                           lost=sum(not v for v in came_back.values()), traffic_lost=0, traffic_sent=0), came_back
 
     def _event_report(self, e: Event, until: float) -> tuple[EventReport, dict[str, bool]]:
         out = [t for t, listed in self._members if e.at <= t <= until and e.target not in listed]
@@ -209,9 +235,10 @@ class Timeline:
         return self._sessions[i - 1][1] if i else {}
 
     def _takeover_gap(self, key: str, e: Event) -> float | None | bool:
-        """Last sample on the target -> first sample connected after leaving it;
-        None: left and never came back; False: never left it."""
+        """Fault (or last sample on the target) -> first sample connected after
+        leaving it; None: left and never came back; False: never left it."""
         last_on = e.at
+        hard = e.action in HARD_FAULTS
         left = False
         for t, where in self._sessions:
             if t < e.at:
@@ -219,7 +246,7 @@ class Timeline:
             server = where.get(key)
             if not left:
                 if server == e.target:
-                    last_on = t
+                    last_on = e.at if hard else t
                     continue
                 left = True
                 if server is not None:  # moved between two samples
@@ -254,6 +281,15 @@ class Timeline:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """An observed session that went away (down_at: its last sample) and
+    came back under a new name (up_at: its first sample; None: never)."""
+    key: str
+    down_at: float
+    up_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRow:
     """One row of a controller's session list (EnumSession), as observe sees it."""
     name: str
@@ -263,7 +299,8 @@ class SessionRow:
     server: str
 
 
-def resolve_sessions(samples: list[tuple[float, list[SessionRow]]]) -> list[tuple[float, dict[str, str | None]]]:
+def resolve_sessions(samples: list[tuple[float, list[SessionRow]]]
+                     ) -> tuple[list[tuple[float, dict[str, str | None]]], list[Move]]:
     """Observing a cluster, a session that comes back elsewhere has a new
     session name: give each client a stable key over the whole recording.
 
@@ -273,7 +310,9 @@ def resolve_sessions(samples: list[tuple[float, list[SessionRow]]]) -> list[tupl
     still listed: the controller lists the dead server's session until it
     drops that member, while the client is already back), the one that
     vanished first; else it starts a chain. A chain's key is "user@address#n";
-    its server is that of its newest listed name, None between names."""
+    its server is that of its newest listed name, None between names.
+    Also returns each chain's moves: name to next name, and a last name
+    that vanished before the end."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     ident: dict[str, tuple[str, str]] = {}
@@ -293,10 +332,16 @@ def resolve_sessions(samples: list[tuple[float, list[SessionRow]]]) -> list[tupl
         else:
             own.append([name])
     key_of: dict[str, str] = {}
+    moves: list[Move] = []
     for (user, address), cs in chains.items():
         for n, chain in enumerate(cs, 1):
+            key = f"{user}@{address}#{n}"
             for name in chain:
-                key_of[name] = f"{user}@{address}#{n}"
+                key_of[name] = key
+            for old, new in zip(chain, chain[1:]):
+                moves.append(Move(key, samples[last[old]][0], samples[first[new]][0]))
+            if last[chain[-1]] < final:
+                moves.append(Move(key, samples[last[chain[-1]]][0], None))
     out: list[tuple[float, dict[str, str | None]]] = []
     seen: set[str] = set()
     for t, rows in samples:
@@ -309,4 +354,4 @@ def resolve_sessions(samples: list[tuple[float, list[SessionRow]]]) -> list[tupl
                 where[key] = r.server
         seen.update(newest)
         out.append((t, where))
-    return out
+    return out, moves
