@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="a controller and two members on loopback, a dozen sessions, one member killed")
     run = sub.add_parser("run", help="run a scenario file on a throw-away loopback cluster")
     run.add_argument("scenario", type=Path, help="the scenario (TOML; see tools/vpndrill/scenarios/)")
+    run.add_argument("--seed", type=_bounded(0, 2**32), help="the [chaos] table's seed instead of the file's")
+    run.add_argument("--chaos-for", type=_bounded(1, 3600, float), metavar="SECONDS",
+                     help="the [chaos] table's duration_s instead of the file's")
     _report_options(run)
     observe = sub.add_parser("observe", help="watch a running cluster through its admin API, touching nothing")
     observe.add_argument("--server", required=True, metavar="HOST:PORT", help="the cluster controller")

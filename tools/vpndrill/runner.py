@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from tools.vpnclient.client import ClientFailed
@@ -23,6 +24,8 @@ from tools.vpndrill.drill import Drill, Progress
 from tools.vpndrill.scenario_file import ScenarioError, load
 
 log = logging.getLogger("vpndrill")
+CHAOS_MARGIN_S = 120.0
+"""The timeline's bound beyond the chaos itself: the steps before it and the last settle."""
 
 
 async def connect_and_run(drill: Drill) -> None:
@@ -40,6 +43,17 @@ def run_scenario(args: argparse.Namespace) -> int:
         scenario = load(args.scenario)
     except ScenarioError as exc:
         print(f"vpndrill: {exc}", file=sys.stderr)
+        return 2
+    if scenario.chaos is not None:
+        chaos = scenario.chaos
+        if args.seed is not None:
+            chaos = replace(chaos, seed=args.seed)
+        if args.chaos_for is not None:
+            chaos = replace(chaos, duration_s=args.chaos_for)
+        scenario = replace(scenario, chaos=chaos,
+                           duration_s=max(scenario.duration_s, chaos.duration_s + CHAOS_MARGIN_S))
+    elif args.seed is not None or args.chaos_for is not None:
+        print(f"vpndrill: {args.scenario}: --seed and --chaos-for need a [chaos] table", file=sys.stderr)
         return 2
     progress = Progress()
     error = None

@@ -109,6 +109,16 @@ class Report:
     timeline: tuple[Event, ...]
 
 
+def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def percentile(values: tuple[float, ...] | list[float], pct: float) -> float | None:
     """The nearest-rank percentile (None for no values)."""
     if not values:
@@ -126,6 +136,7 @@ class Timeline:
     _events: list[Event] = field(default_factory=list)
     _probes: list[tuple[float, bool]] = field(default_factory=list)
     _moves: list[Move] = field(default_factory=list)
+    _outages: list[tuple[str, tuple[float, float]]] = field(default_factory=list)
     _end: float = 0.0
 
     @property
@@ -170,6 +181,7 @@ class Timeline:
     # ---- the report ------------------------------------------------------------------------
 
     def report(self) -> Report:
+        self._outages = []
         reports = []
         displaced: dict[str, bool] = {}  # session -> came back (over every event)
         for i, e in enumerate(self._events):
@@ -184,7 +196,7 @@ class Timeline:
         return Report(duration_s=self._end, events=tuple(reports), sessions=len(keys),
                       connected_at_end=sum(v is not None for v in last.values()),
                       back=sum(displaced.values()), lost=sum(not v for v in displaced.values()),
-                      gaps=self._down_intervals(), counts=tuple(self._server_counts()),
+                      gaps=self._down_intervals(self._outages), counts=tuple(self._server_counts()),
                       timeline=tuple(self._events))
 
     def _observed_report(self, e: Event, since: float, until: float) -> tuple[EventReport, dict[str, bool]]:
@@ -221,8 +233,9 @@ class Timeline:
             if gap is False:
                 continue  # never left the target (e.g. a freeze shorter than the keepalive)
             came_back[key] = gap is not None
-            if gap is not None:
-                gaps.append(gap)
+            if isinstance(gap, tuple):
+                gaps.append(gap[1] - gap[0])
+                self._outages.append((key, gap))
         window = [answered for t, answered in self._probes if e.at <= t < until]
         return EventReport(at=e.at, action=e.action, target=e.target, detection_s=detection,
                            eviction_s=eviction, listed_s=listed_s, affected=len(affected), gaps_s=tuple(gaps),
@@ -234,9 +247,9 @@ class Timeline:
         i = bisect_right([s[0] for s in self._sessions], t)
         return self._sessions[i - 1][1] if i else {}
 
-    def _takeover_gap(self, key: str, e: Event) -> float | None | bool:
-        """Fault (or last sample on the target) -> first sample connected after
-        leaving it; None: left and never came back; False: never left it."""
+    def _takeover_gap(self, key: str, e: Event) -> tuple[float, float] | None | bool:
+        """(fault or last sample on the target, first sample connected after
+        leaving it); None: left and never came back; False: never left it."""
         last_on = e.at
         hard = e.action in HARD_FAULTS
         left = False
@@ -250,13 +263,16 @@ class Timeline:
                     continue
                 left = True
                 if server is not None:  # moved between two samples
-                    return t - last_on
+                    return (last_on, t)
                 continue
             if server is not None:
-                return t - last_on
+                return (last_on, t)
         return None if left else False
 
-    def _down_intervals(self) -> dict[str, tuple[tuple[float, float], ...]]:
+    def _down_intervals(self, outages: list[tuple[str, tuple[float, float]]]
+                        ) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Per session, the intervals it was down: seen down by its client,
+        or taken over after a hard fault (from the fault), overlaps merged."""
         out: dict[str, list[tuple[float, float]]] = {}
         up_at: dict[str, float] = {}  # last sample seen connected
         down: dict[str, float] = {}  # last connected sample before a down run
@@ -272,7 +288,9 @@ class Timeline:
                     up_at[key] = t
         for key, since in down.items():
             out[key].append((since, self._end))
-        return {k: tuple(v) for k, v in out.items()}
+        for key, interval in outages:
+            out.setdefault(key, []).append(interval)
+        return {k: tuple(_merged(v)) for k, v in out.items()}
 
     def _server_counts(self) -> list[tuple[float, dict[str, int]]]:
         if self._counts:

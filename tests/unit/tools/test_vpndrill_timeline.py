@@ -34,6 +34,8 @@ def test_a_kill_times_detection_eviction_and_each_takeover_from_the_fault():
     assert start.detection_s is None and start.affected == 0 and start.listed_s == pytest.approx(1.2)
     assert (r.sessions, r.back, r.lost, r.connected_at_end) == (3, 2, 0, 3)
     assert r.gaps["s1"] == ((0.0, 1.4),)  # down from its last sample up
+    assert r.gaps["s2"] == ((1.0, 3.0),)  # its client noticed at 1.4, but it was taken down by the kill at 1.0
+    assert r.gaps["s3"] == ()
     assert r.counts[0] == (0.0, {C: 2, B: 1})
 
 
