@@ -40,7 +40,7 @@ SCENARIO = Path(__file__).resolve().parent / "scenarios" / "demo.toml"
 
 def vpnctl(node: Node, *args: str, hub: str | None = None, show: bool = True, json_out: bool = False) -> str:
     """Run vpnctl against `node` as an operator would, echoing the command line."""
-    cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"127.0.0.1:{node.port}",
+    cmd = [sys.executable, "-m", "tools.vpnctl.main", "--server", f"{node.address}:{node.port}",
            "--password-file", str(node.pw_file), *(["--hub", hub] if hub else []),
            *(["--json"] if json_out else []), *args]
     if show:
@@ -64,7 +64,7 @@ async def _connect_and_run(drill: Drill) -> tuple[Where, Where]:
         print(f"\n$ {drill.scenario.client_count} x vpnclient --server 127.0.0.1:{ctl.port} --userspace "
               "(12 x alice on OFFICE, then 2 x bob on LAB pinging each other)", flush=True)
         await drill.connect()
-        before = {c.name: drill.name_of_port(c.server_port()) for c in drill.clients}
+        before = {c.name: drill.name_of(c.server()) for c in drill.clients}
         print("\nsessions:")
         print(tabulate([(c.name, c.hub, c.client.status.session_name, before[c.name]) for c in drill.clients],
                        headers=("client", "hub", "session", "server")))
@@ -75,7 +75,7 @@ async def _connect_and_run(drill: Drill) -> tuple[Where, Where]:
         await asyncio.to_thread(vpnctl, ctl, "ClusterMemberList")
         print("\nnow: kill -9 of the busiest member, each client comes back through the controller", flush=True)
         await drill.run()
-        return before, {c.name: drill.name_of_port(c.server_port()) for c in drill.clients}
+        return before, {c.name: drill.name_of(c.server()) for c in drill.clients}
     finally:
         await drill.stop_clients()
 

@@ -41,8 +41,10 @@ from pathlib import Path
 from tools.vpnclient import frames as fr
 from tools.vpnclient.client import UserspaceClient
 from tools.vpnclient.retry import RetryPolicy, State
-from tools.vpnctl.client import AdminError
+from tools.vpnctl.client import AdminClient, AdminError
 from tools.vpndrill.cluster import JOIN_TIMEOUT_S, DrillError, LocalCluster, Node, wait_until
+from tools.vpndrill.lab.netns import Lab
+from tools.vpndrill.lab.nscluster import NsTopology
 from tools.vpndrill.scenario_file import NEEDS_NETNS, Scenario, Step, chaos_steps
 from tools.vpndrill.timeline import FAULTS, Timeline
 
@@ -63,12 +65,10 @@ class DrillClient:
     client: UserspaceClient
     peer: DrillClient | None = None
 
-    def server_port(self) -> int | None:
-        """The port of the server holding its session now, None while down."""
+    def server(self) -> str | None:
+        """"host:port" of the server holding its session now, None while down."""
         st = self.client.status
-        if st.state is not State.CONNECTED or not st.server:
-            return None
-        return int(st.server.rsplit(":", 1)[1])
+        return st.server if st.state is State.CONNECTED and st.server else None
 
 
 class Progress:
@@ -107,15 +107,26 @@ class Drill:
     """One scenario on one loopback cluster. Use as a context manager:
     leaving it stops every vpnd by PID."""
 
-    def __init__(self, scenario: Scenario, base: Path, progress: Progress | None = None) -> None:
+    def __init__(self, scenario: Scenario, base: Path, progress: Progress | None = None, *,
+                 netns: bool = False) -> None:
         bad = [s for s in scenario.steps if s.action in NEEDS_NETNS]
-        if bad:
-            raise DrillError(f"step at line {bad[0].line}: {bad[0].action} needs separate links per server "
-                             "(the namespace lab); on one loopback it cannot be applied")
+        if bad and not netns:
+            raise DrillError(f"step at line {bad[0].line}: {bad[0].action} needs a link per server: "
+                             "run it with --netns (root)")
         self.scenario = scenario
+        self.lab: Lab | None = None
+        self.topology: NsTopology | None = None
+        if netns:
+            self.lab = Lab()
+            try:
+                self.topology = NsTopology(self.lab, 1 + len(scenario.members))
+            except BaseException:
+                self.lab.close()
+                raise
         self.cluster = LocalCluster(base, len(scenario.members), scenario.liveness_s,
                                     weights=[m.weight for m in scenario.members],
-                                    controller_only=scenario.controller_only)
+                                    controller_only=scenario.controller_only,
+                                    make_node=self.topology.make_node if self.topology else None)
         for node, spec in zip(self.cluster.members, scenario.members):
             node.name = spec.name
         self.timeline = Timeline()
@@ -127,12 +138,17 @@ class Drill:
         self._fault_targets: list[str] = []
         self._failures: list[str] = []
         self._probes: list[tuple[float, bool]] = []
+        self._name_by_id: dict[int, str | None] = {}
 
     def __enter__(self) -> Drill:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cluster.close()
+        try:
+            self.cluster.close()
+        finally:
+            if self.lab is not None:
+                self.lab.close()
 
     @property
     def pids(self) -> list[int]:
@@ -148,8 +164,11 @@ class Drill:
     def node(self, name: str) -> Node:
         return next(n for n in self.cluster.nodes if n.name == name)
 
-    def name_of_port(self, port: int | None) -> str | None:
-        return None if port is None else next((n.name for n in self.cluster.nodes if n.port == port), f"?{port}")
+    def name_of(self, server: str | None) -> str | None:
+        """The name of the node at "host:port" (None for None)."""
+        if server is None:
+            return None
+        return next((n.name for n in self.cluster.nodes if f"{n.address}:{n.port}" == server), f"?{server}")
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -179,7 +198,7 @@ class Drill:
     async def connect(self, on_connected: Callable[[DrillClient], None] | None = None) -> None:
         """Connect every client through the controller, one after the other
         (so that the spread follows points and weights, not a race)."""
-        ctl = f"127.0.0.1:{self.cluster.controller.port}"
+        ctl = f"{self.cluster.controller.address}:{self.cluster.controller.port}"
         n = 0
         for group in self.scenario.clients:
             group_clients = []
@@ -187,7 +206,7 @@ class Drill:
                 n += 1
                 ip = f"10.77.{n // 250}.{1 + n % 250}" if group.ping else None
                 uc = UserspaceClient(ctl, group.hub, group.user, group.password, retry=CLIENT_RETRY, ip=ip,
-                                     local_address=f"127.0.{1 + n // 250}.{1 + n % 250}")
+                                     local_address=None if self.topology else f"127.0.{1 + n // 250}.{1 + n % 250}")
                 dc = DrillClient(f"c{n:03d}", group.hub, uc)
                 self.clients.append(dc)
                 group_clients.append(dc)
@@ -303,6 +322,13 @@ class Drill:
         elif action == "start":
             if not node.running():
                 await asyncio.to_thread(node.start)
+        elif action in ("link_down", "link_up", "partition", "heal"):
+            assert self.topology is not None  # refused in __init__ otherwise
+            i = self.cluster.nodes.index(node)
+            if action.startswith("link"):
+                await asyncio.to_thread(self.topology.link, i, action == "link_up")
+            else:
+                await asyncio.to_thread(self.topology.partition, i, action == "partition")
         elif action in ("drain", "undrain"):
             member_id = await asyncio.to_thread(self._member_id, node)
             with self.cluster.controller.client() as c:
@@ -318,18 +344,39 @@ class Drill:
     def _member_id(self, node: Node) -> int:
         with self.cluster.controller.client() as c:
             for row in c.call("EnumFarmMember")["FarmMemberList"]:
-                if row["Controller_bool"]:
-                    continue
-                info = c.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})
-                if node.port in info["Ports_u32"]:
+                if not row["Controller_bool"] and self._name_of_id(c, row["Id_u32"]) == node.name:
                     return int(row["Id_u32"])
         raise DrillError(f"{node.name} is not in the member list")
+
+    def _name_of_id(self, c: AdminClient, member_id: int) -> str | None:
+        """The node a member id of the controller's list is (cached: a rejoin gets a new id)."""
+        if member_id not in self._name_by_id:
+            info = c.call("GetFarmInfo", {"Id_u32": member_id})
+            self._name_by_id[member_id] = next(
+                (n.name for n in self.cluster.members
+                 if n.port in info["Ports_u32"] and (self.topology is None or info["Ip_ip"] == n.address)), None)
+        return self._name_by_id[member_id]
+
+    def listed_names(self) -> set[str]:
+        """The controller and the members in its member list now."""
+        with self.cluster.controller.client() as c:
+            names = {"controller"}
+            for row in c.call("EnumFarmMember")["FarmMemberList"]:
+                if row["Controller_bool"]:
+                    continue
+                try:
+                    name = self._name_of_id(c, row["Id_u32"])
+                except AdminError:
+                    continue  # evicted between the two calls: not listed any more
+                if name is not None:
+                    names.add(name)
+            return names
 
     async def _sample(self, done: asyncio.Event) -> None:
         for _ in range(int(self.scenario.duration_s / SAMPLE_S) + 100):
             if done.is_set():
                 return
-            self._where = {c.name: self.name_of_port(c.server_port()) for c in self.clients}
+            self._where = {c.name: self.name_of(c.server()) for c in self.clients}
             now = self.now()
             self.timeline.sessions(now, self._where)
             counts = Counter(s for s in self._where.values() if s is not None)
@@ -345,8 +392,7 @@ class Drill:
             if done.is_set():
                 return
             try:
-                ports = await asyncio.to_thread(self.cluster.listed_ports)
-                self._listed = {"controller"} | {n for n in map(self.name_of_port, ports) if n is not None}
+                self._listed = await asyncio.to_thread(self.listed_names)
                 self.timeline.members(self.now(), self._listed)
             except AdminError as exc:  # the controller itself is down or restarting
                 log.debug("member list: %s", exc)

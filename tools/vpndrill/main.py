@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -53,7 +54,16 @@ class Interrupted(BaseException):
     emit has one) can swallow it."""
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:
+        # A child forked by a library (pyroute2's NetNS helper) inherits this
+        # handler: there the signal must do what it does by default.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     # Further signals are ignored so that the cleanup itself is not cut short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -78,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="a controller and two members on loopback, a dozen sessions, one member killed")
     run = sub.add_parser("run", help="run a scenario file on a throw-away loopback cluster")
     run.add_argument("scenario", type=Path, help="the scenario (TOML; see tools/vpndrill/scenarios/)")
+    run.add_argument("--netns", action="store_true",
+                     help="each server in its own network namespace and link (root; needed by link_down, "
+                          "partition)")
     run.add_argument("--seed", type=_bounded(0, 2**32), help="the [chaos] table's seed instead of the file's")
     run.add_argument("--chaos-for", type=_bounded(1, 3600, float), metavar="SECONDS",
                      help="the [chaos] table's duration_s instead of the file's")

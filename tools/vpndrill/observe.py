@@ -10,8 +10,9 @@ leaves the list is a "left" event, one that comes (back) a "joined" one.
 At the end (Ctrl-C, SIGTERM or `--for`), sessions are given stable keys
 across reconnects (timeline.resolve_sessions) and the report is made by
 the same Timeline as `vpndrill run`: per event, eviction, takeover gaps,
-sessions lost; `detection_s` is not known (the fault's instant is not
-seen from outside), the "left" event *is* the detection.
+sessions lost. The fault's instant is not seen from outside: a "left"
+event's detection runs from the first session seen going away to the
+member leaving the list.
 """
 
 from __future__ import annotations

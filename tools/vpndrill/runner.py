@@ -21,6 +21,7 @@ from tools.vpnctl.client import AdminError
 from tools.vpndrill import report as rp
 from tools.vpndrill.cluster import DrillError
 from tools.vpndrill.drill import Drill, Progress
+from tools.vpndrill.lab.netns import root_skip_reason
 from tools.vpndrill.scenario_file import ScenarioError, load
 
 log = logging.getLogger("vpndrill")
@@ -55,11 +56,14 @@ def run_scenario(args: argparse.Namespace) -> int:
     elif args.seed is not None or args.chaos_for is not None:
         print(f"vpndrill: {args.scenario}: --seed and --chaos-for need a [chaos] table", file=sys.stderr)
         return 2
+    if args.netns and (reason := root_skip_reason()):
+        print(f"vpndrill: --netns {reason}", file=sys.stderr)
+        return 2
     progress = Progress()
     error = None
     with tempfile.TemporaryDirectory(prefix="vpndrill-") as tmp:
         try:
-            drill = Drill(scenario, Path(tmp), progress)
+            drill = Drill(scenario, Path(tmp), progress, netns=args.netns)
         except DrillError as exc:
             print(f"vpndrill: {args.scenario}: {exc}", file=sys.stderr)
             return 2

@@ -201,13 +201,16 @@ class Timeline:
 
     def _observed_report(self, e: Event, since: float, until: float) -> tuple[EventReport, dict[str, bool]]:
         """A member seen leaving: its session count before, and the reconnects
-        and disappearances seen since the previous event."""
+        and disappearances seen since the previous event; its detection is
+        from the first of those (the first sign of the fault an observer
+        sees) to the member leaving the list."""
         before = [c for t, c in self._counts if t <= e.at and e.target in c]
         affected = before[-1][e.target] if before else 0
         moves = [m for m in self._moves if since <= (m.up_at if m.up_at is not None else m.down_at) <= until]
         came_back = {m.key: m.up_at is not None for m in moves}
         after = [t - e.at for t, c in self._counts if e.at <= t <= until and c.get(e.target, 0) == 0]
-        return EventReport(at=e.at, action=e.action, target=e.target, detection_s=None,
+        first_sign = min((m.down_at for m in moves), default=e.at)
+        return EventReport(at=e.at, action=e.action, target=e.target, detection_s=max(0.0, e.at - first_sign),
                            eviction_s=after[0] if after else None, listed_s=None, affected=affected,
                            gaps_s=tuple(max(0.0, m.up_at - m.down_at) for m in moves if m.up_at is not None),
                            lost=sum(not v for v in came_back.values()), traffic_lost=0, traffic_sent=0), came_back
