@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.vpndrill.lab.netns import root_skip_reason
+
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -68,12 +70,15 @@ def test_usage_errors_exit_2_in_one_line(args):
     assert "Traceback" not in res.stderr and res.stderr.strip().splitlines()[-1].startswith("vpndrill")
 
 
-def interrupt_midway(argv: list[str], marker: str, sig: int, want_pids: int) -> tuple[int | None, str]:
+def interrupt_midway(argv: list[str], marker: str, sig: int, want_pids: int,
+                     pid_seen: list[int] | None = None) -> tuple[int | None, str]:
     """Start vpndrill, collect the PIDs it logs until `marker` shows in its
     log, send `sig`; returns its exit status and stderr, after checking that
     no process it started is left (any found is killed, then the test fails)."""
     proc = subprocess.Popen([sys.executable, "-m", "tools.vpndrill.main", *argv, "--log-level", "INFO"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    if pid_seen is not None:
+        pid_seen.append(proc.pid)
     pids: list[int] = []
     try:
         deadline = time.monotonic() + 60
@@ -118,3 +123,13 @@ def test_ctrl_c_in_the_middle_of_a_scenario_leaves_no_process_namespace_or_link(
     code, err = interrupt_midway(["run", str(scenario)], " stop member2", signal.SIGINT, 3)
     assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
     assert netns_names() == ns_before and set(os.listdir("/sys/class/net")) == links_before
+
+
+@pytest.mark.skipif(root_skip_reason() is not None, reason=str(root_skip_reason()))
+def test_ctrl_c_in_a_namespaced_drill_removes_its_namespaces_and_links():
+    scenario = REPO / "tools" / "vpndrill" / "scenarios" / "link-down.toml"
+    drill_pid: list[int] = []
+    code, err = interrupt_midway(["run", "--netns", str(scenario)], " link_down member2", signal.SIGINT, 3, drill_pid)
+    assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
+    ours = [n for n in netns_names() if n.startswith(f"vct{drill_pid[0]}x")]  # netns.Lab's names
+    assert not ours

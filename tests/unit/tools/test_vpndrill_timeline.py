@@ -124,5 +124,5 @@ def test_an_observed_member_leaving_reports_its_count_and_the_moves_around_it():
     tl.moves([Move("k1", 0.5, 0.9), Move("k2", 0.5, 1.0), Move("k3", 7.0, None)])
     tl.end(8.0)
     (left,) = tl.report().events
-    assert left.affected == 2 and left.detection_s is None and left.eviction_s == 0.0
+    assert left.affected == 2 and left.detection_s == 1.5 and left.eviction_s == 0.0
     assert left.gaps_s == pytest.approx((0.4, 0.5)) and left.lost == 1
