@@ -1,4 +1,5 @@
-"""The README's main job keeps working: `vpndrill demo`, without privileges.
+"""The README's main job keeps working: `vpndrill demo`, without privileges
+and (when we are root) in namespaces with TAP clients.
 
 The demo runs with every capability dropped (setpriv: no CAP_NET_ADMIN, no
 CAP_DAC_OVERRIDE, ...), i.e. with what a non-root user has; as nobody it
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tools.vpndrill.lab.nscluster import netns_capable
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)
@@ -48,3 +51,19 @@ def test_cluster_demo_without_privileges_spreads_by_weight_and_takes_over():
     moved = [a for a in after if a[2] != a[3]]
     assert moved and all(a[4] != "-" for a in moved), after
     assert "sessions lost: 0" in out
+
+
+@pytest.mark.skipif(not netns_capable(), reason="needs root's capabilities and /dev/net/tun (namespaces, TAP)")
+def test_cluster_demo_as_root_runs_in_namespaces_with_tap_clients_pinging_the_lans():
+    result = subprocess.run([sys.executable, "-m", "tools.vpndrill.main", "demo"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=170)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("in network namespaces, as root")
+    assert "--tap in its own namespace, pinging the LAN" in out
+    assert "all nodes stopped (exit codes [0, 0, 0])" in out and "sessions lost: 0" in out
+    # every ping window has answers: the LAN behind each server's local bridge answered the TAP clients
+    windows = re.findall(r"^\s*[\d.]+\s+(?:kill|start)\s+member\d.*\s(\d+)/(\d+)$", out, re.M)
+    assert len(windows) == 2, out[-2000:]
+    for lost, sent in windows:
+        assert int(sent) > 0 and int(lost) < int(sent), windows

@@ -10,8 +10,12 @@ shown coming back elsewhere with its measured gap, the member is started
 again, and the drill's report follows. Everything started is stopped by PID
 (clients first, then members, then the controller) however it ends.
 
-The same in network namespaces with TAP clients and a LAN behind each
-member's local bridge is not built yet; as root the demo runs on loopback too.
+With root's capabilities (tools/vpndrill/lab/nscluster.py netns_capable)
+the same runs in network namespaces (scenarios/demo-netns.toml): each server
+in its own namespace and link, a LAN host behind a local bridge of OFFICE on
+every server, the dozen OFFICE sessions TAP clients (vpnclient --tap, each
+in a namespace of its own) pinging it with the real `ping`, whose answers
+and losses are in the report. `--loopback` keeps the loopback path.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from tools.vpnctl.client import AdminError
 from tools.vpndrill import report as rp
 from tools.vpndrill.cluster import REPO_ROOT, DrillError, Node
 from tools.vpndrill.drill import Drill, Progress
+from tools.vpndrill.lab.nscluster import netns_capable
 from tools.vpndrill.scenario_file import load
 
-SCENARIO = Path(__file__).resolve().parent / "scenarios" / "demo.toml"
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def vpnctl(node: Node, *args: str, hub: str | None = None, show: bool = True, json_out: bool = False) -> str:
@@ -61,12 +66,14 @@ async def _connect_and_run(drill: Drill) -> tuple[Where, Where]:
     """Connect, show where the sessions landed, run the kill; returns where each was before and after."""
     ctl = drill.cluster.controller
     try:
-        print(f"\n$ {drill.scenario.client_count} x vpnclient --server 127.0.0.1:{ctl.port} --userspace "
-              "(12 x alice on OFFICE, then 2 x bob on LAB pinging each other)", flush=True)
+        mode = "--tap in its own namespace, pinging the LAN" if drill.topology else "--userspace"
+        print(f"\n$ 12 x vpnclient --server {ctl.address}:{ctl.port} --hub OFFICE --user alice {mode}\n"
+              f"$ 2 x vpnclient --server {ctl.address}:{ctl.port} --hub LAB --user bob --userspace "
+              "(pinging each other)", flush=True)
         await drill.connect()
         before = {c.name: drill.name_of(c.server()) for c in drill.clients}
         print("\nsessions:")
-        print(tabulate([(c.name, c.hub, c.client.status.session_name, before[c.name]) for c in drill.clients],
+        print(tabulate([(c.name, c.hub, c.session_name(), before[c.name]) for c in drill.clients],
                        headers=("client", "hub", "session", "server")))
         office = Counter(before[c.name] for c in drill.clients if c.hub == "OFFICE")
         print("\nwhere the OFFICE sessions landed (weights: controller 100, member1 100, member2 200):")
@@ -75,21 +82,23 @@ async def _connect_and_run(drill: Drill) -> tuple[Where, Where]:
         await asyncio.to_thread(vpnctl, ctl, "ClusterMemberList")
         print("\nnow: kill -9 of the busiest member, each client comes back through the controller", flush=True)
         await drill.run()
-        return before, {c.name: drill.name_of(c.server()) for c in drill.clients}
+        return before, drill.last_where
     finally:
         await drill.stop_clients()
 
 
-def demo() -> int:
-    scenario = load(SCENARIO)
+def demo(loopback: bool = False) -> int:
+    netns = not loopback and netns_capable()
+    scenario = load(SCENARIOS / ("demo-netns.toml" if netns else "demo.toml"))
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="vpncluster-demo-") as tmp:
-        drill = Drill(scenario, Path(tmp), progress)
+        print("in network namespaces, as root" if netns else "on 127.0.0.1, without root", flush=True)
+        drill = Drill(scenario, Path(tmp), progress, netns=netns)
         codes: list[int | None] = []
         with drill:
             try:
                 for n in drill.cluster.nodes:
-                    print(f"$ vpnd --state-dir {n.state_dir} --listen 127.0.0.1:{n.port} "
+                    print(f"$ vpnd --state-dir {n.state_dir} --listen {n.address}:{n.port} "
                           f"--admin-password-file {n.pw_file} &", flush=True)
                 drill.build()
                 ctl, _, m2 = drill.cluster.nodes

@@ -44,8 +44,8 @@ from tools.vpnclient.retry import RetryPolicy, State
 from tools.vpnctl.client import AdminClient, AdminError
 from tools.vpndrill.cluster import JOIN_TIMEOUT_S, DrillError, LocalCluster, Node, wait_until
 from tools.vpndrill.lab.netns import Lab
-from tools.vpndrill.lab.nscluster import NsTopology
-from tools.vpndrill.scenario_file import NEEDS_NETNS, Scenario, Step, chaos_steps
+from tools.vpndrill.lab.nscluster import LAN_HOST, LAN_PREFIX, NsTopology, TapClient
+from tools.vpndrill.scenario_file import ClientsSpec, Scenario, Step, chaos_steps, needs_netns
 from tools.vpndrill.timeline import FAULTS, Timeline
 
 log = logging.getLogger("vpndrill")
@@ -69,6 +69,9 @@ class DrillClient:
         """"host:port" of the server holding its session now, None while down."""
         st = self.client.status
         return st.server if st.state is State.CONNECTED and st.server else None
+
+    def session_name(self) -> str | None:
+        return self.client.status.session_name
 
 
 class Progress:
@@ -109,11 +112,11 @@ class Drill:
 
     def __init__(self, scenario: Scenario, base: Path, progress: Progress | None = None, *,
                  netns: bool = False) -> None:
-        bad = [s for s in scenario.steps if s.action in NEEDS_NETNS]
-        if bad and not netns:
-            raise DrillError(f"step at line {bad[0].line}: {bad[0].action} needs a link per server: "
-                             "run it with --netns (root)")
+        why = needs_netns(scenario)
+        if why and not netns:
+            raise DrillError(f"{why}: run it with --netns (root)")
         self.scenario = scenario
+        self.base = base
         self.lab: Lab | None = None
         self.topology: NsTopology | None = None
         if netns:
@@ -131,7 +134,7 @@ class Drill:
             node.name = spec.name
         self.timeline = Timeline()
         self.progress = progress or Progress()
-        self.clients: list[DrillClient] = []
+        self.clients: list[DrillClient | TapClient] = []
         self.origin = time.monotonic()
         self._listed: set[str] = set()
         self._where: dict[str, str | None] = {}
@@ -157,6 +160,11 @@ class Drill:
     @property
     def failures(self) -> list[str]:
         return list(self._failures)
+
+    @property
+    def last_where(self) -> dict[str, str | None]:
+        """Client -> the server holding its session at the last sample (None: down)."""
+        return dict(self._where)
 
     def now(self) -> float:
         return time.monotonic() - self.origin
@@ -186,6 +194,13 @@ class Drill:
         for m in self.cluster.members:
             wait_until(lambda m=m: static <= _hubs_of(m), f"{m.name}: static hubs pushed", JOIN_TIMEOUT_S, 0.1)
         wait_until(self.members_eligible, "every member's endpoint verified", JOIN_TIMEOUT_S, 0.1)
+        for hub in (h for h in self.scenario.hubs if h.lan):
+            assert self.topology is not None  # refused in __init__ otherwise
+            for i, node in enumerate(self.cluster.nodes):
+                device = self.topology.add_lan(i)
+                with node.client() as c:
+                    c.call("AddLocalBridge", {"DeviceName_str": device, "HubNameLB_str": hub.name,
+                                              "TapMode_bool": False})
 
     def members_eligible(self) -> bool:
         """Every member listed with its endpoint verified: the controller may send clients there."""
@@ -195,12 +210,15 @@ class Drill:
             return False
         return len(rows) == len(self.cluster.members) and not any(r.get("EndpointError_str") for r in rows)
 
-    async def connect(self, on_connected: Callable[[DrillClient], None] | None = None) -> None:
+    async def connect(self) -> None:
         """Connect every client through the controller, one after the other
         (so that the spread follows points and weights, not a race)."""
         ctl = f"{self.cluster.controller.address}:{self.cluster.controller.port}"
         n = 0
         for group in self.scenario.clients:
+            if group.tap:
+                n = await self._connect_tap(ctl, group, n)
+                continue
             group_clients = []
             for i in range(group.count):
                 n += 1
@@ -212,24 +230,51 @@ class Drill:
                 group_clients.append(dc)
                 uc.start()
                 await uc.wait_connected(CONNECT_TIMEOUT_S)
-                if on_connected:
-                    on_connected(dc)
             if group.ping:
                 for a, b in zip(group_clients[::2], group_clients[1::2]):
                     a.peer, b.peer = b, a
 
+    async def _connect_tap(self, ctl: str, group: ClientsSpec, n: int) -> int:
+        """TAP clients, each a vpnclient process in its own namespace; returns the last number used."""
+        assert self.topology is not None and self.lab is not None  # refused in __init__ otherwise
+        taps = []
+        for _ in range(group.count):
+            n += 1
+            ns = await asyncio.to_thread(self.topology.add_client_ns, n)
+            if group.ping == "lan":
+                cidr, target = f"10.99.0.{n}/{LAN_PREFIX}", LAN_HOST
+            else:
+                cidr, target = f"10.98.{n // 250}.{1 + n % 250}/16", None
+            tc = TapClient(f"c{n:03d}", group.hub, self.lab, ns, self.base, cidr, target)
+            self.clients.append(tc)
+            taps.append(tc)
+            tc.start(ctl, group.user, group.password)
+            if not await self._wait(lambda: tc.server() is not None, CONNECT_TIMEOUT_S):
+                raise DrillError(f"{tc.name}: not connected within {CONNECT_TIMEOUT_S:g} s: {tc.status()}")
+        if group.ping == "peer":
+            for a, b in zip(taps[::2], taps[1::2]):
+                a.target, b.target = b.tap_cidr.split("/")[0], a.tap_cidr.split("/")[0]
+        return n
+
     async def stop_clients(self) -> None:
-        await asyncio.gather(*(c.client.stop() for c in self.clients), return_exceptions=True)
+        users = [c.client.stop() for c in self.clients if isinstance(c, DrillClient)]
+        taps = [asyncio.to_thread(c.stop) for c in self.clients if isinstance(c, TapClient)]
+        await asyncio.gather(*users, *taps, return_exceptions=True)
 
     # ---- the run --------------------------------------------------------------------------
 
     async def run(self) -> None:
         """The timeline: sampling, pings and steps until done or duration_s."""
         self.origin = time.monotonic()
+        wall_origin = time.time()
+        for c in self.clients:
+            if isinstance(c, TapClient):
+                c.start_ping()
         steps = list(self.scenario.steps)
         done = asyncio.Event()
         tasks = [asyncio.ensure_future(self._sample(done)), asyncio.ensure_future(self._poll_members(done))]
-        tasks += [asyncio.ensure_future(self._ping(c, done)) for c in self.clients if c.peer is not None]
+        tasks += [asyncio.ensure_future(self._ping(c, done)) for c in self.clients
+                  if isinstance(c, DrillClient) and c.peer is not None]
         try:
             await asyncio.wait_for(self._steps(steps), self.scenario.duration_s)
         except asyncio.TimeoutError:
@@ -239,6 +284,10 @@ class Drill:
             await asyncio.gather(*tasks, return_exceptions=True)
             for n in self.cluster.nodes:  # never leave a member stopped
                 n.signal(signal.SIGCONT)
+            for c in self.clients:
+                if isinstance(c, TapClient):
+                    await asyncio.to_thread(c.stop)  # ping's last lines written
+                    self._probes += [(t - wall_origin, ok) for t, ok in c.pings()]
             for t, answered in self._probes:
                 self.timeline.probe(t, answered)
             self.timeline.end(self.now())

@@ -85,7 +85,9 @@ def _bounded(lo: float, hi: float, kind=int):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vpndrill", description="Scripted failover drills for vpncluster.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="a controller and two members on loopback, a dozen sessions, one member killed")
+    demo = sub.add_parser("demo", help="a controller and two members, a dozen sessions, one member killed")
+    demo.add_argument("--loopback", action="store_true",
+                      help="on 127.0.0.1 with userspace sessions even as root (default as root: namespaces, TAP)")
     run = sub.add_parser("run", help="run a scenario file on a throw-away loopback cluster")
     run.add_argument("scenario", type=Path, help="the scenario (TOML; see tools/vpndrill/scenarios/)")
     run.add_argument("--netns", action="store_true",
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             from tools.vpndrill.demo import demo
-            return demo()
+            return demo(args.loopback)
         if args.command == "run":
             from tools.vpndrill.runner import run_scenario
             return run_scenario(args)

@@ -13,11 +13,13 @@
     name = "OFFICE"
     type = "static"           # or "dynamic"
     users = { alice = "alice-secret" }
+    lan = false               # --netns: a LAN host 10.99.0.254 behind a local bridge on every server
     [[clients]]
     count = 12
     hub = "OFFICE"
     user = "alice"
-    ping = "peer"             # optional: clients ping each other in pairs
+    ping = "peer"             # optional: clients ping each other in pairs, or "lan"
+    tap = false               # TAP clients (vpnclient --tap processes; --netns only)
     [[step]]
     after = "settled"         # or at = SECONDS since the start
     delay = 1.0               # then wait this long
@@ -55,6 +57,7 @@ CONDITIONS = ("settled", "detected", "evicted")
 RECOVERY = {"kill": "start", "stop": "cont", "link_down": "link_up", "partition": "heal", "drain": "undrain"}
 MAX_MEMBERS = 16
 MAX_CLIENTS = 500
+MAX_TAP_CLIENTS = 60
 MAX_STEPS = 1000
 MAX_DURATION_S = 3600.0
 DEFAULT_STEP_TIMEOUT_S = 60.0
@@ -81,6 +84,8 @@ class HubSpec:
     name: str
     dynamic: bool
     users: dict[str, str]
+    lan: bool = False
+    """A LAN with a host (--netns) behind a local bridge of this hub on every server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,10 @@ class ClientsSpec:
     hub: str
     user: str
     password: str
-    ping: bool
+    ping: str
+    """"" (none), "peer" (each other in pairs) or "lan" (the host behind the hub's local bridges)."""
+    tap: bool = False
+    """`vpnclient --tap` processes in their own namespaces (--netns) instead of userspace sessions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,17 +257,20 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         raise r.error(("", None, None), f"a scenario needs 1..{MAX_MEMBERS} [[member]] tables, not {len(members)}")
     hubs = []
     for i, h in enumerate(r.tables(doc, "hub")):
-        r.only_keys(h, "hub", i, {"name", "type", "users"})
+        r.only_keys(h, "hub", i, {"name", "type", "users", "lan"})
         kind = r.get(h, ("hub", i, "type"), str, "static")
         if kind not in ("static", "dynamic"):
             raise r.error(("hub", i, "type"), f"{kind!r} is neither \"static\" nor \"dynamic\"")
         users = r.get(h, ("hub", i, "users"), dict, {})
         if not all(isinstance(v, str) for v in users.values()):
             raise r.error(("hub", i, "users"), "must map user names to password strings")
-        hubs.append(HubSpec(r.get(h, ("hub", i, "name"), str), kind == "dynamic", dict(users)))
+        lan = r.get(h, ("hub", i, "lan"), bool, False)
+        if lan and kind == "dynamic":
+            raise r.error(("hub", i, "lan"), "a LAN is bridged to a static hub (a dynamic one moves)")
+        hubs.append(HubSpec(r.get(h, ("hub", i, "name"), str), kind == "dynamic", dict(users), lan))
     clients = []
     for i, c in enumerate(r.tables(doc, "clients")):
-        r.only_keys(c, "clients", i, {"count", "hub", "user", "password", "ping"})
+        r.only_keys(c, "clients", i, {"count", "hub", "user", "password", "ping", "tap"})
         hub_name = r.get(c, ("clients", i, "hub"), str)
         hub = next((h for h in hubs if h.name == hub_name), None)
         if hub is None:
@@ -268,10 +279,16 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         if user not in hub.users and "password" not in c:
             raise r.error(("clients", i, "user"), f"hub {hub_name!r} has no user {user!r}")
         ping = r.get(c, ("clients", i, "ping"), str, "")
-        if ping not in ("", "peer"):
-            raise r.error(("clients", i, "ping"), f"{ping!r}: the only target is \"peer\"")
-        clients.append(ClientsSpec(r.integer(c, ("clients", i, "count"), 1, MAX_CLIENTS), hub_name, user,
-                                   r.get(c, ("clients", i, "password"), str, hub.users.get(user, "")), ping == "peer"))
+        if ping not in ("", "peer", "lan"):
+            raise r.error(("clients", i, "ping"), f"{ping!r}: the targets are \"peer\" and \"lan\"")
+        if ping == "lan" and not hub.lan:
+            raise r.error(("clients", i, "ping"), f"hub {hub_name!r} has no LAN (lan = true)")
+        tap = r.get(c, ("clients", i, "tap"), bool, False)
+        count = r.integer(c, ("clients", i, "count"), 1, MAX_CLIENTS)
+        if tap and count > MAX_TAP_CLIENTS:
+            raise r.error(("clients", i, "count"), f"at most {MAX_TAP_CLIENTS} TAP clients (each a process)")
+        clients.append(ClientsSpec(count, hub_name, user, r.get(c, ("clients", i, "password"), str,
+                                                                 hub.users.get(user, "")), ping, tap))
     if sum(c.count for c in clients) > MAX_CLIENTS:
         raise r.error(("clients", 0, None), f"more than {MAX_CLIENTS} clients in all")
     servers = {"controller", "busiest", "last", *(m.name for m in members)}
@@ -328,9 +345,16 @@ def _range(r: _Reader, doc: dict[str, Any], where: LineKey, default: tuple[float
     return float(value[0]), float(value[1])
 
 
-def needs_netns(scenario: Scenario) -> list[Step]:
-    """The steps that only a namespace lab can apply (link and partition faults)."""
-    return [s for s in scenario.steps if s.action in NEEDS_NETNS]
+def needs_netns(scenario: Scenario) -> str | None:
+    """What in the scenario only the namespace lab (--netns) can do, None if nothing."""
+    step = next((s for s in scenario.steps if s.action in NEEDS_NETNS), None)
+    if step is not None:
+        return f"the step at line {step.line} ({step.action}) needs a link per server"
+    if any(h.lan for h in scenario.hubs):
+        return "a hub with a LAN needs the namespace lab"
+    if any(c.tap for c in scenario.clients):
+        return "TAP clients need the namespace lab"
+    return None
 
 
 def chaos_steps(chaos: Chaos, members: list[str], start_at: float) -> list[Step]:
