@@ -350,6 +350,8 @@ def needs_netns(scenario: Scenario) -> str | None:
     step = next((s for s in scenario.steps if s.action in NEEDS_NETNS), None)
     if step is not None:
         return f"the step at line {step.line} ({step.action}) needs a link per server"
+    if scenario.chaos is not None and NEEDS_NETNS & set(scenario.chaos.faults):
+        return "the chaos faults link_down and partition need a link per server"
     if any(h.lan for h in scenario.hubs):
         return "a hub with a LAN needs the namespace lab"
     if any(c.tap for c in scenario.clients):
