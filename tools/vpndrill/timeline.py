@@ -11,13 +11,16 @@ since the drill began (the driver's monotonic clock minus its origin):
   probe(client, sent_at, answered)   one ping a client sent, and whether it came back
 
 `report()` turns them into one `EventReport` per event. For an event at
-time T on server S, until the next event ("its window"):
+time T on server S, until the next event ("its window"), or for what its
+sessions do until the next fault ("its fault window": a fault's sessions
+may leave only after its recovery, e.g. when a link came back after the
+clients' keepalive gave up, and must not be blamed on a later fault):
 
   detection_s   T -> the first member list without S (the controller noticed)
-  eviction_s    T -> the first sample with no session on S any more
+  eviction_s    T -> the first sample with no session on S any more (fault window)
   listed_s      (start, cont, restart, ...) T -> the first member list with S
                 again (after it was out, for a restart)
-  gaps          per session that was on S at T and left it: from T (kill,
+  gaps          per session that was on S at T and left it in the fault window: from T (kill,
                 stop, restart, link down, partition) or else from its last
                 sample connected on S, to its first sample connected again
                 (anywhere, up to the end of the drill); resolution: one sample
@@ -186,8 +189,10 @@ class Timeline:
         displaced: dict[str, bool] = {}  # session -> came back (over every event)
         for i, e in enumerate(self._events):
             until = self._events[i + 1].at if i + 1 < len(self._events) else self._end
+            next_fault = next((x.at for x in self._events[i + 1:] if x.action in FAULTS), self._end)
             since = self._events[i - 1].at if i else 0.0
-            r = self._observed_report(e, since, until) if e.action == "left" else self._event_report(e, until)
+            r = self._observed_report(e, since, until) if e.action == "left" else \
+                self._event_report(e, until, next_fault)
             reports.append(r[0])
             for key, came_back in r[1].items():
                 displaced[key] = displaced.get(key, True) and came_back
@@ -215,7 +220,7 @@ class Timeline:
                            gaps_s=tuple(max(0.0, m.up_at - m.down_at) for m in moves if m.up_at is not None),
                            lost=sum(not v for v in came_back.values()), traffic_lost=0, traffic_sent=0), came_back
 
-    def _event_report(self, e: Event, until: float) -> tuple[EventReport, dict[str, bool]]:
+    def _event_report(self, e: Event, until: float, next_fault: float) -> tuple[EventReport, dict[str, bool]]:
         out = [t for t, listed in self._members if e.at <= t <= until and e.target not in listed]
         detection = out[0] - e.at if out and e.action in OUT_OF_LIST else None
         listed_s = None
@@ -228,13 +233,13 @@ class Timeline:
         eviction = None
         if affected:
             eviction = next((t - e.at for t, where in self._sessions
-                             if e.at <= t <= until and e.target not in where.values()), None)
+                             if e.at <= t <= next_fault and e.target not in where.values()), None)
         gaps: list[float] = []
         came_back: dict[str, bool] = {}
         for key in affected:
-            gap = self._takeover_gap(key, e)
+            gap = self._takeover_gap(key, e, next_fault)
             if gap is False:
-                continue  # never left the target (e.g. a freeze shorter than the keepalive)
+                continue  # did not leave the target in time (e.g. a freeze shorter than the keepalive)
             came_back[key] = gap is not None
             if isinstance(gap, tuple):
                 gaps.append(gap[1] - gap[0])
@@ -250,9 +255,9 @@ class Timeline:
         i = bisect_right([s[0] for s in self._sessions], t)
         return self._sessions[i - 1][1] if i else {}
 
-    def _takeover_gap(self, key: str, e: Event) -> tuple[float, float] | None | bool:
+    def _takeover_gap(self, key: str, e: Event, leave_by: float) -> tuple[float, float] | None | bool:
         """(fault or last sample on the target, first sample connected after
-        leaving it); None: left and never came back; False: never left it."""
+        leaving it); None: left and never came back; False: did not leave it by `leave_by`."""
         last_on = e.at
         hard = e.action in HARD_FAULTS
         left = False
@@ -261,6 +266,8 @@ class Timeline:
                 continue
             server = where.get(key)
             if not left:
+                if t > leave_by:
+                    return False
                 if server == e.target:
                     last_on = e.at if hard else t
                     continue

@@ -126,3 +126,19 @@ def test_an_observed_member_leaving_reports_its_count_and_the_moves_around_it():
     (left,) = tl.report().events
     assert left.affected == 2 and left.detection_s == 1.5 and left.eviction_s == 0.0
     assert left.gaps_s == pytest.approx((0.4, 0.5)) and left.lost == 1
+
+
+def test_sessions_that_leave_only_at_a_later_fault_are_that_faults_and_recovery_does_not_end_a_fault_window():
+    tl = Timeline()
+    feed(tl, 0.0, {A, B}, {"s1": B})
+    tl.event(1.0, "partition", B)  # the clients keep their sessions on a partitioned member
+    tl.event(2.0, "heal", B)
+    feed(tl, 3.0, {A, B}, {"s1": B})
+    tl.event(4.0, "link_down", B)
+    tl.event(5.0, "link_up", B)  # the link is back before the client's keepalive gave up...
+    feed(tl, 6.0, {A, B}, {"s1": None})  # ...but it gave up anyway
+    feed(tl, 6.5, {A, B}, {"s1": A})
+    tl.end(7.0)
+    partition, _, link_down, _ = tl.report().events
+    assert partition.affected == 1 and partition.gaps_s == () and partition.lost == 0
+    assert link_down.gaps_s == pytest.approx((2.5,)) and link_down.eviction_s == pytest.approx(2.0)
