@@ -82,6 +82,7 @@ async def one_run(cluster: BenchCluster, password: str, out: Path, tag: str) -> 
         cluster.restart(victim)
         return doc
     finally:
+        pw.unlink(missing_ok=True)
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
 
