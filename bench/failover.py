@@ -12,6 +12,10 @@ is left is retried with a new session). Faults:
 - kill:   SIGKILL (SoftEther: its watchdog first, so it is not respawned);
           restarted with its saved state after the run.
 - freeze: SIGSTOP (SoftEther: watchdog and server); SIGCONT after the run.
+- drain:  ClusterMemberDrain of the member (ours only: SoftEther has none),
+          DRAIN_RATE sessions per second; undrained after the run. The
+          graceful counterpart of kill: the member asks the client to go and
+          it reconnects through the controller to another member.
 - cut:    an nftables rule in the private namespace drops every TCP segment
           to and from the member's listener port: the client's connection
           to it goes silent, as when its link is down (no RST, no FIN).
@@ -27,7 +31,7 @@ its TAP, seq numbers x interval). A run ends 1 s after the first answer
 sent after the fault, or after --limit seconds: then "did not resume".
 Median of --runs (5; --quick: 2).
 
-    sudo python3 bench/failover.py [--runs 5] [--quick] [--no-softether] [--faults kill,freeze,cut]
+    sudo python3 bench/failover.py [--runs 5] [--quick] [--no-softether] [--faults kill,freeze,cut,drain]
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ USERS = {"host": "pw-host", "load": "pw-load", "real": "pw-real"}
 B_IP, A_IP = "10.77.0.2", "10.77.0.1"
 RETRY = RetryPolicy(max_retries=50, base_s=0.2, cap_s=1.0)
 INTERVAL_S = 0.05
-FAULTS = ("kill", "freeze", "cut")
+FAULTS = ("kill", "freeze", "cut", "drain")
+DRAIN_RATE = 20
 NFT_TABLE = "vpnbench"
 
 
@@ -90,6 +95,9 @@ def inject(cluster: BenchCluster, victim: str, fault: str) -> Callable[[], None]
     if fault == "freeze":
         cluster.freeze(victim)
         return lambda: cluster.thaw(victim)
+    if fault == "drain":
+        cluster.drain(victim, DRAIN_RATE)
+        return lambda: cluster.undrain(victim)
     port = cluster.servers()[victim].rsplit(":", 1)[1]
     nft(f"add table inet {NFT_TABLE}\n"
         f"add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}\n"
@@ -134,6 +142,9 @@ async def runs_per_fault(cluster: BenchCluster, faults: list[str], runs: int, li
     that cannot measure (Skip) or overruns is recorded as SKIP(reason)."""
     out: dict = {}
     for fault in faults:
+        if fault == "drain" and not cluster.can_drain:
+            out[fault] = {"gaps": [None], "victims": [f"SKIP({cluster.label} has no drain)"]}
+            continue
         gaps: list[float | None] = []
         victims = []
         for _ in range(runs):
@@ -193,7 +204,8 @@ async def our_client_run(cluster: BenchCluster, fault: str, limit_s: float) -> t
                     continue
                 e = fr.parse_echo(frame)
                 if e is not None and e.reply and e.ident == 0x4750 and tracker.answered(e.seq):
-                    if tracker._sent_at[e.seq] > fault_at[0]:
+                    # A drain moves the session a moment after the order: resumed once it has moved.
+                    if tracker._sent_at[e.seq] > fault_at[0] and (fault != "drain" or a.status.reconnects):
                         resumed.set()
 
         collector = asyncio.ensure_future(collect())
@@ -261,6 +273,8 @@ def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, lim
             t_start = time.monotonic()
             fault_seq: int | None = None
             t_end = t_start + limit_s + 3.0
+            moved_seq: int | None = None  # a drain: the last answer when its session had left the victim
+            check_at = 0.0
             for line in pinger.stdout:
                 m = SEQ.search(line)
                 if m:
@@ -270,7 +284,12 @@ def real_client_run(cli: SoftEtherClient, cluster: BenchCluster, fault: str, lim
                     undo = inject(cluster, victim, fault)
                     fault_seq = answered[-1] + 1
                     t_end = now + limit_s
-                if fault_seq is not None and answered and answered[-1] > fault_seq + 2:
+                    moved_seq = None if fault == "drain" else fault_seq
+                if fault_seq is not None and moved_seq is None and now >= check_at and answered:
+                    check_at = now + 0.25
+                    if cluster.sessions({"real"}).get(victim) == 0:
+                        moved_seq = answered[-1]
+                if moved_seq is not None and answered and answered[-1] > moved_seq + 2:
                     break
                 if now > t_end:
                     break
@@ -387,7 +406,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5, help="runs per fault; the median is shown (default 5)")
     p.add_argument("--quick", action="store_true", help="2 runs per fault")
-    p.add_argument("--faults", default=",".join(FAULTS), help="kill,freeze,cut (default all)")
+    p.add_argument("--faults", default=",".join(FAULTS), help="kill,freeze,cut,drain (default all)")
     p.add_argument("--limit", type=float, default=60.0, help="seconds a run waits for traffic to resume (default 60)")
     p.add_argument("--no-softether", action="store_true", help="our cluster only")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with every server's logs (path printed)")

@@ -41,6 +41,10 @@ It owns, and is the only thing that wires together:
   (static hubs run on every server from the pushed config, so placement
   only lists them; dynamic instances are placed by sessions) and is pushed
   whole to every member;
+- graceful drain (controller/drain.py, orders in the configuration): a
+  draining member is skipped by placement, its sessions are listed
+  (EnumSessions) and disconnected (DeleteSession) at the order's rate, and
+  their clients reconnect through the controller to other servers;
 - endpoint checks: after a (re)join whose public IP, ports or certificate
   differ from what was last checked, a CheckEndpoint (the caller opens TLS
   to it and compares the certificate) answered with `endpoint_checked`; the
@@ -74,6 +78,7 @@ from controller.core_io import (
     Action, CheckEndpoint, ClusterConfig, ClusterEvent, Forget, KeepLocal, LoginFailed, LoginOutcome, LoginPlaced,
     LoginRequest, Log, PollLocal, RedirectTo, Request, Send, SetLocalInstance,
 )
+from controller.drain import Disconnect, DrainView, Drains
 from controller.errors import AuthFailed, ControllerError, InvalidReport, MemberUnknown, NoEligibleServer
 from controller.join_desk import JoinDesk
 from controller.joinauth import ControllerJoinAuth
@@ -126,6 +131,20 @@ class _TicketAck:
     login_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class _DrainList:
+    key: bytes
+    hub: str
+
+
+@dataclass(frozen=True, slots=True)
+class _DrainDisconnect:
+    key: bytes
+
+
+_Pending = _Poll | _Push | _TicketAck | _DrainList | _DrainDisconnect
+
+
 @dataclass(slots=True)
 class _Login:
     request: LoginRequest
@@ -162,7 +181,7 @@ class ControllerCore:
         self.desk = JoinDesk()
         self._config = config
         self._actions: list[Action] = []
-        self._pending: dict[int, _Poll | _Push | _TicketAck] = {}
+        self._pending: dict[int, _Pending] = {}
         self._logins: dict[int, _Login] = {}
         self._next_login = 1
         self._session_counters: dict[str, int] = {}
@@ -174,7 +193,9 @@ class ControllerCore:
         """Member id → the endpoint of the CheckEndpoint in flight."""
         self._endpoint_recheck_at: dict[int, float] = {}
         """Member id → when its failed endpoint is checked again."""
+        self.drains = Drains()
         self._sync_hubs()
+        self._configure_drains(now)
 
     # ----- inputs: configuration ------------------------------------------------
 
@@ -183,6 +204,7 @@ class ControllerCore:
         self._config = config
         self.placement.controller_only = config.controller_only
         self._sync_hubs()
+        self._configure_drains(now)
         for m in self.registry.members():
             if not m.is_me and m.state in HOSTS_HUBS:
                 self._push(m.public_key)
@@ -239,6 +261,13 @@ class ControllerCore:
             self._polling.discard(pending.member_id)
             if isinstance(reply, msg.StatusReport):
                 self._status_reported(pending.member_id, reply, now)
+        elif isinstance(pending, _DrainList):
+            if isinstance(reply, msg.SessionList):
+                self.drains.listed(pending.key, pending.hub, reply.sessions, now)
+            else:
+                self.drains.list_failed(pending.key, pending.hub)
+        elif isinstance(pending, _DrainDisconnect):
+            self.drains.disconnected(pending.key)
 
     def request_failed(self, token: int, reason: str, now: float) -> None:
         """Request `token` failed (timeout, refusal, unreachable, unsendable)."""
@@ -249,6 +278,10 @@ class ControllerCore:
             self._polling.discard(pending.member_id)  # liveness decides; one lost poll is no verdict
         elif isinstance(pending, _Push):
             self._log(logging.INFO, f"config push (serial {pending.serial}) not acknowledged: {reason}")
+        elif isinstance(pending, _DrainList):
+            self.drains.list_failed(pending.key, pending.hub)
+        elif isinstance(pending, _DrainDisconnect):
+            self.drains.disconnected(pending.key)  # not found: already gone; else the next listing asks again
 
     # ----- inputs: this node -----------------------------------------------------------
 
@@ -263,7 +296,8 @@ class ControllerCore:
         """Choose the server for a new session to `hub` (none of `skip`),
         start a dynamic hub where needed, and count the session as load on
         the chosen server. Raises HubUnknown or NoEligibleServer."""
-        decision = self.placement.place_session(hub, now, admin=admin, skip=skip)
+        draining = self.drains.skip({m.public_key: m.member_id for m in self.registry.members()})
+        decision = self.placement.place_session(hub, now, admin=admin, skip={**draining, **skip} if draining else skip)
         self._perform(list(decision.actions))
         self.registry.note_redirect(decision.member_id, now)
         return decision
@@ -328,10 +362,11 @@ class ControllerCore:
             self._next_poll_at = max(self._next_poll_at + self.poll_interval_s, now)
             self._poll_round()
         self._endpoint_rechecks(now)
+        self._drain_moves(now)
 
     def next_deadline(self) -> float:
         times = [self._next_poll_at, *self._rejoin_checks.values(), *self._endpoint_recheck_at.values()]
-        for core in (self.registry, self.placement):
+        for core in (self.registry, self.placement, self.drains):
             deadline = core.next_deadline()
             if deadline is not None:
                 times.append(deadline)
@@ -346,6 +381,10 @@ class ControllerCore:
     def listed_members(self, now: float) -> list[Member]:
         """The controller, then members now in load balancing (not silent for the liveness timeout)."""
         return self.registry.listed(now)
+
+    def drain_view(self, member_id: int) -> DrainView | None:
+        """How the drain of `member_id` goes (None: not drained); raises MemberUnknown."""
+        return self.drains.view(self.registry.get(member_id).public_key)
 
     def member_key(self, member_id: int) -> bytes:
         """The bus key of `member_id`; raises MemberUnknown."""
@@ -497,6 +536,7 @@ class ControllerCore:
                 self.placement.member_joined(ev.member_id)
             elif isinstance(ev, (MemberEvicted, MemberLeft)):
                 self.placement.member_gone(ev.member_id)
+                self._drain_member_away(ev.member_id)
                 if isinstance(ev, MemberEvicted):
                     self._evicted(ev)
 
@@ -548,18 +588,55 @@ class ControllerCore:
         try:
             self.registry.status_reported(member_id, status, now)
             self._perform(self.placement.status_reported(member_id, now))
+            self._drain_status(self.registry.get(member_id), now)
         except (InvalidReport, MemberUnknown) as exc:
             self._log(logging.INFO, f"status report of member {member_id} ignored: {exc}")
         except ControllerError as exc:
             self._log(logging.WARNING, f"status report of member {member_id}: {exc}")
         self._events()
 
+    # ----- graceful drain ------------------------------------------------------------------------
+
+    def _configure_drains(self, now: float) -> None:
+        started, ended = self.drains.configure(self._config.drains, now)
+        for key, what in [(k, "draining: no new sessions; its sessions move away") for k in started] \
+                + [(k, "undrained: takes sessions again") for k in ended]:
+            m = self.registry.by_key(key)
+            who = f"member {printable(m.hostname)} (id {m.member_id})" if m else f"member {_short(key)} (not joined)"
+            self._log(logging.INFO, f"{who} {what}")
+
+    def _drain_status(self, m: Member, now: float) -> None:
+        hubs = {key: (h.name, h.sessions) for key, h in m.hubs.items()}
+        lists, changed = self.drains.status_reported(m.public_key, hubs, m.tickets_outstanding, now)
+        for ask in lists:
+            self._request(m.public_key, msg.EnumSessions(hub=ask.hub), self.push_timeout_s,
+                          _DrainList(ask.key, ask.hub))
+        if changed is not None:
+            view = self.drains.view(m.public_key)
+            moved = f" ({view.moved} sessions moved)" if view else ""
+            self._log(logging.INFO, f"member {printable(m.hostname)} (id {m.member_id}) {changed.value}{moved}")
+
+    def _drain_moves(self, now: float) -> None:
+        live = {m.public_key for m in self.registry.members() if not m.is_me and m.state in HOSTS_HUBS}
+        for move in self.drains.due(now, live):
+            self._disconnect(move)
+
+    def _disconnect(self, move: Disconnect) -> None:
+        self._request(move.key, msg.DeleteSession(hub=move.hub, name=move.name), self.push_timeout_s,
+                      _DrainDisconnect(move.key))
+
+    def _drain_member_away(self, member_id: int) -> None:
+        try:
+            self.drains.member_away(self.registry.get(member_id).public_key)
+        except MemberUnknown:
+            pass
+
     def _push(self, peer: bytes) -> None:
         config = self._config
         self._request(peer, msg.PushConfig(serial=config.serial, hubs=list(config.hubs)), self.push_timeout_s,
                       _Push(config.serial))
 
-    def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Poll | _Push | _TicketAck) -> None:
+    def _request(self, peer: bytes, message: object, timeout_s: float, pending: _Pending) -> None:
         token, self._next_token = self._next_token, self._next_token + 1
         self._pending[token] = pending
         self._actions.append(Request(token, peer, message, timeout_s))

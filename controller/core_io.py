@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller import messages as msg
+from controller.drain import DrainOrder
 from controller.errors import ControllerError
 from controller.registry import RegistryEvent
 
@@ -155,3 +156,5 @@ class ClusterConfig:
     """"Controller functions only": the controller takes no sessions."""
     hubs: tuple[msg.HubConfig, ...]
     """Every cluster hub (static or dynamic), whole, as pushed to members."""
+    drains: tuple[DrainOrder, ...] = ()
+    """Members the operator drains (controller/drain.py)."""

@@ -16,7 +16,16 @@ EnumFarmMember / GetFarmInfo carry SoftEther's fields plus one of ours,
 `EndpointError_str`: why the member gets no sessions for its public
 endpoint ("endpoint not verified", "endpoint failed: <reason>"; empty when
 it is verified, and for the controller). SoftEther clients ignore fields
-they do not know.
+they do not know. They also carry `DrainState_str` ("draining", "drained",
+or empty), and GetFarmInfo the drain's rate and sessions moved.
+
+ClusterMemberDrain {Id_u32, Rate_u32} and ClusterMemberUndrain {Id_u32}
+are ours (SoftEther has no drain): the order is saved in the configuration
+(`farm.drains`, by the member's bus key), so it survives a restart of the
+controller or of the member; the controller core carries it out
+(controller/drain.py). Rate_u32 is sessions moved per second (0: 5, at most
+1000). The controller's own entry cannot be drained (ERR_INVALID_PARAMETER);
+an id the controller does not know is ERR_OBJECT_NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ import ipaddress
 import logging
 from typing import Any
 
+from controller.drain import DEFAULT_RATE, MAX_RATE
+from controller.errors import MemberUnknown
 from controller.points import DEFAULT_WEIGHT
-from controller.registry import Member
+from controller.registry import ME_ID, Member
 from node.admin.dispatch import AdminContext, Scope, admin_method
 from node.admin.jsonrpc import RpcError
 from node.admin.jsonvalue import Params, b64, dt, ip
@@ -69,7 +80,8 @@ def _farm_from(p: Params, old: model.Farm) -> model.Farm:
     if server_type not in MODE_NAMES:
         raise RpcError(Err.INVALID_PARAMETER, f"ServerType_u32 {server_type}: expected 0, 1 or 2")
     farm = model.Farm(server_type=server_type, weight=p.u32("Weight") or DEFAULT_WEIGHT,
-                      controller_only=p.bool("ControllerOnly"), bus_port=old.bus_port)
+                      controller_only=p.bool("ControllerOnly"), bus_port=old.bus_port,
+                      drains=list(old.drains) if server_type == old.server_type == model.SERVER_CONTROLLER else [])
     if server_type != model.SERVER_MEMBER:
         return farm
     farm.controller_host = p.str("ControllerName").strip()
@@ -174,7 +186,13 @@ def _member_row(role: ControllerRole, m: Member) -> dict[str, Any]:
         "AssignedClientLicense_u32": 0,
         "AssignedBridgeLicense_u32": 0,
         "EndpointError_str": m.endpoint_problem() or "",
+        "DrainState_str": _drain_state(role, m),
     }
+
+
+def _drain_state(role: ControllerRole, m: Member) -> str:
+    view = None if m.is_me else role.drain_view(m.member_id)
+    return "" if view is None else view.state.value
 
 
 @admin_method("EnumFarmMember", Scope.SERVER)
@@ -200,4 +218,48 @@ def get_farm_info(ctx: AdminContext, p: Params) -> dict[str, Any]:
         "HubsList": [{"HubName_str": h.name, "DynamicHub_bool": h.dynamic} for h in m.hubs.values()],
         "NumFarmHub_u32": len(m.hubs),
         "Weight_u32": m.weight or DEFAULT_WEIGHT,
+        **_drain_fields(role, m.member_id),
     }
+
+
+def _drain_fields(role: ControllerRole, member_id: int) -> dict[str, Any]:
+    view = None if member_id == ME_ID else role.drain_view(member_id)
+    return {"DrainState_str": "" if view is None else view.state.value,
+            "DrainRate_u32": 0 if view is None else round(view.rate),
+            "DrainMoved_u32": 0 if view is None else view.moved}
+
+
+def _drained_key(role: ControllerRole, p: Params) -> tuple[int, bytes]:
+    member_id = p.u32("Id")
+    if member_id == ME_ID:
+        raise RpcError(Err.INVALID_PARAMETER, "the controller itself cannot be drained (only its members)")
+    try:
+        return member_id, role.core.member_key(member_id)
+    except MemberUnknown:
+        raise RpcError(Err.OBJECT_NOT_FOUND, f"no cluster member with id {member_id}") from None
+
+
+@admin_method("ClusterMemberDrain", Scope.SERVER)
+def cluster_member_drain(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    role = _controller_role(ctx)
+    member_id, key = _drained_key(role, p)
+    rate = p.u32("Rate") or int(DEFAULT_RATE)
+    if rate > MAX_RATE:
+        raise RpcError(Err.INVALID_PARAMETER, f"Rate_u32 {rate}: at most {MAX_RATE:g} sessions per second")
+
+    def order(config: model.Server) -> None:
+        config.farm.drains = [d for d in config.farm.drains if d.member_key != key] \
+            + [model.Drain(member_key=key, rate=rate)]
+    ctx.server.state.change(order)
+    return {"Id_u32": member_id, **_drain_fields(role, member_id)}
+
+
+@admin_method("ClusterMemberUndrain", Scope.SERVER)
+def cluster_member_undrain(ctx: AdminContext, p: Params) -> dict[str, Any]:
+    role = _controller_role(ctx)
+    member_id, key = _drained_key(role, p)
+    if any(d.member_key == key for d in ctx.server.state.config.farm.drains):
+        def withdraw(config: model.Server) -> None:
+            config.farm.drains = [d for d in config.farm.drains if d.member_key != key]
+        ctx.server.state.change(withdraw)
+    return {"Id_u32": member_id, **_drain_fields(role, member_id)}

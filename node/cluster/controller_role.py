@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from controller import core as cc
 from controller import core_io as ci
+from controller.drain import DrainOrder, DrainView
 from controller.errors import ControllerError, NotInThisMode
 from controller.points import DEFAULT_WEIGHT, points
 from controller.registry import HubInstance, JoinInfo, Member, MemberStatus
@@ -61,7 +62,8 @@ MAX_SERVER_CERT_BYTES = cc.MAX_SERVER_CERT_BYTES
 def cluster_config(config: model.Server) -> ci.ClusterConfig:
     """What the core needs of the node's configuration."""
     return ci.ClusterConfig(serial=config.serial, password_hash=config.admin_password_hash,
-                            controller_only=config.farm.controller_only, hubs=tuple(hub_configs(config)))
+                            controller_only=config.farm.controller_only, hubs=tuple(hub_configs(config)),
+                            drains=tuple(DrainOrder(d.member_key, float(d.rate)) for d in config.farm.drains))
 
 
 class ControllerRole:
@@ -291,6 +293,10 @@ class ControllerRole:
     def listed_members(self) -> list[Member]:
         """The controller, then members now in load balancing (not silent for the liveness timeout)."""
         return self.core.listed_members(self._now())
+
+    def drain_view(self, member_id: int) -> DrainView | None:
+        """How the drain of `member_id` goes, None if it is not drained; raises MemberUnknown."""
+        return self.core.drain_view(member_id)
 
     def wall_time(self, monotonic_at: float | None) -> float | None:
         return None if monotonic_at is None else time.time() - (self._now() - monotonic_at)

@@ -58,6 +58,14 @@ class Hub:
 
 
 @dataclass
+class Drain:
+    """A member the operator drains (controller/drain.py): kept in the config,
+    so a controller restart drains it still."""
+    member_key: bytes                  # its bus (CURVE) public key: stable across its restarts
+    rate: int = 5                      # sessions moved per second at most
+
+
+@dataclass
 class Farm:
     server_type: int = SERVER_STANDALONE
     weight: int = 100
@@ -68,6 +76,7 @@ class Farm:
     public_ip: str = ""                # "" = the address used to reach the controller
     public_ports: list[int] = field(default_factory=list)
     bus_port: int = 0                  # controller's vpnbus ROUTER port; 0 = pick one at role start, then saved
+    drains: list[Drain] = field(default_factory=list)  # controller: members being drained
 
 
 @dataclass
@@ -104,7 +113,7 @@ def listener_address(text: str) -> tuple[str, int]:
 CODEC = Codec(bytes_form=BytesForm.HEX, unknown_fields="ignore")
 """The config file's form of the records: bytes as hex text, unknown keys skipped."""
 
-_RECORD_TYPES = (User, Hub, Farm, Bridge, Server)
+_RECORD_TYPES = (User, Hub, Drain, Farm, Bridge, Server)
 _CONTAINERS = (list, *_RECORD_TYPES)
 
 # Every config change copies, encodes and checks the whole config inside the

@@ -19,6 +19,11 @@ Facts from SoftEther 5.01 (Command.c Ps*, Admin.c, softether-protocol.md §8):
   ClusterMemberList adds its column, and ClusterMemberInfoGet its row, only
   when it is non-empty: otherwise (and against SoftEther, where the field is
   absent) the output is vpncmd's.
+- Graceful drain is ours (SoftEther has none): ClusterMemberDrain ID
+  [/RATE:sessions per second] and ClusterMemberUndrain ID call the methods
+  of the same names; `DrainState_str` ("draining", "drained") gets a column
+  in ClusterMemberList and rows in ClusterMemberInfoGet only when some
+  member is drained, so the output stays vpncmd's otherwise.
 """
 
 from __future__ import annotations
@@ -107,12 +112,13 @@ MEMBER_LIST_COLUMNS: list[r.Field] = [
 
 
 ENDPOINT_COLUMN: r.Field = ("Public Endpoint Error", "EndpointError_str")
+DRAIN_COLUMN: r.Field = ("Drain", "DrainState_str")
 
 
 def render_member_list(res: Result) -> str:
     rows = res.get("FarmMemberList", [])
-    endpoint_errors = any(row.get("EndpointError_str") for row in rows)
-    return r.list_table(rows, MEMBER_LIST_COLUMNS + ([ENDPOINT_COLUMN] if endpoint_errors else []))
+    extra = [column for column in (ENDPOINT_COLUMN, DRAIN_COLUMN) if any(row.get(column[1]) for row in rows)]
+    return r.list_table(rows, MEMBER_LIST_COLUMNS + extra)
 
 
 def _member_id(ctx: Ctx) -> dict[str, Any]:
@@ -140,7 +146,25 @@ def render_member_info(res: Result) -> str:
     rows.append(("TCP Connections", r.fmt_int(res.get("NumTcpConnections_u32", 0))))
     if res.get("EndpointError_str"):
         rows.append(("Public Endpoint Error", str(res["EndpointError_str"])))
+    if res.get("DrainState_str"):
+        rows += render_drain_rows(res)
     return r.rows_table(rows)
+
+
+def render_drain_rows(res: Result) -> list[tuple[str, str]]:
+    return [("Drain", str(res.get("DrainState_str", ""))),
+            ("Drain Rate (sessions/s)", r.fmt_int(res.get("DrainRate_u32", 0))),
+            ("Sessions Moved by the Drain", r.fmt_int(res.get("DrainMoved_u32", 0)))]
+
+
+def render_drain(res: Result) -> str:
+    rows = [("ID", str(res.get("Id_u32", "")))]
+    rows += render_drain_rows(res) if res.get("DrainState_str") else [("Drain", "not drained")]
+    return r.rows_table(rows)
+
+
+def _drain(ctx: Ctx) -> dict[str, Any]:
+    return {**_member_id(ctx), "Rate_u32": to_uint("RATE", ctx.args.get("RATE"))}
 
 
 def _member_cert_get(ctx: Ctx) -> Result:
@@ -237,6 +261,23 @@ VERBS: list[Verb] = [
         positional=_ID,
         params=(Param(name="SAVECERT", required=True),),
         run=_member_cert_get,
+    ),
+    Verb(
+        name="ClusterMemberDrain",
+        methods=("ClusterMemberDrain",),
+        summary="Drain a cluster member: no new sessions, its sessions move away at /RATE per second (ours)",
+        positional=_ID,
+        params=(Param(name="RATE"),),
+        run=simple("ClusterMemberDrain", _drain),
+        render=render_drain,
+    ),
+    Verb(
+        name="ClusterMemberUndrain",
+        methods=("ClusterMemberUndrain",),
+        summary="End a cluster member's drain: it takes new sessions again (ours)",
+        positional=_ID,
+        run=simple("ClusterMemberUndrain", _member_id),
+        render=render_drain,
     ),
     Verb(
         name="ClusterConnectionStatusGet",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from controller import errors as ce
+from controller.drain import DrainState, DrainView
 from controller.member_life import MemberState
 from controller.registry import EndpointState, Member
 from node.admin.jsonvalue import b64
@@ -116,8 +117,14 @@ def test_error_table():
 
 
 class _Role:
+    def __init__(self, drain: DrainView | None = None) -> None:
+        self.drain = drain
+
     def wall_time(self, monotonic_at):
         return None
+
+    def drain_view(self, member_id):
+        return self.drain
 
 
 def test_member_rows_say_why_the_endpoint_keeps_sessions_away():
@@ -130,3 +137,12 @@ def test_member_rows_say_why_the_endpoint_keeps_sessions_away():
     assert _member_row(_Role(), member)["EndpointError_str"] == "endpoint failed: 192.0.2.7:5555: connection refused"
     member.endpoint_state, member.endpoint_error = EndpointState.OK, ""
     assert _member_row(_Role(), member)["EndpointError_str"] == ""
+
+
+def test_member_rows_show_the_drain_state():
+    me = Member(member_id=1, public_key=b"c" * 32, is_me=True, state=MemberState.ONLINE, last_heard_at=0.0)
+    member = Member(member_id=2, public_key=b"m" * 32, is_me=False, state=MemberState.ONLINE, last_heard_at=0.0)
+    draining = _Role(DrainView(state=DrainState.DRAINING, rate=5.0, moved=3))
+    assert _member_row(draining, member)["DrainState_str"] == "draining"
+    assert _member_row(draining, me)["DrainState_str"] == ""  # the controller is never drained
+    assert _member_row(_Role(), member)["DrainState_str"] == ""

@@ -17,6 +17,10 @@ reply never comes fails after its timeout, as vpnbus reports it. A member
 notices a silent controller after the liveness timeout (vpnbus PeerSilent).
 CheckEndpoint is answered at once: OK, unless the member is in
 `endpoint_faults` (set at construction; `endpoint_fixed` removes it).
+`drain`/`undrain` change the drain orders of the configuration, as the
+admin methods do; a member answers EnumSessions from its sessions and
+DeleteSession by ending one, noted in `kicked` (its client reconnects when
+the test says so).
 
 Time is virtual: `advance(seconds)` jumps from deadline to deadline (the
 cores' `next_deadline()`, request timeouts, controller silence), so a test
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from controller import core as cc
 from controller import core_io as ci
 from controller import messages as msg
+from controller.drain import DrainOrder
 from controller.errors import ControllerError
 from controller.joinauth import MemberJoinAuth
 from controller.placement import CreateHubInstance, DeleteHubInstance
@@ -190,6 +195,10 @@ class SimCluster:
         self.me = SimNode(name=CONTROLLER, key=b"C" * 32)
         self.controller_only = controller_only
         self.serial = 1
+        self.drains: dict[str, float] = {}
+        """Member name → rate of the drain order in the configuration."""
+        self.kicked: list[tuple[float, Session]] = []
+        """(time, session) of every session a member ended on the controller's DeleteSession."""
         self.core = cc.ControllerCore(key=self.me.key, info=self.me.info(), config=self._config(), now=self.now,
                                       liveness_timeout_s=liveness_timeout_s)
         self.registry = self.core.registry
@@ -255,6 +264,19 @@ class SimCluster:
         return out
 
     # ----- configuration and clients ---------------------------------------------
+
+    def drain(self, name: str, rate: float) -> None:
+        self.drains[name] = rate
+        self._reconfigure()
+
+    def undrain(self, name: str) -> None:
+        self.drains.pop(name, None)
+        self._reconfigure()
+
+    def _reconfigure(self) -> None:
+        self.serial += 1
+        self.core.configure(self._config(), self.now)
+        self._pump()
 
     def create_hub(self, name: str, dynamic: bool) -> None:
         self.me.configs[hub_key(name)] = hub_config(name, dynamic)
@@ -364,7 +386,8 @@ class SimCluster:
 
     def _config(self) -> ci.ClusterConfig:
         return ci.ClusterConfig(serial=self.serial, password_hash=PASSWORD_HASH,
-                                controller_only=self.controller_only, hubs=tuple(self.me.configs.values()))
+                                controller_only=self.controller_only, hubs=tuple(self.me.configs.values()),
+                                drains=tuple(DrainOrder(self.members[n].key, rate) for n, rate in self.drains.items()))
 
     def _pump(self) -> None:
         """Carry out the core's actions and deliver what they sent, until it has no more."""
@@ -482,6 +505,19 @@ class SimCluster:
                                 session_name=message.session_name, policy=message.policy)
             m.tickets.store(message.ticket, grant, self.now)
             return msg.TicketCreated(points=m.status(self.now).points)
+        elif isinstance(message, msg.EnumSessions):
+            running = m.hubs.get(hub_key(message.hub))
+            names = sorted(running[2]) if running else []
+            return msg.SessionList(sessions=[msg.SessionRow(
+                name=n, username="", client_ip="", client_hostname="", created_time=0.0, last_comm_time=0.0,
+                tcp_connections=1, max_tcp_connections=1, packet_bytes=0, packet_count=0) for n in names])
+        elif isinstance(message, msg.DeleteSession):
+            running = m.hubs.get(hub_key(message.hub))
+            if running is None or message.name not in running[2]:
+                return _Refused(int(Err.OBJECT_NOT_FOUND), "no such session")
+            running[2].discard(message.name)
+            self.kicked.append((self.now, Session(server=m.name, member_id=self.ids[m.name], hub=running[0],
+                                                  name=message.name)))
         return msg.Ack()
 
     # ----- the wire --------------------------------------------------------------------

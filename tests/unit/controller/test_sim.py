@@ -3,6 +3,7 @@
 import pytest
 
 from controller import core_io as ci
+from controller.drain import DrainState
 from controller.errors import AuthFailed, TicketError, TicketReused
 from controller.member_life import MemberState
 from controller.placement import CreateHubInstance, DeleteHubInstance, HubLife
@@ -221,3 +222,46 @@ def test_member_whose_endpoint_fails_gets_no_sessions_until_its_recheck_passes()
     assert sim.connect("VPN", "late").server == "m1"
     assert sim.endpoint_checks == [(0.0, "m0"), (0.0, "m1"), (30.0, "m1")]
     assert sim.members["m1"].joins_ok == 1
+
+
+def test_drain_moves_sessions_at_the_rate_to_the_others_and_undrain_takes_new_ones():
+    sim = SimCluster([100, 100, 100])
+    sim.create_hub("VPN", dynamic=False)
+    sessions = [sim.connect("VPN", f"u{i}") for i in range(30)]
+    assert sum(s.server == "m0" for s in sessions) == 10
+    sim.drain("m0", rate=5.0)
+    placed_after = []
+    for _ in range(100):  # 10 s: clients reconnect through the controller as soon as they are kicked
+        sim.advance(0.1)
+        while len(placed_after) < len(sim.kicked):
+            placed_after.append(sim.connect("VPN", "again"))
+        if sim.core.drain_view(sim.ids["m0"]).state is DrainState.DRAINED:
+            break
+    assert [s.name for _, s in sim.kicked] and all(s.server == "m0" for _, s in sim.kicked)
+    assert len(sim.kicked) == 10 and sim.members["m0"].sessions() == 0
+    times = [t for t, _ in sim.kicked]
+    assert all(b - a >= 0.2 - 1e-9 for a, b in zip(times, times[1:]))  # 5 per second at most
+    assert {s.server for s in placed_after} == {"m1", "m2"}
+    assert sum(m.sessions() for m in sim.members.values()) == 30  # none lost
+    assert sim.connect("VPN", "new").server != "m0"
+    sim.undrain("m0")
+    sim.advance(1.0)
+    assert sim.core.drain_view(sim.ids["m0"]) is None
+    assert sim.connect("VPN", "back").server == "m0"  # the emptiest again
+
+
+def test_a_drained_member_restarted_stays_drained_until_undrained():
+    sim = SimCluster([100, 100])
+    sim.create_hub("VPN", dynamic=False)
+    sim.drain("m0", rate=10.0)
+    sim.advance(1.0)
+    assert sim.core.drain_view(sim.ids["m0"]).state is DrainState.DRAINED
+    sim.drop("m0")
+    sim.advance(4.0)
+    sim.restart("m0")
+    sim.advance(2.0)
+    assert state(sim, "m0") is MemberState.ONLINE
+    assert sim.core.drain_view(sim.ids["m0"]).state is DrainState.DRAINED
+    assert {sim.connect("VPN", f"u{i}").server for i in range(4)} == {"m1"}
+    sim.undrain("m0")
+    assert sim.connect("VPN", "next").server == "m0"

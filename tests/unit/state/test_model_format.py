@@ -51,8 +51,13 @@ def test_a_state_dir_written_before_the_shared_codec_loads(tmp_path):
 
 
 def test_the_file_written_is_byte_for_byte_todays(tmp_path):
-    NodeState.create(tmp_path, EXPECTED)
-    assert (tmp_path / CONFIG_NAME).read_text() == TODAYS_FILE
+    # Plus the fields added since (farm.drains), in their place among the sorted keys.
+    config = model.clone(EXPECTED)
+    config.farm.drains = [model.Drain(member_key=b"\x04" * 32, rate=7)]
+    NodeState.create(tmp_path, config)
+    drains = '"drains": [{"member_key": "' + "04" * 32 + '", "rate": 7}], '
+    assert (tmp_path / CONFIG_NAME).read_text() == TODAYS_FILE.replace('"controller_port": 5555, ',
+                                                                       '"controller_port": 5555, ' + drains)
 
 
 def test_unknown_keys_are_skipped_and_int_times_widen():

@@ -78,6 +78,9 @@ def run_verb(words: list[str], hub: str | None = None, answers=None) -> FakeServ
             },
         ),
         (["ClusterMemberInfoGet", "42"], None, "GetFarmInfo", {"Id_u32": 42}),
+        (["ClusterMemberDrain", "42", "/RATE:20"], None, "ClusterMemberDrain", {"Id_u32": 42, "Rate_u32": 20}),
+        (["ClusterMemberDrain", "42"], None, "ClusterMemberDrain", {"Id_u32": 42, "Rate_u32": 0}),
+        (["ClusterMemberUndrain", "42"], None, "ClusterMemberUndrain", {"Id_u32": 42}),
         (["SessionGet", "SID-1"], "h", "GetSessionStatus", {"HubName_str": "h", "Name_str": "SID-1"}),
         (["SessionDisconnect", "SID-1"], "h", "DeleteSession", {"HubName_str": "h", "Name_str": "SID-1"}),
         (["MacTable"], "h", "EnumMacTable", {"HubName_str": "h"}),
@@ -201,6 +204,21 @@ def test_member_list_shows_the_endpoint_error_only_when_there_is_one():
     assert "Public Endpoint Error" in shown and "endpoint failed: 192.0.2.7:5555: connection refused" in shown
     headers = lambda table: [h.strip() for h in table.splitlines()[0].split("|")]  # noqa: E731
     assert headers(shown) == headers(vpncmd) + ["Public Endpoint Error"]  # vpncmd's columns, then ours
+
+
+def test_member_list_and_info_show_the_drain_only_when_a_member_is_drained():
+    listing, info = lookup("ClusterMemberList"), lookup("ClusterMemberInfoGet")
+    assert listing.render is not None and info.render is not None
+    vpncmd = listing.render({"FarmMemberList": [MEMBER_ROW]})
+    assert listing.render({"FarmMemberList": [{**MEMBER_ROW, "DrainState_str": ""}]}) == vpncmd
+    shown = listing.render({"FarmMemberList": [{**MEMBER_ROW, "DrainState_str": ""},
+                                               {**MEMBER_ROW, "DrainState_str": "draining"}]})
+    headers = lambda table: [h.strip() for h in table.splitlines()[0].split("|")]  # noqa: E731
+    assert headers(shown) == headers(vpncmd) + ["Drain"] and "draining" in shown
+    row = {**MEMBER_ROW, "Ports_u32": [5555], "Weight_u32": 100, "HubsList": []}
+    assert "Drain" not in info.render({**row, "DrainState_str": ""})
+    shown = info.render({**row, "DrainState_str": "drained", "DrainRate_u32": 5, "DrainMoved_u32": 3})
+    assert "drained" in shown and "Sessions Moved by the Drain" in shown
 
 
 def test_member_info_shows_the_endpoint_error_only_when_there_is_one():

@@ -11,7 +11,8 @@ server. `servers()` names each server ("controller", "member1", ...) with its
 (EnumSession on that server, rows with RemoteSession_bool false), so a
 benchmark shows where sessions landed whether or not the controller
 redirects. Faults for failover: `kill`, `freeze`/`thaw` (SIGSTOP/SIGCONT)
-and `restart`, by server name, by PID only.
+and `restart`, by server name, by PID only; and, on ours only (`can_drain`),
+`drain`/`undrain` (ClusterMemberDrain: the member's sessions move away).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class BenchCluster(abc.ABC):
 
     label: str
     hub: str
+    can_drain = False
+    """Whether the cluster has a graceful drain (SoftEther has none)."""
 
     @abc.abstractmethod
     def servers(self) -> dict[str, str]:
@@ -89,6 +92,13 @@ class BenchCluster(abc.ABC):
     def restart(self, name: str) -> None:
         """Start a killed server `name` again with its saved state; returns once it rejoined."""
 
+    def drain(self, name: str, rate: int) -> None:
+        """Drain member `name`: no new session, its sessions move away at `rate` per second."""
+        raise LabError(f"{self.label} has no graceful drain")
+
+    def undrain(self, name: str) -> None:
+        raise LabError(f"{self.label} has no graceful drain")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every server by PID."""
@@ -102,6 +112,7 @@ class BenchCluster(abc.ABC):
 
 class OurCluster(BenchCluster):
     label = "ours"
+    can_drain = True
 
     def __init__(self, base: Path, weights: list[int], hub: str, users: dict[str, str]) -> None:
         self.hub = hub
@@ -147,6 +158,22 @@ class OurCluster(BenchCluster):
             except AdminError:  # the controller busy or between answers: ask again
                 return False
         wait_until(listed, f"{name} rejoined", JOIN_TIMEOUT_S)
+
+    def drain(self, name: str, rate: int) -> None:
+        with self.local.controller.client() as c:
+            c.call("ClusterMemberDrain", {"Id_u32": self._member_id(c, name), "Rate_u32": rate})
+
+    def undrain(self, name: str) -> None:
+        with self.local.controller.client() as c:
+            c.call("ClusterMemberUndrain", {"Id_u32": self._member_id(c, name)})
+
+    def _member_id(self, c: AdminClient, name: str) -> int:
+        """The controller's id of member `name` (found by its public port)."""
+        port = self.nodes()[name].port
+        for row in c.call("EnumFarmMember")["FarmMemberList"]:
+            if not row["Controller_bool"] and c.call("GetFarmInfo", {"Id_u32": row["Id_u32"]})["Ports_u32"] == [port]:
+                return int(row["Id_u32"])
+        raise LabError(f"{name} is not in the controller's member list")
 
     def close(self) -> None:
         self.local.close()
