@@ -92,7 +92,21 @@ def test_a_broken_scenario_gets_one_error_with_its_line(tmp_path: Path):
     assert res.returncode == 2 and f"{bad}:2: not valid TOML" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_observe_records_a_member_death_on_a_running_cluster(tmp_path: Path):
+def ctl_call(cluster: LocalCluster, method: str, params: dict) -> dict:
+    with cluster.controller.client() as c:
+        return c.call(method, params)
+
+
+def id_of(cluster: LocalCluster, node) -> int:
+    """The controller's member id of `node` (by its port)."""
+    for row in ctl_call(cluster, "EnumFarmMember", {})["FarmMemberList"]:
+        if not row["Controller_bool"] and node.port in ctl_call(cluster, "GetFarmInfo", {"Id_u32": row["Id_u32"]})[
+                "Ports_u32"]:
+            return int(row["Id_u32"])
+    raise AssertionError(f"{node.name} not listed")
+
+
+def test_observe_records_a_member_death_and_a_drain_on_a_running_cluster(tmp_path: Path):
     with LocalCluster(tmp_path, members=2, liveness_s=2.0) as cluster:
         cluster.start()
         with cluster.controller.client() as c:
@@ -101,7 +115,7 @@ def test_observe_records_a_member_death_on_a_running_cluster(tmp_path: Path):
                                   "Auth_Password_str": "eve-pw"})
         pw = tmp_path / "ctl.pw"
         pw.write_text(cluster.controller.password + "\n")
-        victim = cluster.members[1]
+        victim, survivor = cluster.members[1], cluster.members[0]
 
         async def clients_then_kill() -> tuple[int, int]:
             retry = RetryPolicy(max_retries=100, base_s=0.1, cap_s=0.5)
@@ -113,11 +127,17 @@ def test_observe_records_a_member_death_on_a_running_cluster(tmp_path: Path):
                 on_victim = sum(c.status.server == f"127.0.0.1:{victim.port}" for c in cs)
                 observer = subprocess.Popen(
                     [sys.executable, "-m", "tools.vpndrill.main", "observe", "--server",
-                     f"127.0.0.1:{cluster.controller.port}", "--password-file", str(pw), "--for", "12", "--json"],
+                     f"127.0.0.1:{cluster.controller.port}", "--password-file", str(pw), "--for", "14", "--json"],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
                 try:
                     await asyncio.sleep(2.5)
                     victim.kill()
+                    if drain_available():  # then drain and undrain the member left
+                        await asyncio.sleep(4)
+                        member_id = await asyncio.to_thread(id_of, cluster, survivor)
+                        await asyncio.to_thread(ctl_call, cluster, "ClusterMemberDrain", {"Id_u32": member_id})
+                        await asyncio.sleep(2)
+                        await asyncio.to_thread(ctl_call, cluster, "ClusterMemberUndrain", {"Id_u32": member_id})
                     out, err = await asyncio.to_thread(observer.communicate, timeout=60)
                 finally:
                     if observer.poll() is None:
@@ -129,6 +149,9 @@ def test_observe_records_a_member_death_on_a_running_cluster(tmp_path: Path):
                 assert [e["target"] for e in left] == [f"127.0.0.1:{victim.port}"], doc["events"]
                 assert left[0]["affected"] == on_victim
                 assert doc["sessions"] == 6 and doc["connected_at_end"] == 6 and doc["sessions_lost"] == 0
+                if drain_available():
+                    states = [e["action"] for e in doc["events"] if e["target"] == f"127.0.0.1:{survivor.port}"]
+                    assert states[0] in ("draining", "drained") and states[-1] == "undrained", doc["events"]
                 return on_victim, doc["sessions_back"]
             finally:
                 for c in cs:

@@ -6,7 +6,8 @@ calls only): EnumFarmMember (the member list, and each server's own session
 count), GetFarmInfo once per new member id (its address and port, which
 name it), EnumHub and EnumSession of each hub (every session of the
 cluster, RemoteHostname naming the server holding it). A member that
-leaves the list is a "left" event, one that comes (back) a "joined" one.
+leaves the list is a "left" event, one that comes (back) a "joined" one;
+vpncluster's drain states show as "draining", "drained" and "undrained".
 At the end (Ctrl-C, SIGTERM or `--for`), sessions are given stable keys
 across reconnects (timeline.resolve_sessions) and the report is made by
 the same Timeline as `vpndrill run`: per event, eviction, takeover gaps,
@@ -42,6 +43,8 @@ class ClusterView:
     listed: set[str]
     counts: dict[str, int]
     sessions: list[SessionRow]
+    drains: dict[str, str] = field(default_factory=dict)
+    """Member -> "draining" or "drained" (vpncluster's graceful drain; SoftEther has none)."""
 
 
 @dataclass
@@ -52,11 +55,13 @@ class Observer:
 
     def poll(self) -> ClusterView:
         rows = self.client.call("EnumFarmMember")["FarmMemberList"]
-        listed, counts = set(), {}
+        listed, counts, drains = set(), {}, {}
         for row in rows:
             label = self._label(row)
             listed.add(label)
             counts[label] = int(row.get("NumSessions_u32", 0))
+            if row.get("DrainState_str"):
+                drains[label] = row["DrainState_str"]
         by_host: dict[str, list[str]] = {}
         for label in listed:
             by_host.setdefault(self._host_of_label.get(label, ""), []).append(label)
@@ -76,7 +81,7 @@ class Observer:
                     server = "controller"
                 sessions.append(SessionRow(f"{hub['HubName_str']}/{s['Name_str']}", s.get("Username_str", ""),
                                            s.get("ClientIP_ip") or s.get("Ip_ip", ""), server))
-        return ClusterView(listed, counts, sessions)
+        return ClusterView(listed, counts, sessions, drains)
 
     def _label(self, row: dict) -> str:
         if row.get("Controller_bool"):
@@ -120,6 +125,7 @@ def observe(args: argparse.Namespace) -> int:
     limit = args.for_s if args.for_s is not None else DEFAULT_FOR_S
     error = None
     previous: set[str] | None = None
+    drains: dict[str, str] = {}
     client = AdminClient(host.strip("[]"), int(port), password, connect_timeout_s=2.0, read_timeout_s=10.0)
     observer = Observer(client)
     stopped: list[str] = []
@@ -155,7 +161,12 @@ def observe(args: argparse.Namespace) -> int:
                     progress.line(f"{now:7.2f} s  {label} joined")
             else:
                 progress.line(f"watching {args.server}: " + ", ".join(sorted(view.listed)))
-            previous = view.listed
+            for label in sorted(set(drains) | set(view.drains)):
+                state = view.drains.get(label, "undrained")
+                if state != drains.get(label, "undrained"):
+                    timeline.event(now, state, label)
+                    progress.line(f"{now:7.2f} s  {label} {state}")
+            previous, drains = view.listed, view.drains
             progress.status(f"sessions: {len(view.sessions)}  " + " ".join(
                 f"{k}={v}" for k, v in sorted(view.counts.items())), f"{now:6.1f} s  ")
             time.sleep(max(0.0, args.interval - (time.monotonic() - origin - now)))
