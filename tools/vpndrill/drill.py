@@ -82,6 +82,7 @@ class Progress:
         self.stream = stream
         self.tty = stream.isatty()
         self._last = ""
+        self._shown = ""
 
     def status(self, text: str, clock: str = "") -> None:
         """`clock` prefixes the line; off a terminal a line is printed only when `text` changed."""
@@ -90,14 +91,14 @@ class Progress:
             self.stream.flush()
         elif text != self._last:
             print(clock + text, file=self.stream, flush=True)
-        self._last = text
+        self._last, self._shown = text, clock + text
 
     def line(self, text: str) -> None:
         if self.tty:
             self.stream.write("\r\x1b[K")
         print(text, file=self.stream, flush=True)
-        if self.tty and self._last:
-            self.stream.write(self._last)
+        if self.tty and self._shown:
+            self.stream.write(self._shown)  # the status line again, under the new line
             self.stream.flush()
 
     def done(self) -> None:
