@@ -90,6 +90,12 @@ def test_a_broken_scenario_gets_one_error_with_its_line(tmp_path: Path):
     bad.write_text("name = 'x'\n[[member]\n")
     res = drill("run", str(bad), timeout=30)
     assert res.returncode == 2 and f"{bad}:2: not valid TOML" in res.stderr and "Traceback" not in res.stderr
+    # a link fault on one loopback cannot be applied: said before anything starts, with the step's line
+    link = SCENARIOS / "link-down.toml"
+    line = next(i for i, text in enumerate(link.read_text().splitlines(), 1) if text == "[[step]]")
+    res = drill("run", str(link), timeout=30)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"vpndrill: {link}: the step at line {line} (link_down) needs a link per server: run it with --netns (root)"]
 
 
 def ctl_call(cluster: LocalCluster, method: str, params: dict) -> dict:

@@ -21,7 +21,7 @@ from tools.vpnctl.client import AdminError
 from tools.vpndrill import report as rp
 from tools.vpndrill.cluster import DrillError
 from tools.vpndrill.drill import Drill, Progress
-from tools.vpndrill.lab.netns import root_skip_reason
+from tools.vpndrill.lab.nscluster import netns_capable
 from tools.vpndrill.scenario_file import ScenarioError, load
 
 log = logging.getLogger("vpndrill")
@@ -56,8 +56,9 @@ def run_scenario(args: argparse.Namespace) -> int:
     elif args.seed is not None or args.chaos_for is not None:
         print(f"vpndrill: {args.scenario}: --seed and --chaos-for need a [chaos] table", file=sys.stderr)
         return 2
-    if args.netns and (reason := root_skip_reason()):
-        print(f"vpndrill: --netns {reason}", file=sys.stderr)
+    if args.netns and not netns_capable():
+        print("vpndrill: --netns needs root's capabilities (namespaces, veth, TAP devices) and /dev/net/tun",
+              file=sys.stderr)
         return 2
     progress = Progress()
     error = None
