@@ -285,6 +285,8 @@ class Listener:
         self.routes = server.routes
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+        """close() began: connections are aborted, not flushed for CLOSE_WAIT_S."""
         self._handshakes = HandshakeSlots()
         self._closed_since_trim = 0
         self._trim_timer: asyncio.TimerHandle | None = None
@@ -297,6 +299,7 @@ class Listener:
         log.info("listening on %s:%d (TLS)", host, srv.sockets[0].getsockname()[1] if srv.sockets else port)
 
     async def close(self) -> None:
+        self._closing = True
         if self._trim_timer is not None:
             self._trim_timer.cancel()
         for srv in self._servers:
@@ -364,7 +367,9 @@ class Listener:
             # hear of the close: the failed TLS layer owns the socket).
             transport = writer.transport
             writer.close()
-            if secured:
+            # At shutdown nobody waits for a peer that does not read: the
+            # servers' wait_closed() waits for every transport to go.
+            if secured and not self._closing:
                 try:
                     await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
                 except (Exception, asyncio.CancelledError):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tools.vpndrill.scenarios import BACK_BOUND_S, OUT_SLACK_S
+from tools.vpndrill.lab.netns import root_skip_reason
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -72,35 +73,74 @@ def test_all_scenarios_json_and_no_process_left():
 
 
 @pytest.mark.parametrize("args", [["local", "--members", "0"], ["local", "--scenario", "flood"],
-                                  ["local", "--runs", "x"], ["remote"], ["local", "--liveness", "0.01"]])
+                                  ["local", "--runs", "x"], ["remote"], ["local", "--liveness", "0.01"],
+                                  ["run"], ["observe"], ["observe", "--server", "h:1", "--for", "0"]])
 def test_usage_errors_exit_2_in_one_line(args):
     res = run_drill(*args, timeout=30)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and res.stderr.strip().splitlines()[-1].startswith("vpndrill")
 
 
-def test_sigterm_stops_every_node(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "tools.vpndrill.main", "local", "--members", "1",
-                             "--scenario", "stop", "--runs", "3", "--log-level", "INFO"],
+def interrupt_midway(argv: list[str], marker: str, sig: int, want_pids: int,
+                     pid_seen: list[int] | None = None) -> tuple[int | None, str]:
+    """Start vpndrill, collect the PIDs it logs until `marker` shows in its
+    log, send `sig`; returns its exit status and stderr, after checking that
+    no process it started is left (any found is killed, then the test fails)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tools.vpndrill.main", *argv, "--log-level", "INFO"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    if pid_seen is not None:
+        pid_seen.append(proc.pid)
     pids: list[int] = []
     try:
-        deadline = time.monotonic() + 40
-        for line in proc.stderr:  # wait until the cluster is up, collecting the PIDs from the log
+        deadline = time.monotonic() + 60
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the PIDs from the log, until the marker
             if "started pid" in line:
                 pids.append(int(line.split("started pid")[1].split()[0]))
-            if "cluster up" in line or time.monotonic() > deadline:
+            if marker in line or time.monotonic() > deadline:
                 break
-        assert len(pids) == 2, pids
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=40)
+        assert len(pids) == want_pids, pids
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
     leftover = [pid for pid in pids if alive(pid)]
     for pid in leftover:
+        os.kill(pid, signal.SIGCONT)
         os.kill(pid, signal.SIGKILL)
     assert not leftover
-    assert proc.returncode == 130
+    return proc.returncode, err
+
+
+def test_sigterm_stops_every_node():
+    code, err = interrupt_midway(["local", "--members", "1", "--scenario", "stop", "--runs", "3"], "cluster up",
+                                 signal.SIGTERM, 2)
+    assert code == 130
     assert "Traceback" not in err and "interrupted by SIGTERM" in err
+
+
+def netns_names() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except OSError:
+        return set()
+
+
+def test_ctrl_c_in_the_middle_of_a_scenario_leaves_no_process_namespace_or_link():
+    ns_before, links_before = netns_names(), set(os.listdir("/sys/class/net"))
+    scenario = REPO / "tools" / "vpndrill" / "scenarios" / "member-freeze.toml"
+    code, err = interrupt_midway(["run", str(scenario)], " stop member2", signal.SIGINT, 3)
+    assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
+    assert netns_names() == ns_before and set(os.listdir("/sys/class/net")) == links_before
+
+
+@pytest.mark.skipif(root_skip_reason() is not None, reason=str(root_skip_reason()))
+def test_ctrl_c_in_a_namespaced_drill_removes_its_namespaces_and_links():
+    scenario = REPO / "tools" / "vpndrill" / "scenarios" / "link-down.toml"
+    drill_pid: list[int] = []
+    code, err = interrupt_midway(["run", "--netns", str(scenario)], " link_down member2", signal.SIGINT, 3, drill_pid)
+    assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
+    ours = [n for n in netns_names() if n.startswith(f"vct{drill_pid[0]}x")]  # netns.Lab's names
+    assert not ours

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from node.listener import ConnectionLimits, Listener
+from node.listener import CLOSE_WAIT_S, ConnectionLimits, Listener
 from node.state.tlscert import client_context, ensure_certificate, server_context
 from tests.unit.dataplane.fakes import make_server
 
@@ -108,4 +108,23 @@ def test_unestablished_cap_spares_vpn_sessions(tmp_path):
             writer.close()
         finally:
             await listener.close()
+    asyncio.run(scenario())
+
+
+def test_close_does_not_wait_for_a_peer_that_stopped_reading(tmp_path):
+    # A kept-alive admin connection whose client reads nothing: at shutdown
+    # the listener aborts it instead of waiting CLOSE_WAIT_S for the peer to
+    # take our close_notify (the servers' wait_closed() waits for every
+    # transport, so vpnd would outlive a SIGTERM by that long).
+    async def scenario():
+        listener, port = await _started(tmp_path, ConnectionLimits(per_ip=8, unestablished=8))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
+                                                       ssl_handshake_timeout=10)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+        writer.transport.pause_reading()   # from now on the client reads nothing
+        try:
+            await asyncio.wait_for(listener.close(), CLOSE_WAIT_S / 2)
+        finally:
+            writer.transport.abort()
     asyncio.run(scenario())

@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +102,9 @@ class Node:
     proc: subprocess.Popen | None = None
     pids: list[int] = field(default_factory=list)
     hosts: tuple[str, ...] = ("127.0.0.1",)
-    """The addresses vpnd listens on, all on `port`; 127.0.0.1 among them (admin calls go there)."""
+    """The addresses vpnd listens on, all on `port`; `address` among them."""
+    address: str = "127.0.0.1"
+    """Where admin calls, members and clients reach it (its own IP when it runs in a namespace)."""
 
     @property
     def log_path(self) -> Path:
@@ -114,7 +116,7 @@ class Node:
         return self.state_dir.parent / f"{self.name}.pw"
 
     def client(self) -> AdminClient:
-        return AdminClient("127.0.0.1", self.port, self.password, connect_timeout_s=2.0, read_timeout_s=10.0)
+        return AdminClient(self.address, self.port, self.password, connect_timeout_s=2.0, read_timeout_s=10.0)
 
     def spawn(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -206,11 +208,11 @@ class Node:
         return lines[-1] if lines else "(no log)"
 
 
-def discover_bus(port: int) -> bool:
+def discover_bus(port: int, host: str = "127.0.0.1") -> bool:
     """True once the controller's bus is up: the discovery a joining member
     makes first (node/cluster/member_discovery.py) answers."""
     try:
-        asyncio.run(discover("127.0.0.1", port))
+        asyncio.run(discover(host, port))
     except DiscoveryFailed:
         return False
     return True
@@ -220,18 +222,23 @@ class LocalCluster:
     """Controller + `members` member nodes in `base` (a temp dir the caller owns).
 
     `weights` are the members' weights (default 100 each); `controller_only`
-    is the controller's "controller functions only" setting."""
+    is the controller's "controller functions only" setting; `make_node(i,
+    name, state_dir, password, env)` makes node i (0: the controller) when
+    they run elsewhere than here on 127.0.0.1 (tools/vpndrill/lab/nscluster.py)."""
 
     def __init__(self, base: Path, members: int, liveness_s: float | None = None, *,
-                 weights: Sequence[int] | None = None, controller_only: bool = False) -> None:
+                 weights: Sequence[int] | None = None, controller_only: bool = False,
+                 make_node: Callable[[int, str, Path, str, dict[str, str]], Node] | None = None) -> None:
         if weights is not None and len(weights) != members:
             raise ValueError(f"{members} members but {len(weights)} weights")
         env = dict(os.environ)
         if liveness_s is not None:
             env[LIVENESS_ENV] = f"{liveness_s:g}"
         password = secrets.token_urlsafe(12)
-        self.controller = Node("controller", base / "controller", password, env)
-        self.members = [Node(f"member{i + 1}", base / f"member{i + 1}", password, env) for i in range(members)]
+        make = make_node or (lambda i, name, state, pw, env: Node(name, state, pw, env))
+        self.controller = make(0, "controller", base / "controller", password, env)
+        self.members = [make(i + 1, f"member{i + 1}", base / f"member{i + 1}", password, env)
+                        for i in range(members)]
         self.weights = list(weights) if weights is not None else [100] * members
         self.controller_only = controller_only
         self._ctl: AdminClient | None = None
@@ -260,18 +267,20 @@ class LocalCluster:
         self._ctl = self.controller.client()
         self._ctl.call("SetFarmSetting", {"ServerType_u32": 1, "Weight_u32": 100,
                                           "ControllerOnly_bool": self.controller_only})
-        wait_until(lambda: discover_bus(self.controller.port), "controller bus up", READY_TIMEOUT_S)
+        wait_until(lambda: discover_bus(self.controller.port, self.controller.address), "controller bus up",
+                   READY_TIMEOUT_S)
         for m, weight in zip(self.members, self.weights):
             with m.client() as c:
                 c.call("SetFarmSetting", {
-                    "ServerType_u32": 2, "ControllerName_str": "127.0.0.1",
+                    "ServerType_u32": 2, "ControllerName_str": self.controller.address,
                     "ControllerPort_u32": self.controller.port,
-                    "MemberPasswordPlaintext_str": self.controller.password, "PublicIp_ip": "127.0.0.1",
+                    "MemberPasswordPlaintext_str": self.controller.password, "PublicIp_ip": m.address,
                     "Ports_u32": [m.port], "Weight_u32": weight})
-        want = {m.port for m in self.members}
-        wait_until(lambda: want <= self.listed_ports(), f"all {len(want)} members listed", JOIN_TIMEOUT_S)
-        log.info("cluster up: controller 127.0.0.1:%d, members %s", self.controller.port,
-                 ", ".join(str(m.port) for m in self.members))
+        want = {m.port for m in self.members}  # in namespaces every member may have the same port: count rows too
+        wait_until(lambda: want <= self.listed_ports() and len(self.member_rows()) >= len(self.members),
+                   f"all {len(self.members)} members listed", JOIN_TIMEOUT_S)
+        log.info("cluster up: controller %s:%d, members %s", self.controller.address, self.controller.port,
+                 ", ".join(f"{m.address}:{m.port}" for m in self.members))
 
     def member_rows(self) -> list[dict]:
         """The controller's EnumFarmMember rows now, without its own row."""

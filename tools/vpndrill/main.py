@@ -1,6 +1,16 @@
-"""`vpndrill`: scripted failover drills against a vpncluster.
+"""`vpndrill`: the cluster demo, failover drills with a report, and watching a live cluster.
 
+    vpndrill demo                                  the README's first command (tools/vpndrill/demo.py)
+    vpndrill run SCENARIO.toml [--json] [--plot FILE.png]
+    vpndrill observe --server HOST:PORT [--password-file F] [--for S] [--json] [--plot FILE.png]
     vpndrill local --members 3 --scenario kill|stop|restart|all --runs N [--json] [--liveness S]
+
+`run` builds the cluster a scenario file describes (tools/vpndrill/scenario_file.py)
+on 127.0.0.1, connects its clients, applies its timeline (tools/vpndrill/drill.py)
+and reports per event detection, eviction, takeover gaps, sessions and
+traffic lost (tools/vpndrill/timeline.py, report.py). `observe` records the
+same timeline from any cluster's admin API without touching it
+(tools/vpndrill/observe.py).
 
 `local` builds a throw-away cluster of vpnd processes on 127.0.0.1 (a
 controller and N members in a temp dir), then per run takes a member round
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -43,7 +54,16 @@ class Interrupted(BaseException):
     emit has one) can swallow it."""
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:
+        # A child forked by a library (pyroute2's NetNS helper) inherits this
+        # handler: there the signal must do what it does by default.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     # Further signals are ignored so that the cleanup itself is not cut short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -65,6 +85,27 @@ def _bounded(lo: float, hi: float, kind=int):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vpndrill", description="Scripted failover drills for vpncluster.")
     sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="a controller and two members, a dozen sessions, one member killed")
+    demo.add_argument("--loopback", action="store_true",
+                      help="on 127.0.0.1 with userspace sessions even as root (default as root: namespaces, TAP)")
+    run = sub.add_parser("run", help="run a scenario file on a throw-away loopback cluster")
+    run.add_argument("scenario", type=Path, help="the scenario (TOML; see tools/vpndrill/scenarios/)")
+    run.add_argument("--netns", action="store_true",
+                     help="each server in its own network namespace and link (root; needed by link_down, "
+                          "partition)")
+    run.add_argument("--seed", type=_bounded(0, 2**32), help="the [chaos] table's seed instead of the file's")
+    run.add_argument("--chaos-for", type=_bounded(1, 3600, float), metavar="SECONDS",
+                     help="the [chaos] table's duration_s instead of the file's")
+    _report_options(run)
+    observe = sub.add_parser("observe", help="watch a running cluster through its admin API, touching nothing")
+    observe.add_argument("--server", required=True, metavar="HOST:PORT", help="the cluster controller")
+    observe.add_argument("--password-file", type=Path, metavar="F",
+                         help="the server admin password (default: $VPNCTL_PASSWORD, else empty)")
+    observe.add_argument("--for", dest="for_s", type=_bounded(0.5, 86400, float), metavar="SECONDS",
+                         help="stop after this long (default: at Ctrl-C)")
+    observe.add_argument("--interval", type=_bounded(0.05, 60, float), default=0.2, metavar="S",
+                         help="poll every S seconds (default 0.2)")
+    _report_options(observe)
     local = sub.add_parser("local", help="drill a throw-away cluster of vpnd processes on 127.0.0.1")
     local.add_argument("--members", type=_bounded(1, MAX_MEMBERS), default=3, help="member nodes (default 3)")
     local.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
@@ -74,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--json", action="store_true", help="JSON report instead of a table")
     local.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="JSON report instead of tables")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the timeline (needs matplotlib)")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def drill_local(args: argparse.Namespace) -> int:
@@ -116,10 +163,21 @@ def _s(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)  # usage errors: exit 2 with argparse's one line
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="vpndrill: %(message)s")
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING"), stream=sys.stderr, format="vpndrill: %(message)s")
+    if args.command != "local" and logging.getLogger().level >= logging.WARNING:
+        logging.getLogger("vpnclient").setLevel(logging.ERROR)  # each takeover is in the report, not a warning
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
+        if args.command == "demo":
+            from tools.vpndrill.demo import demo
+            return demo(args.loopback)
+        if args.command == "run":
+            from tools.vpndrill.runner import run_scenario
+            return run_scenario(args)
+        if args.command == "observe":
+            from tools.vpndrill.observe import observe
+            return observe(args)
         return drill_local(args)
     except Interrupted as exc:
         print(f"vpndrill: interrupted by {exc}; every node was stopped", file=sys.stderr)

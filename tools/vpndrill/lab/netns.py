@@ -194,10 +194,10 @@ class Lab:
         return list(argv) if ns is None else ["ip", "netns", "exec", ns, *argv]
 
     def run(self, ns: str | None, argv: Sequence[str], *, timeout: float = 30.0,
-            check: bool = True) -> subprocess.CompletedProcess:
-        """Run a program in `ns` to completion (bounded by `timeout`)."""
+            check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
+        """Run a program in `ns` to completion (bounded by `timeout`), `input_text` on its stdin."""
         return subprocess.run(self.argv(ns, argv), capture_output=True, text=True,
-                              timeout=timeout, check=check)
+                              timeout=timeout, check=check, input=input_text)
 
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs) -> subprocess.Popen:
         """Start a program in `ns`; it is killed at teardown if still running."""
