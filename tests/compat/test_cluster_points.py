@@ -149,13 +149,18 @@ CLUSTER_FIELD_DIFFERENCES: dict[tuple[str, str], Difference] = {
                                        "vpnd NumPort_u32 0 and Ports_u32 [] (extra keys JSON clients ignore)"),
     ("member1", "GetFarmSetting"): ({"NumPort_u32"}, set(),
                                     "SoftEther's GetFarmSetting has no NumPort (GetFarmInfo has); an extra key"),
-    ("controller", "EnumFarmMember"): ({"FarmMemberList.EndpointError_str", "NumFarm_u32"}, set(),
-                                       "EndpointError_str is vpncluster's own (why a member gets no sessions, "
-                                       "node/admin/methods_farm.py); NumFarm_u32 is a row count SoftEther keeps "
-                                       "in its RPC struct but does not write: an extra key"),
+    ("controller", "EnumFarmMember"): ({"FarmMemberList.EndpointError_str", "NumFarm_u32",
+                                        "FarmMemberList.ConfigSerial_u64", "FarmMemberList.ControllerConfigSerial_u64",
+                                        "FarmMemberList.ConfigSync_str", "FarmMemberList.DrainState_str",
+                                        "ConfigBytesSent_u64"}, set(),
+                                       "EndpointError_str, the configuration sync (Config*) and the drain state "
+                                       "are vpncluster's own (node/admin/methods_farm.py); NumFarm_u32 is a row "
+                                       "count SoftEther keeps in its RPC struct but does not write: an extra key"),
     ("controller", "GetFarmInfo"): ({"EndpointError_str", "NumPort_u32", "NumFarmHub_u32", "NumHubs_u32",
-                                     "AssignedClientLicense_u32", "AssignedBridgeLicense_u32"}, set(),
-                                    "EndpointError_str as in EnumFarmMember; the counts and the license "
+                                     "AssignedClientLicense_u32", "AssignedBridgeLicense_u32",
+                                     "ConfigSerial_u64", "ControllerConfigSerial_u64", "ConfigSync_str",
+                                     "DrainState_str", "DrainRate_u32", "DrainMoved_u32"}, set(),
+                                    "EndpointError_str, Config* and Drain* as in EnumFarmMember; the counts and the license "
                                     "columns (EnumFarmMember's) are extra keys SoftEther's OutRpcFarmInfo does "
                                     "not write, which JSON clients ignore"),
 }

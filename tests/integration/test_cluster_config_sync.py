@@ -13,7 +13,7 @@ import time
 import pytest
 
 from node.state import model
-from node.state.node_state import NodeState
+from node.state.node_state import CONFIG_NAME, NodeState
 from tests.vpnd_proc import Vpnd
 from tools.vpndrill.lab.bulk_config import add_hubs
 
@@ -98,7 +98,9 @@ def test_a_member_joining_a_large_configuration_syncs_in_chunks_then_gets_deltas
 
 
 def test_a_user_no_frame_can_carry_shows_on_the_member_list_and_the_rest_still_goes(nodes):
-    """Issue 13 finding 1: a 1.1 MB note stopped every later push, silently."""
+    """Issue 13 finding 1: a 1.1 MB note stopped every later push, silently.
+    The API refuses such a note now (error 38), but a configuration saved by
+    an older vpnd may hold one: its controller must still sync the rest."""
     ctl, member = nodes("ctl"), nodes("m1")
     assert ctl.vpnctl("ClusterSettingController").returncode == 0
     assert ctl.vpnctl("HubCreateStatic", "SYNC", "/PASSWORD:hubpw").returncode == 0
@@ -106,9 +108,20 @@ def test_a_user_no_frame_can_carry_shows_on_the_member_list_and_the_rest_still_g
                          f"/PORTS:{member.port}", f"/PASSWORD:{ctl.password}")
     assert done.returncode == 0, done.stderr
     wait_for(lambda: in_sync(ctl), "the member in sync")
-    created = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "bignote", "AuthType_u32": 1,
+    refused = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "bignote", "AuthType_u32": 1,
                                       "Auth_Password_str": "pw", "Note_utf": "n" * 1_100_000})
+    assert refused["error"]["code"] == 38, refused
+    created = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "bignote", "AuthType_u32": 1,
+                                      "Auth_Password_str": "pw"})
     assert "result" in created, created
+    ctl.stop()
+    path = ctl.state_dir / CONFIG_NAME
+    saved = json.loads(path.read_text())
+    [user] = [u for h in saved["hubs"] if h["name"] == "SYNC" for u in h["users"] if u["name"] == "bignote"]
+    user["note"] = "n" * 1_100_000   # a change an older vpnd saved and its members never got
+    saved["serial"] += 1
+    path.write_text(json.dumps(saved))
+    ctl.start()
     created = ctl.call("CreateUser", {"HubName_str": "SYNC", "Name_str": "after", "AuthType_u32": 1,
                                       "Auth_Password_str": "pw"})
     assert "result" in created, created
