@@ -50,8 +50,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
-from http import HTTPStatus
+import socket
 import ssl
+from http import HTTPStatus
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 
@@ -177,6 +178,22 @@ def _malloc_trim() -> Callable[[], None]:
 _release_free_memory = _malloc_trim()
 
 
+TCP_ESTABLISHED = 1   # tcp_info.tcpi_state (Linux include/net/tcp_states.h)
+
+
+def _peer_gone(writer: asyncio.StreamWriter) -> bool:
+    """Whether the client of a connection whose reading is paused has reset
+    or closed it (the paused transport cannot tell): the kernel's TCP state.
+    A flood of connect-then-reset clients then costs no TLS handshake
+    (an RSA signature each) for the connections that waited for a slot."""
+    sock = writer.get_extra_info("socket")
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except (OSError, AttributeError):
+        return False
+    return info[0] != TCP_ESTABLISHED
+
+
 class HandshakeSlots:
     """At most MAX_HANDSHAKES TLS handshakes at once, MAX_HANDSHAKES_PER_IP
     of them from one address; a connection waits for a slot (holding only
@@ -271,7 +288,8 @@ async def send_response(conn: h11.Connection, writer: asyncio.StreamWriter, stat
 
 class Listener:
     def __init__(self, server: VpnServer, ssl_context: ssl.SSLContext,
-                 limits: ConnectionLimits | None = None, cors_origins: frozenset[str] = frozenset()):
+                 limits: ConnectionLimits | None = None, cors_origins: frozenset[str] = frozenset(),
+                 handshakes: HandshakeSlots | None = None):
         self.server = server
         self.cors_origins = cors_origins
         """Origins allowed to call the admin API from a web page (exact match)."""
@@ -287,7 +305,7 @@ class Listener:
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         """close() began: connections are aborted, not flushed for CLOSE_WAIT_S."""
-        self._handshakes = HandshakeSlots()
+        self._handshakes = handshakes or HandshakeSlots()
         self._closed_since_trim = 0
         self._trim_timer: asyncio.TimerHandle | None = None
 
@@ -331,6 +349,12 @@ class Listener:
             self._refusal_logged_at = now
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Nothing is read before TLS starts: bytes the plain stream took in
+        # while this connection waited for a handshake slot (the client's
+        # ClientHello) would be lost to start_tls, and its handshake would
+        # stall until HANDSHAKE_TIMEOUT_S. start_tls resumes reading.
+        if isinstance(writer.transport, asyncio.ReadTransport):
+            writer.transport.pause_reading()
         peername = writer.get_extra_info("peername") or ("?", 0)
         ip, peer = str(peername[0]), f"{peername[0]}:{peername[1]}"
         refused = self.limits.admit(ip, writer)
@@ -344,6 +368,8 @@ class Listener:
         secured = False
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S), self._handshakes.slot(ip):
+                if _peer_gone(writer):
+                    raise ConnectionResetError("the client left while waiting for a handshake slot")
                 await writer.start_tls(self.ssl_context)
             secured = True
             await self._serve(reader, writer, peer)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from node.listener import CLOSE_WAIT_S, ConnectionLimits, Listener
+from node.listener import CLOSE_WAIT_S, HANDSHAKE_TIMEOUT_S, ConnectionLimits, HandshakeSlots, Listener
 from node.state.tlscert import client_context, ensure_certificate, server_context
 from tests.unit.dataplane.fakes import make_server
 
@@ -127,4 +127,25 @@ def test_close_does_not_wait_for_a_peer_that_stopped_reading(tmp_path):
             await asyncio.wait_for(listener.close(), CLOSE_WAIT_S / 2)
         finally:
             writer.transport.abort()
+    asyncio.run(scenario())
+
+
+def test_a_connection_that_waited_for_a_handshake_slot_still_completes_its_handshake(tmp_path):
+    # One handshake slot, several clients at once: the ones that wait have
+    # sent their ClientHello already. It must reach TLS when their turn
+    # comes (read before, it was lost and the handshake stalled until
+    # HANDSHAKE_TIMEOUT_S: 300 connects of a burst took 16 s instead of 2).
+    async def scenario():
+        cert, key = ensure_certificate(tmp_path)
+        listener = Listener(make_server(tmp_path), server_context(cert, key),
+                            ConnectionLimits(per_ip=16, unestablished=16), handshakes=HandshakeSlots(total=1, per_ip=1))
+        await listener.listen("127.0.0.1", 0)
+        port = listener._servers[0].sockets[0].getsockname()[1]
+        try:
+            sources = [f"127.0.0.{i}" for i in range(2, 8)]
+            lines = await asyncio.wait_for(asyncio.gather(*(_get_root(port, s) for s in sources)),
+                                           HANDSHAKE_TIMEOUT_S / 2)
+            assert all(line.startswith(b"HTTP/1.1 200") for line in lines), lines
+        finally:
+            await listener.close()
     asyncio.run(scenario())
