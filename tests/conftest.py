@@ -9,3 +9,18 @@ def vpnd(tmp_path):
     node = Vpnd(tmp_path / "node").start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    """Start vpnd nodes by name (`nodes("ctl")`), each in its own state dir; all stopped afterwards."""
+    started: list[Vpnd] = []
+
+    def start(name: str) -> Vpnd:
+        node = Vpnd(tmp_path / name).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()

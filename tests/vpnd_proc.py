@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,14 @@ class Vpnd(Node):
     def log(self) -> str:
         """The whole log so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wait_for(cond, what: str, timeout: float = 60.0):
+    """cond()'s first true value, polled every 0.1 s; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")

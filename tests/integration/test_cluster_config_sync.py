@@ -8,28 +8,16 @@ list (EnumFarmMember, vpnctl ClusterMemberList) shows the serials."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from node.state import model
 from node.state.node_state import CONFIG_NAME, NodeState
-from tests.vpnd_proc import Vpnd
+from tests.vpnd_proc import Vpnd, wait_for
 from tools.vpndrill.lab.bulk_config import add_hubs
 
 pytestmark = pytest.mark.timeout(300)
-DEADLINE_S = 60.0
 HUBS, USERS = 40, 200
-
-
-def wait_for(cond, what: str, timeout: float = DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def member_row(ctl: Vpnd) -> dict:
@@ -41,20 +29,6 @@ def in_sync(ctl: Vpnd) -> dict:
     row = member_row(ctl)
     ok = row.get("ConfigSync_str") == "in sync" and row["ConfigSerial_u64"] == row["ControllerConfigSerial_u64"]
     return row if ok else {}
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    started: list[Vpnd] = []
-
-    def start(name: str) -> Vpnd:
-        node = Vpnd(tmp_path / name).start()
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
 
 
 def test_a_member_joining_a_large_configuration_syncs_in_chunks_then_gets_deltas(nodes):

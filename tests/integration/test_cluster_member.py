@@ -24,10 +24,9 @@ import time
 import pytest
 
 from node.softether.errors import Err
-from tests.vpnd_proc import Vpnd
+from tests.vpnd_proc import Vpnd, wait_for
 
 pytestmark = pytest.mark.timeout(300)
-DEADLINE_S = 30.0
 RETRY_INTERVAL_S = 3.0
 
 
@@ -56,30 +55,6 @@ class Cli:
 def status(node: Vpnd) -> dict:
     """GetFarmConnectionStatus straight over JSON-RPC (cheap enough to poll)."""
     return node.call("GetFarmConnectionStatus").get("result", {})
-
-
-def wait_for(cond, what: str, timeout: float = DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-@pytest.fixture
-def nodes(tmp_path):
-    started: list[Vpnd] = []
-
-    def start(name: str) -> Vpnd:
-        node = Vpnd(tmp_path / name).start()
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
 
 
 def cluster_of_two(nodes, password: str | None = None) -> tuple[Vpnd, Vpnd, Cli]:
