@@ -55,10 +55,9 @@ from tools.vpnclient import probe  # noqa: E402
 from tools.vpnclient.client import UserspaceClient  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.lab.clusters import (  # noqa: E402
-    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, describe, inside_netns, run_in_private_netns,
+    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, describe, inside_netns, bench_main,
     wait_link_up, wait_sessions,
 )
-from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
 from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason, wait_account  # noqa: E402
 
 HUB = "bench"
@@ -338,13 +337,7 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.runs, args.big, args.big_softether = min(args.runs, 3), min(args.big, 300), min(args.big_softether, 100)
-    if inside_netns():
-        return inner(args)
-    reason = root_skip_reason()
-    if reason:
-        print(f"connect: cannot run: {reason}", file=sys.stderr)
-        return 2
-    return run_in_private_netns(__file__, sys.argv[1:], timeout_s=1800)
+    return bench_main(__file__, "connect", lambda: inner(args), timeout_s=1800)
 
 
 if __name__ == "__main__":

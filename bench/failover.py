@@ -60,10 +60,9 @@ from tools.vpnclient.client import UserspaceClient  # noqa: E402
 from tools.vpnclient.gaps import GapTracker  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy  # noqa: E402
 from tools.vpndrill.lab.clusters import (  # noqa: E402
-    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, inside_netns, run_in_private_netns,
+    BenchCluster, LabError, OurCluster, RealCluster, connect_hosts, real_client_account, inside_netns, bench_main,
     wait_link_up,
 )
-from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
 from tools.vpndrill.lab.softether import SoftEtherClient, SoftEtherLab, skip_reason, wait_account  # noqa: E402
 
 HUB = "bench"
@@ -413,13 +412,8 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.runs = min(args.runs, 2)
-    if inside_netns():
-        return inner(args)
-    reason = root_skip_reason() or (None if shutil.which("nft") else "nft (nftables) not installed")
-    if reason:
-        print(f"failover: cannot run: {reason}", file=sys.stderr)
-        return 2
-    return run_in_private_netns(__file__, sys.argv[1:], timeout_s=3600)
+    return bench_main(__file__, "failover", lambda: inner(args), timeout_s=3600,
+                      missing=None if shutil.which("nft") else "nft (nftables) not installed")
 
 
 if __name__ == "__main__":

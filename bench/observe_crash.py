@@ -33,9 +33,7 @@ from tabulate import tabulate  # noqa: E402
 
 from tools.vpnclient.client import UserspaceClient  # noqa: E402
 from tools.vpnclient.retry import RetryPolicy, State  # noqa: E402
-from tools.vpndrill.lab.clusters import (BenchCluster, OurCluster, RealCluster, inside_netns,  # noqa: E402
-                                         run_in_private_netns)
-from tools.vpndrill.lab.netns import root_skip_reason  # noqa: E402
+from tools.vpndrill.lab.clusters import BenchCluster, OurCluster, RealCluster, bench_main  # noqa: E402
 from tools.vpndrill.lab.softether import SoftEtherLab, skip_reason  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,13 +133,7 @@ def main() -> int:
     args = p.parse_args()
     if not 1 <= args.runs <= 20:
         p.error("--runs must be 1..20")
-    if inside_netns():
-        return inner(args)
-    reason = root_skip_reason()
-    if reason:
-        print(f"observe_crash: cannot run: {reason}", file=sys.stderr)
-        return 2
-    return run_in_private_netns(__file__, sys.argv[1:], timeout_s=1800)
+    return bench_main(__file__, "observe_crash", lambda: inner(args), timeout_s=1800)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tools.vpnclient.client import UserspaceClient
@@ -356,6 +357,22 @@ def inside_netns() -> str | None:
     return os.environ.get(INSIDE_ENV)
 
 
+def bench_main(script: str, name: str, inner: Callable[[], int], timeout_s: float,
+               missing: str | None = None) -> int:
+    """A root benchmark's entry point: run `inner` when already inside its
+    private namespace, else run `script` again in a new one (needs root;
+    `missing` is another reason it cannot run, e.g. a tool not installed)."""
+    if inside_netns():
+        return inner()
+    from tools.vpndrill.lab.netns import root_skip_reason
+
+    reason = root_skip_reason() or missing
+    if reason:
+        print(f"{name}: cannot run: {reason}", file=sys.stderr)
+        return 2
+    return run_in_private_netns(script, sys.argv[1:], timeout_s)
+
+
 def describe(counts: dict[str, int]) -> str:
     return " ".join(f"{n}={c if c >= 0 else 'n/a'}" for n, c in counts.items())
 
@@ -371,4 +388,4 @@ def wait_sessions(cluster: BenchCluster, want: int, users: set[str], timeout_s: 
 
 
 __all__ = ["BenchCluster", "LabError", "OurCluster", "RealCluster", "connect_hosts", "describe", "real_client_account", "inside_netns",
-           "run_in_private_netns", "wait_link_up", "wait_sessions"]
+           "run_in_private_netns", "bench_main", "wait_link_up", "wait_sessions"]
