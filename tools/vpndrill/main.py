@@ -48,10 +48,12 @@ MAX_MEMBERS = 16
 MAX_RUNS = 100
 
 
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: stop the nodes and leave. A BaseException, as
-    KeyboardInterrupt, so that no `except Exception` on the way (logging's
-    emit has one) can swallow it."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived: stop the nodes and leave. A KeyboardInterrupt,
+    so that no `except Exception` on the way (logging's emit has one) can
+    swallow it, and so that asyncio lets it out of a callback or task: the
+    loop logs and drops any other BaseException raised there, and the drill
+    ran on with further signals ignored."""
 
 
 _MAIN_PID = os.getpid()
