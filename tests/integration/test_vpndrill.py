@@ -140,7 +140,13 @@ def test_ctrl_c_in_the_middle_of_a_scenario_leaves_no_process_namespace_or_link(
 def test_ctrl_c_in_a_namespaced_drill_removes_its_namespaces_and_links():
     scenario = REPO / "tools" / "vpndrill" / "scenarios" / "link-down.toml"
     drill_pid: list[int] = []
-    code, err = interrupt_midway(["run", "--netns", str(scenario)], " link_down member2", signal.SIGINT, 3, drill_pid)
-    assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
-    ours = [n for n in netns_names() if n.startswith(f"vct{drill_pid[0]}x")]  # netns.Lab's names
-    assert not ours
+    try:
+        code, err = interrupt_midway(["run", "--netns", str(scenario)], " link_down member2", signal.SIGINT, 3,
+                                     drill_pid)
+        assert code == 130 and "interrupted by SIGINT" in err and "Traceback" not in err
+        ours = [n for n in netns_names() if n.startswith(f"vct{drill_pid[0]}x")]  # netns.Lab's names
+        assert not ours
+    finally:  # a drill that had to be killed left them: remove them so that the failure is all it leaves
+        for name in netns_names():
+            if drill_pid and name.startswith(f"vct{drill_pid[0]}x"):
+                subprocess.run(["ip", "netns", "del", name], check=False)

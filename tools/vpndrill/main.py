@@ -27,6 +27,7 @@ first in every case).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -51,9 +52,9 @@ MAX_RUNS = 100
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT arrived: stop the nodes and leave. A KeyboardInterrupt,
     so that no `except Exception` on the way (logging's emit has one) can
-    swallow it, and so that asyncio lets it out of a callback or task: the
-    loop logs and drops any other BaseException raised there, and the drill
-    ran on with further signals ignored."""
+    swallow it, and so that asyncio lets it out of its loop: asyncio logs and
+    drops any other BaseException raised in a callback, and the drill ran on
+    with further signals ignored."""
 
 
 _MAIN_PID = os.getpid()
@@ -69,7 +70,19 @@ def _interrupt(signum: int, frame: object) -> None:
     # Further signals are ignored so that the cleanup itself is not cut short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signal.Signals(signum).name)
+    interrupted = Interrupted(signal.Signals(signum).name)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise interrupted from None
+    # Raised in a task's step it would also be stored in that task, which
+    # then logs "exception never retrieved"; from a callback of its own it
+    # just leaves the loop. Threadsafe: that one wakes a loop blocked in select.
+    loop.call_soon_threadsafe(_raise, interrupted)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _bounded(lo: float, hi: float, kind=int):
