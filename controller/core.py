@@ -270,6 +270,13 @@ class ControllerCore:
             # evicted) only heartbeats; tell it to rejoin unless it is joining.
             self._rejoin_checks[peer] = now + self.rejoin_grace_s
 
+    def peer_gone(self, peer: bytes, now: float) -> None:
+        """The bus found `peer`'s connection closed."""
+        member = self.registry.by_key(peer)
+        if member is not None and not member.is_me:
+            self.registry.disconnected(member.member_id, now)
+            self._events()
+
     def reply_received(self, token: int, reply: object, now: float) -> None:
         """The reply to Request `token` arrived."""
         pending = self._pending.pop(token, None)
@@ -621,9 +628,11 @@ class ControllerCore:
         except MemberUnknown:
             return
         self._polling.discard(m.member_id)
-        self._log(logging.WARNING, f"member {printable(m.hostname)} (id {ev.member_id}) silent for "
-                  f"{ev.silent_for_s:.1f} s: out of load balancing (hubs: {', '.join(ev.hubs) or 'none'})")
-        self._actions.append(Send(m.public_key, msg.Rejoin(reason="evicted: silent too long")))
+        why = "closed its connection" if ev.disconnected else f"silent for {ev.silent_for_s:.1f} s"
+        self._log(logging.WARNING, f"member {printable(m.hostname)} (id {ev.member_id}) {why}: "
+                  f"out of load balancing (hubs: {', '.join(ev.hubs) or 'none'})")
+        # Sent in case it still listens (a connection reset under a live member).
+        self._actions.append(Send(m.public_key, msg.Rejoin(reason=f"evicted: {why}")))
         self._actions.append(Forget(m.public_key))
 
     def _perform(self, actions: list[PlacementAction]) -> None:

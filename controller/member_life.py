@@ -8,8 +8,10 @@ seen starts JOINING when its bus link opens; the join handshake
 SUSPECT: still hosting its hubs and sessions, but given no new sessions;
 any message from it makes it ONLINE again. Silence for `liveness_timeout_s`
 (3 s) makes it EVICTED: out of load balancing, its dynamic hubs counted as
-gone (manual 3.9.6; SoftEther removes the member when its control socket
-fails, after up to 60 s). An evicted member that opens its link again is
+gone (manual 3.9.6). Its bus connection closing (a killed process, a
+restarted machine) does the same at once, as SoftEther removes a member
+whose control connection closes; silence covers the deaths that close
+nothing (a frozen process, a cut cable). An evicted member that opens its link again is
 REJOINING until the handshake succeeds (ONLINE) or fails (EVICTED again).
 An operator may put an ONLINE or SUSPECT member into DRAINING: it keeps
 its sessions and reports but gets no new ones, until undrained. An evicted
@@ -52,6 +54,8 @@ class MemberEvent(enum.Enum):
     """No message for suspect_after_s."""
     TIMED_OUT = "timed out"
     """No message for liveness_timeout_s (or the join stalled that long)."""
+    DISCONNECTED = "disconnected"
+    """Its bus connection closed."""
     DRAIN = "drain"
     UNDRAIN = "undrain"
     FORGOTTEN = "forgotten"
@@ -64,11 +68,13 @@ TRANSITIONS: dict[tuple[MemberState, MemberEvent], MemberState] = {
     (S.JOINING, E.AUTHENTICATED): S.ONLINE,
     (S.JOINING, E.AUTH_FAILED): S.LEFT,
     (S.JOINING, E.TIMED_OUT): S.LEFT,
+    (S.JOINING, E.DISCONNECTED): S.LEFT,
     (S.JOINING, E.HEARD): S.JOINING,
     (S.JOINING, E.LINK_OPENED): S.JOINING,
     (S.ONLINE, E.HEARD): S.ONLINE,
     (S.ONLINE, E.SILENT): S.SUSPECT,
     (S.ONLINE, E.TIMED_OUT): S.EVICTED,
+    (S.ONLINE, E.DISCONNECTED): S.EVICTED,
     (S.ONLINE, E.DRAIN): S.DRAINING,
     # A member whose link reopens while we still think it online restarted
     # quickly: treat it as a rejoin so it re-authenticates.
@@ -76,18 +82,21 @@ TRANSITIONS: dict[tuple[MemberState, MemberEvent], MemberState] = {
     (S.SUSPECT, E.HEARD): S.ONLINE,
     (S.SUSPECT, E.SILENT): S.SUSPECT,
     (S.SUSPECT, E.TIMED_OUT): S.EVICTED,
+    (S.SUSPECT, E.DISCONNECTED): S.EVICTED,
     (S.SUSPECT, E.DRAIN): S.DRAINING,
     (S.SUSPECT, E.LINK_OPENED): S.REJOINING,
     (S.DRAINING, E.HEARD): S.DRAINING,
     (S.DRAINING, E.SILENT): S.DRAINING,
     (S.DRAINING, E.UNDRAIN): S.ONLINE,
     (S.DRAINING, E.TIMED_OUT): S.EVICTED,
+    (S.DRAINING, E.DISCONNECTED): S.EVICTED,
     (S.DRAINING, E.LINK_OPENED): S.REJOINING,
     (S.EVICTED, E.LINK_OPENED): S.REJOINING,
     (S.EVICTED, E.FORGOTTEN): S.LEFT,
     (S.REJOINING, E.AUTHENTICATED): S.ONLINE,
     (S.REJOINING, E.AUTH_FAILED): S.EVICTED,
     (S.REJOINING, E.TIMED_OUT): S.EVICTED,
+    (S.REJOINING, E.DISCONNECTED): S.EVICTED,
     (S.REJOINING, E.HEARD): S.REJOINING,
     (S.REJOINING, E.LINK_OPENED): S.REJOINING,
 }
@@ -145,12 +154,15 @@ class MemberRecovered:
 
 @dataclass(frozen=True, slots=True)
 class MemberEvicted:
-    """A member was silent for liveness_timeout_s and is out of the cluster."""
+    """A member was silent for liveness_timeout_s, or its bus connection
+    closed, and is out of the cluster."""
 
     member_id: int
     silent_for_s: float
     hubs: tuple[str, ...]
     """Hub instances it hosted, now gone from the cluster view."""
+    disconnected: bool = False
+    """Its connection closed (else: silent for the liveness timeout)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -302,6 +302,12 @@ class Registry:
         if was is MemberState.SUSPECT and m.state is MemberState.ONLINE:
             self._events.append(MemberRecovered(member_id))
 
+    def disconnected(self, member_id: int, now: float) -> None:
+        """The member's bus connection closed: out at once if silence is watched."""
+        m = self._member(member_id)
+        if m.state in WATCHED:
+            self._time_out(m, now - m.last_heard_at, now, MemberEvent.DISCONNECTED)
+
     def status_reported(self, member_id: int, status: MemberStatus, now: float) -> None:
         """A status report arrived: refresh load and hubs, end its fresh load."""
         m = self._member(member_id)
@@ -441,9 +447,10 @@ class Registry:
     def _change(self, m: Member, event: MemberEvent) -> None:
         m.state = transition(m.state, event)
 
-    def _time_out(self, m: Member, silent: float, now: float) -> None:
+    def _time_out(self, m: Member, silent: float, now: float,
+                  event: MemberEvent = MemberEvent.TIMED_OUT) -> None:
         was = m.state
-        self._change(m, MemberEvent.TIMED_OUT)
+        self._change(m, event)
         if m.state is MemberState.LEFT:
             self._drop_left(m)
             return
@@ -452,7 +459,8 @@ class Registry:
         m.hubs.clear()
         self.fresh.forget(m.member_id)
         if was is not MemberState.REJOINING:
-            self._events.append(MemberEvicted(m.member_id, silent, hubs))
+            self._events.append(MemberEvicted(m.member_id, silent, hubs,
+                                              disconnected=event is MemberEvent.DISCONNECTED))
 
     def _drop_left(self, m: Member) -> None:
         if m.state is MemberState.LEFT:

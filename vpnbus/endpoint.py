@@ -23,8 +23,10 @@ Incoming messages:
 vpnbus's own records use the ``bus.`` tag prefix (``bus.heartbeat``,
 ``bus.error``); applications must not. Counters: :meth:`Endpoint.stats`.
 
-Liveness events (:class:`PeerSeen`, :class:`PeerSilent`) go to ``on_event``.
-A member learns the controller is back from ``PeerSeen`` and then re-joins.
+Liveness events (:class:`PeerSeen`, :class:`PeerSilent`, :class:`PeerGone`) go
+to ``on_event``. A member learns the controller is back from ``PeerSeen`` and
+then re-joins. A heartbeat that finds no route to its peer (the controller's
+ROUTER, after a connection closed) reports that peer gone at once.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ from zmq.utils.monitor import parse_monitor_message
 from .envelope import MAX_FRAME_BYTES, REGISTRY, BadMessage, Envelope, Reason, Registry, \
     decode, encode, message
 from .keys import Keypair
-from .requests import DropCounter, HeartbeatDue, Liveness, PeerSeen, PeerSilent, \
+from .requests import DropCounter, HeartbeatDue, Liveness, PeerGone, PeerSeen, PeerSilent, \
     RequestTracker
-from .sockets import BusClosed, BusError, SocketOptions, send_nowait
+from .sockets import BusClosed, BusError, PeerUnreachable, SocketOptions, send_nowait
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,8 @@ class RemoteError(BusError):
 
 
 Handler = Callable[[str, Any], "Awaitable[Any | None] | Any | None"]
-EventCallback = Callable[[PeerSeen | PeerSilent], None]
+LivenessEvent = PeerSeen | PeerSilent | PeerGone
+EventCallback = Callable[[LivenessEvent], None]
 
 _MONITORED: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake_succeeded",
@@ -366,7 +369,7 @@ class Endpoint:
 
     # -- time ---------------------------------------------------------------
 
-    def _emit(self, events: Sequence[PeerSeen | PeerSilent]) -> None:
+    def _emit(self, events: Sequence[LivenessEvent]) -> None:
         for event in events:
             # Debug only: strangers (any key may connect) would write two lines per fresh key.
             log.debug("bus: %s", event)
@@ -387,6 +390,8 @@ class Endpoint:
             if isinstance(event, HeartbeatDue):
                 try:
                     self._notify(event.peer, Heartbeat())
+                except PeerUnreachable:
+                    self._emit(self._liveness.unreachable(event.peer, now))
                 except BusError:
                     pass  # counted in _send; liveness decides, not one lost beat
             else:

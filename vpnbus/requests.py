@@ -23,6 +23,11 @@ Liveness
     table only holds live peers, whatever strangers connect. A *watched* peer
     (a member's controller) is never forgotten: it keeps being heartbeated
     while silent, so the link comes back by itself when the controller does.
+    A closed connection need not wait for silence: the edge reports that some
+    connection closed (libzmq names no peer), every live peer is then due a
+    heartbeat at once and again after PROBE_DELAYS_S (libzmq drops the route
+    a few ms after its event), and a peer the edge finds no route for is
+    reported as :class:`PeerGone` and forgotten like a silent one.
 
 DropCounter
     Counts dropped frames per (peer, reason); says "log this" only the first
@@ -50,6 +55,17 @@ class PeerSeen:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PeerSilent:
     """A peer has sent nothing for the silence timeout; it is forgotten."""
+
+    peer: str
+    """z85 CURVE public key of the peer."""
+    silent_for_s: float
+    """Seconds since we last heard from it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerGone:
+    """A peer's connection is gone (a send found no route to it); it is
+    forgotten as a silent one is, without waiting for the silence timeout."""
 
     peer: str
     """z85 CURVE public key of the peer."""
@@ -147,6 +163,15 @@ class RequestTracker:
         return list(self._pending.values())
 
 
+# After a connection closes, live peers are probed at once and after these
+# delays: libzmq reports the close before it drops the peer's route (1-2 ms
+# here), so the first probe may still find it.
+PROBE_DELAYS_S = (0.05, 0.5)
+# Probes closer together than this are one probe (a burst of closing
+# strangers costs each peer one heartbeat per interval, not one per close).
+PROBE_MIN_GAP_S = 0.025
+
+
 class Liveness:
     """Heartbeat schedule and silence detection per peer (see module doc)."""
 
@@ -159,6 +184,7 @@ class Liveness:
         self._sent: dict[str, float] = {}
         self._sticky: set[str] = set()
         self._down: set[str] = set()
+        self._probes: list[float] = []  # sorted times at which every live peer is due a heartbeat
 
     @property
     def peers(self) -> frozenset[str]:
@@ -190,6 +216,24 @@ class Liveness:
         if peer in self._sent:
             self._sent[peer] = now
 
+    def connection_closed(self, now: float) -> None:
+        """Some connection closed: probe every live peer now and after PROBE_DELAYS_S."""
+        for t in (now, *(now + d for d in PROBE_DELAYS_S)):
+            if all(abs(t - p) >= PROBE_MIN_GAP_S for p in self._probes):
+                self._probes.append(t)
+        self._probes.sort()
+
+    def unreachable(self, peer: str, now: float) -> list[PeerGone]:
+        """The edge found no route to ``peer``: its connection is gone."""
+        heard = self._heard.get(peer)
+        if heard is None or peer in self._down:
+            return []
+        if peer in self._sticky:
+            self._down.add(peer)
+        else:
+            self.forget(peer)
+        return [PeerGone(peer, now - heard)]
+
     def forget(self, peer: str) -> None:
         self._heard.pop(peer, None)
         self._sent.pop(peer, None)
@@ -211,8 +255,11 @@ class Liveness:
                 else:
                     self.forget(peer)
                 events.append(PeerSilent(peer, now - heard))
+        probe = bool(self._probes) and self._probes[0] <= now
+        while self._probes and self._probes[0] <= now:
+            self._probes.pop(0)
         for peer, sent in self._sent.items():
-            if now - sent >= self.heartbeat_interval_s:
+            if now - sent >= self.heartbeat_interval_s or (probe and peer not in self._down):
                 self._sent[peer] = now
                 events.append(HeartbeatDue(peer))
         return events
@@ -221,6 +268,7 @@ class Liveness:
         times = [h + self.silence_timeout_s for p, h in self._heard.items()
                  if p not in self._down]
         times += [s + self.heartbeat_interval_s for s in self._sent.values()]
+        times += self._probes[:1]
         return min(times, default=None)
 
 

@@ -10,7 +10,8 @@ Usage on the controller::
     await server.close()
 
 ``handler(peer_key, message)`` receives members' requests/notifications; see
-endpoint.py for the contract. A peer is its CURVE key (the ZAP User-Id of each
+endpoint.py for the contract. When a connection closes, every live peer is
+sent a heartbeat: one with no route left is reported ``PeerGone`` at once. A peer is its CURVE key (the ZAP User-Id of each
 frame); messages to it go to the routing id its latest frame came with, which
 is a secret the member chose (sockets.new_routing_id), so another peer cannot
 receive them by claiming that member's id.
@@ -23,10 +24,10 @@ from typing import Any
 
 import zmq
 
-from .endpoint import BusConfig, Endpoint, EventCallback, Handler
+from .endpoint import BusConfig, Endpoint, EventCallback, Handler, LivenessEvent
 from .envelope import BadMessage, Reason
 from .keys import Keypair
-from .requests import PeerSeen, PeerSilent
+from .requests import PeerGone, PeerSilent
 from .sockets import KeyPolicy, PeerUnreachable, make_router, start_authenticator
 from .zap import ZapAuthenticator
 
@@ -100,11 +101,18 @@ class BusServer(Endpoint):
         messages come from, or None if the peer is not live."""
         return self._addresses.get(peer)
 
-    def _emit(self, events: Sequence[PeerSeen | PeerSilent]) -> None:
+    def _emit(self, events: Sequence[LivenessEvent]) -> None:
         for event in events:
-            if isinstance(event, PeerSilent):
+            if isinstance(event, (PeerSilent, PeerGone)):
                 self._addresses.pop(event.peer, None)
         super()._emit(events)
+
+    def _on_monitor(self, name: str) -> None:
+        if name == "disconnected":
+            # Some member may be gone: find out by routes now instead of
+            # waiting out its silence (a killed member's TCP closes at once).
+            self._liveness.connection_closed(self._loop.time())
+            self._transmit()
 
     def _frames(self, peer: str, payload: bytes) -> list[bytes]:
         route = self._routes.get(peer)

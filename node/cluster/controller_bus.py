@@ -16,7 +16,7 @@ from vpnbus.endpoint import BusConfig, EventCallback, Handler
 from vpnbus.keys import Keypair, load_or_create
 from vpnbus.records import convert
 from vpnbus.server import BusServer
-from vpnbus.sockets import KeyPolicy, tcp_endpoint
+from vpnbus.sockets import KeyPolicy, SocketOptions, tcp_endpoint
 
 log = logging.getLogger("vpnd.cluster")
 
@@ -93,7 +93,12 @@ async def bind_router(host: str, port: int, keys: Keypair, handler: Handler, on_
                       liveness_timeout_s: float) -> BusServer:
     """Bind the ROUTER on host:port; a saved port that cannot be bound any more
     is replaced by a free one (members find it again through discovery)."""
-    config = BusConfig(silence_timeout_s=liveness_timeout_s, heartbeat_interval_s=min(1.0, liveness_timeout_s / 3))
+    # A closed connection evicts its member at once, so libzmq's own PING
+    # timeout must not close a frozen member's connection before the
+    # liveness timeout has its say (it is there for half-open connections).
+    socket = SocketOptions(heartbeat_timeout_ms=int((liveness_timeout_s + 1.0) * 1000))
+    config = BusConfig(silence_timeout_s=liveness_timeout_s, heartbeat_interval_s=min(1.0, liveness_timeout_s / 3),
+                       socket=socket)
 
     async def start(p: int) -> BusServer:
         endpoint = f"tcp://*:{p}" if host == "*" else tcp_endpoint(host, p)

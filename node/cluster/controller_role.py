@@ -51,7 +51,8 @@ from node.cluster.endpoint_check import check_endpoint, ports_to_check
 from node.cluster.errors_map import bus_refusal
 from node.cluster.member_discovery import DISCOVERY_VERSION, PATH as DISCOVERY_PATH
 from node.state import model
-from vpnbus.requests import PeerSeen, PeerSilent
+from vpnbus.endpoint import LivenessEvent
+from vpnbus.requests import PeerGone, PeerSeen
 from vpnbus.server import BusServer
 from vpnbus.sockets import BusError
 
@@ -184,10 +185,16 @@ class ControllerRole:
             self.server.metrics.join_attempts.labels("accepted").inc()
         return reply
 
-    def _on_bus_event(self, event: PeerSeen | PeerSilent) -> None:
-        if isinstance(event, PeerSeen) and self._running:
+    def _on_bus_event(self, event: LivenessEvent) -> None:
+        if not self._running:
+            return
+        if isinstance(event, PeerSeen):
             self.core.peer_seen(key_bytes(event.peer), self._now())
-            self._pump()
+        elif isinstance(event, PeerGone):
+            self.core.peer_gone(key_bytes(event.peer), self._now())
+        else:
+            return  # silence: the core keeps its own clock per member
+        self._pump()
 
     def _on_config(self, config: model.Server) -> None:
         if not self._running or config.farm.server_type != model.SERVER_CONTROLLER:

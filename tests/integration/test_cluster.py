@@ -207,12 +207,20 @@ def test_static_hub_on_every_member_and_member_refuses_hub_creation(cluster):
     assert err["code"] == Err.NOT_FARM_CONTROLLER
 
 
+def evictions_logged(ctl: Vpnd) -> list[str]:
+    return [line for line in ctl.log().splitlines() if "out of load balancing" in line]
+
+
 def test_kill9_out_then_restart_rejoins_with_hubs_created_meanwhile(cluster):
     ctl, members = cluster
     m = members[0]
+    before = len(evictions_logged(ctl))
     m.kill()
     _, took = wait_for(lambda: m.port not in listed(ctl), "killed member out of the list")
     print(f"kill -9: out of the member list after {took:.2f} s")
+    # Out because its connection closed, not after the liveness timeout.
+    evicted = wait_for(lambda: evictions_logged(ctl)[before:], "the eviction logged")[0]
+    assert len(evicted) == 1 and "closed its connection" in evicted[0], evicted
     assert len(listed(ctl)) == 2
     ok(ctl.vpnctl("HubCreateStatic", "LATE1", "/PASSWORD:hubpw"))
     m.start()
@@ -228,10 +236,14 @@ def test_sigstop_out_sigcont_back(cluster):
     m = members[1]
     wait_for(lambda: connection(m)["Online_bool"], "member online")
     before = connection(m)["NumConnected_u32"]
+    logged = len(evictions_logged(ctl))
     os.kill(m.proc.pid, signal.SIGSTOP)
     try:
         _, took = wait_for(lambda: m.port not in listed(ctl), "stopped member out of the list")
         print(f"SIGSTOP: out of the member list after {took:.2f} s")
+        # A frozen member's connection stays open: out by its silence.
+        evicted = wait_for(lambda: evictions_logged(ctl)[logged:], "the eviction logged")[0]
+        assert len(evicted) == 1 and "silent for" in evicted[0], evicted
     finally:
         os.kill(m.proc.pid, signal.SIGCONT)
     _, took = wait_for(lambda: m.port in listed(ctl), "continued member back in the list")

@@ -148,6 +148,22 @@ def test_silent_member_is_evicted_told_to_rejoin_and_forgotten():
     assert join(core, 4.0).member_id == member_id  # same key, same id
 
 
+def test_a_member_whose_bus_connection_closed_is_evicted_without_waiting_for_silence():
+    core = make_core()
+    join(core, 0.0)
+    core.take_actions()
+    core.peer_gone(b"S" * 32, 0.4)  # a stranger's connection: nobody to evict
+    assert not of(core.take_actions(), ci.ClusterEvent)
+    core.peer_gone(MEMBER, 0.5)
+    actions = core.take_actions()
+    evicted = [e.event for e in of(actions, ci.ClusterEvent)]
+    assert evicted == [MemberEvicted(evicted[0].member_id, 0.5, (), disconnected=True)]
+    assert of(actions, ci.Forget) == [ci.Forget(MEMBER)]
+    assert [m.member_id for m in core.listed_members(0.5)] == [ME_ID]
+    assert [a.text for a in of(actions, ci.Log)] == ["member m1 (id 2) closed its connection: out of load balancing "
+                                                    "(hubs: none)"]
+
+
 def test_a_stranger_that_talks_as_if_joined_is_told_to_rejoin():
     core = make_core()
     with pytest.raises(cc.NotJoined):

@@ -63,6 +63,29 @@ def test_silent_member_suspected_then_evicted_within_3s():
     assert reg.events() == [MemberEvicted(a, 3.0, ())]
 
 
+def test_a_member_whose_connection_closed_is_evicted_at_once_with_its_hubs():
+    reg = make()
+    a = join(reg, b"a" * 32, "a", 0.0)
+    b = join(reg, b"b" * 32, "b", 0.0)
+    reg.status_reported(a, MemberStatus(points=100_000, sessions=0, hubs=(HubInstance(name="H", dynamic=True),)), 0.5)
+    reg.events()
+    reg.disconnected(a, 0.6)
+    assert reg.get(a).state is MemberState.EVICTED and reg.get(b).state is MemberState.ONLINE
+    assert reg.events() == [MemberEvicted(a, pytest.approx(0.1), ("H",), disconnected=True)]
+    assert [m.member_id for m in reg.listed(0.6)] == [ME_ID, b] and reg.hosting_members("h") == []
+    reg.disconnected(a, 0.7)  # an evicted member's close is news to nobody
+    assert reg.events() == []
+    joining = reg.link_opened(b"c" * 32, 1.0)
+    reg.disconnected(joining, 1.1)  # a join that never finished is dropped
+    assert reg.events() == [MemberLeft(joining)]
+
+
+def test_every_state_that_times_out_also_ends_on_a_closed_connection():
+    for (state, event), after in TRANSITIONS.items():
+        if event is MemberEvent.TIMED_OUT:
+            assert transition(state, MemberEvent.DISCONNECTED) is after, state
+
+
 def test_silent_member_out_of_selection_before_timer_runs():
     reg = make()
     a = join(reg, b"a" * 32, "a", 0.0)

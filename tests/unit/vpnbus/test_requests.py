@@ -2,8 +2,8 @@
 
 import pytest
 
-from vpnbus.requests import (DropCounter, HeartbeatDue, Liveness, PeerSeen, PeerSilent,
-                             RequestTracker)
+from vpnbus.requests import (PROBE_DELAYS_S, DropCounter, HeartbeatDue, Liveness, PeerGone, PeerSeen,
+                             PeerSilent, RequestTracker)
 
 A, B = "A" * 40, "B" * 40
 
@@ -136,6 +136,51 @@ def test_next_deadline_ignores_peers_already_silent():
     assert lv.next_deadline() == 1.0
     lv.forget(A)
     assert lv.next_deadline() is None and lv.handle_timer(50.0) == []
+
+
+def test_a_closed_connection_probes_every_live_peer_now_and_after_the_delays():
+    lv = Liveness(1.0, 3.0)
+    lv.heard_from(A, 0.0)
+    lv.heard_from(B, 0.0)
+    lv.handle_timer(0.0)                          # both just heartbeated
+    lv.connection_closed(0.2)
+    assert lv.next_deadline() == 0.2
+    assert lv.handle_timer(0.2) == [HeartbeatDue(A), HeartbeatDue(B)]
+    assert lv.next_deadline() == pytest.approx(0.2 + PROBE_DELAYS_S[0])
+    assert lv.handle_timer(0.2 + PROBE_DELAYS_S[0]) == [HeartbeatDue(A), HeartbeatDue(B)]
+    assert lv.handle_timer(0.2 + PROBE_DELAYS_S[-1]) == [HeartbeatDue(A), HeartbeatDue(B)]
+    assert lv.handle_timer(0.2 + PROBE_DELAYS_S[-1] + 0.1) == []   # back to the interval
+
+
+def test_a_burst_of_closed_connections_costs_each_peer_one_probe_per_step():
+    lv = Liveness(1.0, 3.0)
+    lv.heard_from(A, 0.0)
+    lv.handle_timer(0.0)
+    for i in range(1000):
+        lv.connection_closed(0.5 + i * 1e-6)
+    beats = [len(lv.handle_timer(t)) for t in (0.501, 0.501 + PROBE_DELAYS_S[0], 0.501 + PROBE_DELAYS_S[-1])]
+    assert beats == [1, 1, 1] and lv.next_deadline() == pytest.approx(0.501 + PROBE_DELAYS_S[-1] + 1.0)
+
+
+def test_a_peer_without_a_route_is_gone_at_once_and_forgotten():
+    lv = Liveness(1.0, 3.0)
+    lv.heard_from(A, 0.0)
+    lv.heard_from(B, 0.0)
+    assert lv.unreachable(A, 0.7) == [PeerGone(A, 0.7)]
+    assert lv.peers == {B}
+    assert lv.unreachable(A, 0.8) == []           # once
+    assert lv.handle_timer(3.5) == [PeerSilent(B, 3.5)]   # no PeerSilent for A as well
+    assert lv.unreachable("C" * 40, 4.0) == []    # never heard: nothing to report
+    assert lv.heard_from(A, 5.0) == [PeerSeen(A)]  # it reconnects: a new peer
+
+
+def test_a_watched_peer_without_a_route_is_down_until_heard_again():
+    lv = Liveness(1.0, 3.0)
+    lv.watch(A, 0.0)
+    lv.heard_from(A, 0.5)
+    assert lv.unreachable(A, 1.0) == [PeerGone(A, 0.5)]
+    assert lv.peers == frozenset() and lv.handle_timer(10.0) == [HeartbeatDue(A)]
+    assert lv.heard_from(A, 11.0) == [PeerSeen(A)]
 
 
 def test_liveness_numbers_checked():
