@@ -7,6 +7,7 @@ Certificate, RADIUS and NT domain types answer ERR_NOT_SUPPORTED.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -37,28 +38,27 @@ def _existing_user(hub: model.Hub, name: str) -> model.User:
     return user
 
 
-def _apply_fields(user: model.User, p: Params) -> None:
+def _with_fields(user: model.User, p: Params) -> model.User:
+    """`user` with the fields of a CreateUser/SetUser call (users are immutable)."""
     auth_type = p.u32("AuthType")
     if auth_type not in SUPPORTED_AUTH:
         raise RpcError(Err.NOT_SUPPORTED, f"authentication type {auth_type} is not supported "
                                           "(use 0 anonymous or 1 password)")
-    user.auth_type = auth_type
-    user.group = p.str("GroupName")
-    user.realname = p.utf("Realname")
-    user.note = p.utf("Note")
-    user.expire_time = p.dt("ExpireTime")
+    hashed_key = user.hashed_key
     if auth_type == model.AUTH_PASSWORD:
         plain, hashed = p.password("Auth_Password"), p.bin("HashedKey")
         if plain:
-            user.hashed_key = hash_password(user.name, plain)
+            hashed_key = hash_password(user.name, plain)
         elif any(hashed):
             if len(hashed) != 20:
                 raise RpcError(Err.INVALID_PARAMETER, "HashedKey_bin must be 20 bytes")
-            user.hashed_key = hashed
-        elif not user.hashed_key:
+            hashed_key = hashed
+        elif not hashed_key:
             # SoftEther stores the hash of an empty password; same here.
-            user.hashed_key = hash_password(user.name, "")
-    user.updated_time = time.time()
+            hashed_key = hash_password(user.name, "")
+    return dataclasses.replace(user, auth_type=auth_type, group=p.str("GroupName"), realname=p.utf("Realname"),
+                               note=p.utf("Note"), expire_time=p.dt("ExpireTime"), hashed_key=hashed_key,
+                               updated_time=time.time())
 
 
 def user_struct(hub: model.Hub, user: model.User) -> dict[str, Any]:
@@ -88,8 +88,7 @@ def create_user(ctx: AdminContext, p: Params) -> dict[str, Any]:
         hub = existing_hub(config, hub_name)
         if hub.find_user(name):
             raise RpcError(Err.USER_ALREADY_EXISTS, f"user {name!r} exists on hub {hub.name!r}")
-        user = model.User(name=name, created_time=time.time())
-        _apply_fields(user, p)
+        user = _with_fields(model.User(name=name, created_time=time.time()), p)
         hub.users.append(user)
         return user_struct(hub, user)
     return ctx.server.state.change(apply)
@@ -102,8 +101,9 @@ def set_user(ctx: AdminContext, p: Params) -> dict[str, Any]:
 
     def apply(config: model.Server) -> dict[str, Any]:
         hub = existing_hub(config, hub_name)
-        user = _existing_user(hub, name)
-        _apply_fields(user, p)
+        old = _existing_user(hub, name)
+        user = _with_fields(old, p)
+        hub.users[hub.users.index(old)] = user
         return user_struct(hub, user)
     return ctx.server.state.change(apply)
 

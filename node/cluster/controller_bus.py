@@ -67,20 +67,10 @@ class HubConfigCache:
     skips it by identity."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[model.Hub, msg.HubConfig]] = {}
+        self._records = model.PerHubCache(lambda hub: convert(hub, msg.HubConfig))
 
     def hub_configs(self, config: model.Server) -> list[msg.HubConfig]:
-        out, kept = [], {}
-        for hub in config.hubs:
-            if hub.hub_type not in CLUSTER_HUB_TYPES:
-                continue
-            key = hub.name.lower()
-            last = self._last.get(key)
-            record = last[1] if last is not None and last[0] == hub else convert(hub, msg.HubConfig)
-            kept[key] = (hub, record)
-            out.append(record)
-        self._last = kept
-        return out
+        return self._records.values([h for h in config.hubs if h.hub_type in CLUSTER_HUB_TYPES])
 
 
 def bus_host(config: model.Server) -> str:

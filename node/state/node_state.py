@@ -28,12 +28,15 @@ class NodeState:
         self.store = store
         self._config = config
         self._watchers: list[Callable[[model.Server], None]] = []
+        self._writer = model.ConfigWriter()
 
     @classmethod
     def open(cls, state_dir: Path) -> "NodeState":
         """Load an existing config; raises ConfigCorrupt if it is unusable."""
         store = ConfigStore(state_dir / CONFIG_NAME, model.from_doc)
-        return cls(store, store.load())
+        state = cls(store, store.load())
+        state._writer.dumps(state.config)  # now, not at the first change: each hub's text is kept
+        return state
 
     @classmethod
     def open_or_none(cls, state_dir: Path) -> "NodeState | None":
@@ -45,8 +48,9 @@ class NodeState:
     @classmethod
     def create(cls, state_dir: Path, config: model.Server) -> "NodeState":
         store = ConfigStore(state_dir / CONFIG_NAME, model.from_doc)
-        store.save(model.to_doc(config))
-        return cls(store, config)
+        state = cls(store, config)
+        store.save_checked(state._writer.dumps(config))
+        return state
 
     @property
     def config(self) -> model.Server:
@@ -58,7 +62,7 @@ class NodeState:
         result = fn(draft)
         draft.serial = self._config.serial + 1
         try:
-            self.store.save(model.to_doc(draft))
+            self.store.save_checked(self._writer.dumps(draft))
         except Exception:
             self._resync()
             raise

@@ -67,7 +67,7 @@ def test_a_pushed_hub_arrives_whole_with_its_users_times():
 
 
 def test_a_model_field_the_message_lacks_is_refused_not_dropped():
-    @dataclasses.dataclass
+    @dataclasses.dataclass(frozen=True)
     class NewUser(model.User):
         last_login_time: float = 0.0
 

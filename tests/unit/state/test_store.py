@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -126,13 +127,16 @@ def test_model_round_trip_and_validation():
         model.from_doc(doc)
 
 
-def test_clone_is_deep_for_records_and_lists():
+def test_clone_is_deep_for_records_and_lists_and_shares_the_immutable_users():
     server = _server()
     server.hubs.append(model.Hub("H", users=[model.User("u", hashed_key=b"\x02" * 20)]))
     server.bridges.append(model.Bridge("H", "eth1"))
     copy = model.clone(server)
     assert copy == server
-    copy.hubs[0].users[0].name = "v"
+    assert copy.hubs[0].users[0] is server.hubs[0].users[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.hubs[0].users[0].name = "v"  # type: ignore[misc]
+    copy.hubs[0].users[0] = dataclasses.replace(copy.hubs[0].users[0], name="v")
     copy.hubs[0].users.append(model.User("w"))
     copy.farm.weight = 7
     copy.listeners.append("x")
