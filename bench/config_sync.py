@@ -19,10 +19,10 @@ bulk_config.py), then the members join one by one. Figures, medians:
   by the bus as it sends them), for one full sync and per CreateUser (all
   members together). The frames' payload as the bus encodes it, before
   CURVE (16 bytes of MAC and nonce per frame more on the wire). Counting
-  the TCP bytes of the bus sockets does not work here: with this much
-  configuration a node's event loop is busy for seconds per change (the
-  config store rewrites the whole file), members are evicted and rejoin,
-  and a closed socket's counters are gone; the counter survives that.
+  the TCP bytes of the bus sockets would not do: a member evicted and
+  rejoining (a node busy longer than the liveness timeout, as each change
+  made them before the config store wrote hub by hub) takes its closed
+  socket's counters with it; the counter survives that.
 
     python3 bench/config_sync.py [--hubs 1000] [--users 100] [--members 3] [--changes 5] [--rejoins 2]
 """
