@@ -29,6 +29,7 @@ from pathlib import Path
 
 from node.dataplane.service import DataPlane
 from node.dataplane.vpn_handler import VpnHandler
+from node.tls_cipher import CipherSetting
 from node.listener import Listener
 from node.server import VpnServer
 from node.softether.sha0 import hash_admin_password
@@ -136,7 +137,10 @@ async def run(args: argparse.Namespace) -> int:
         raise StartupError(f"cannot use state directory {state_dir}: "
                            f"{exc.strerror or exc} ({exc.filename or state_dir})") from None
     cert_der, context = _tls_identity(state_dir)
-    server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der)
+    cipher = CipherSetting(context)
+    server = VpnServer(state=state, state_dir=state_dir, cert_der=cert_der, tls_cipher=cipher)
+    if not cipher.apply(state.config.cipher_name):
+        log.warning("TLS cipher %r selects no TLS 1.2 suite: using the default ones", state.config.cipher_name)
     if os.environ.get(HOSTNAME_ENV):
         server.hostname = os.environ[HOSTNAME_ENV]
     listener = Listener(server, context, cors_origins=frozenset(args.cors_origin or ()))

@@ -30,6 +30,8 @@ the TLS handshake count too, and a connection becomes a session only when
 its VPN login succeeded (the handler calls `on_session`), not when it posts
 the signature: 4,000 connections parked after the signature once grew a
 node to 1.17 GB.
+Every admitted connection is in the server's ConnectionRegistry
+(node/connections.py: EnumConnection) until it closes or becomes a VPN session.
 Memory before the TLS handshake: asyncio gives every TLS connection a
 256 KiB read buffer (SSLProtocol.max_size) from the start, so 1000
 half-open handshakes held 256 MB and a connect-then-reset flood left the
@@ -59,6 +61,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 import h11
 
 from node.admin.api import credentials_valid, handle_admin_post
+from node.connections import TYPE_ADMIN_RPC
 from node.metrics import METRICS_PATH, handle_scrape
 from node.server import VpnServer
 from node.softether.signature import SIGNATURE_TARGET
@@ -365,6 +368,7 @@ class Listener:
         task = asyncio.current_task()
         if task:
             self._tasks.add(task)
+        self.server.connections.add(writer, ip, int(peername[1]), writer.transport.abort)
         secured = False
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S), self._handshakes.slot(ip):
@@ -382,6 +386,7 @@ class Listener:
             log.exception("connection from %s failed", peer)
         finally:
             self.limits.closed(ip, writer)
+            self.server.connections.remove(writer)
             if task:
                 self._tasks.discard(task)
             # close() flushes first; a peer that stopped reading would hold
@@ -425,14 +430,21 @@ class Listener:
             path = request.target.split("?", 1)[0].lower()
             if request.method == "POST" and path == SIGNATURE_TARGET and self.vpn_handler:
                 await self.vpn_handler(conn, request, reader, writer, peer,
-                                       lambda: self.limits.established(writer))
+                                       lambda: self._established(writer))
                 return
-            status, headers, body = await self._route(request, path, peer)
+            status, headers, body = await self._route(request, path, peer, writer)
             await send_response(conn, writer, status, headers, body,
                                 close=number == MAX_REQUESTS_PER_CONNECTION)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
+
+    def _established(self, writer: asyncio.StreamWriter) -> None:
+        """A VPN session or a logged-in admin RPC: out of the cap on
+        unestablished connections; a session also leaves the connection
+        list, as in SoftEther (node/connections.py)."""
+        self.limits.established(writer)
+        self.server.connections.established(writer)
 
     def _body_limit(self, head: HttpRequest, peer: str) -> int:
         """4 MiB for an admin call with valid credentials (checked on the
@@ -445,9 +457,11 @@ class Listener:
             return ADMIN_BODY_LIMIT
         return OTHER_BODY_LIMIT
 
-    async def _route(self, request: HttpRequest, path: str, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def _route(self, request: HttpRequest, path: str, peer: str,
+                     writer: asyncio.StreamWriter) -> tuple[int, list[tuple[str, str]], bytes]:
         if path in ("/api", "/api/"):
             if request.method == "POST":
+                self.server.connections.set_type(writer, TYPE_ADMIN_RPC)
                 status, headers, body = await handle_admin_post(self.server, request.headers, request.body, peer)
                 return status, headers + self._cors(request), body
             if request.method == "OPTIONS":

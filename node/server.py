@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 from controller.tickets import TicketBook
 from vpnbus.auth_backoff import AuthBackoff
 from node.cluster.roles import ClusterRoles
+from node.connections import ConnectionRegistry
 from node.metrics import NodeMetrics
 from node.state.node_state import NodeState
+from node.tls_cipher import CipherSetting
 
 if TYPE_CHECKING:
     from node.dataplane.hubs import RunningHub
@@ -101,6 +103,10 @@ class VpnServer:
     """Failed admin API logins per source address (node/admin/api.py)."""
     vpn_login_backoff: AuthBackoff = field(default_factory=AuthBackoff)
     """Failed VPN logins per source address (node/dataplane/vpn_handler.py)."""
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    """The listener's TCP connections that are not (yet) VPN sessions (node/connections.py)."""
+    tls_cipher: CipherSetting | None = None
+    """The listeners' TLS cipher setting (SetServerCipher; node/tls_cipher.py); None before they start."""
     cluster: ClusterRoles = field(init=False)
     """The running cluster role (node/cluster/roles.py)."""
     metrics: NodeMetrics = field(init=False)

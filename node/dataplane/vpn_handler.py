@@ -106,6 +106,7 @@ import h11
 from controller.core_io import LoginFailed, LoginRequest, RedirectTo
 from controller.errors import TicketError
 from controller.tickets import TicketBook
+from node import connections
 from node.admin.binary_api import serve_binary_admin
 from node.cluster.errors_map import error_number
 from node.dataplane.session import DEFAULT_TIMEOUT_MS, VpnSession
@@ -136,6 +137,9 @@ READ_CHUNK = 64 * 1024
 ADMINISTRATOR = "administrator"
 MAX_NAME_LEN = 255             # MAX_USERNAME_LEN and MAX_PASSWORD_LEN (Cedar.h)
 T = TypeVar("T")
+_CONNECTION_TYPES = {"login": connections.TYPE_LOGIN, "additional_connect": connections.TYPE_ADDITIONAL,
+                     "enum_hub": connections.TYPE_ENUM_HUB, "admin": connections.TYPE_ADMIN_RPC}
+"""The CONNECTION_TYPE_* SoftEther's Protocol.c gives a connection by its request."""
 
 
 class LoginRefused(Exception):
@@ -375,6 +379,9 @@ class VpnHandler:
             if neg.refuse(e.code):
                 await neg.epilogue()
             return None
+        tag = _CONNECTION_TYPES.get(method)
+        if tag is not None:   # what EnumConnection says this connection is (node/connections.py)
+            self.server.connections.set_type(neg.writer, tag)
         if method == "login":
             return await self._login(neg, pack, random, client_ip, client_port, peer)
         elif method == "additional_connect":

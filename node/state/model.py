@@ -103,6 +103,8 @@ class Server:
     bridges: list[Bridge] = field(default_factory=list)
     metrics_password_hash: bytes = b""
     """SHA0(the scrape credential of GET /metrics); empty = the endpoint is off (404)."""
+    cipher_name: str = "~DEFAULT~"
+    """The listeners' TLS cipher string (SetServerCipher; node/tls_cipher.py), SoftEther's CipherName."""
 
     def find_hub(self, name: str) -> Hub | None:
         key = name.lower()

@@ -98,7 +98,8 @@ SHAPES: dict[str, re.Pattern[str] | None] = {
     "Operating System Version": None, "Type of OS Kernel": None, "Version of OS Kernel": None,
     "Server Started at": TIME, "Current Time": TIME, "Created on": TIME, "Updated on": TIME,
     "Created at": TIME, "Last Login": TIME, "Last Communication": TIME, "Connection Started at": TIME,
-    "Connection Established at": TIME, "First Connection Established at": TIME,
+    "Connection Established at": TIME, "Connection Start": TIME,
+    "First Connection Established at": TIME,
     "Current Connection Established at": TIME,
     "64 bit High-Precision Logical System Clock": NUMBER, "Number of Active Sockets": NUMBER,
     "Number of TCP Connections": NUMBER,
@@ -456,3 +457,58 @@ def _wait_members(side: Side, count: int, timeout_s: float = 60.0) -> None:
 
 def _member_id(ctl: Side) -> str:
     return next(r["ID"] for r in table(ctl.vpncmd("ClusterMemberList")) if r["Type"] == "Member")
+
+
+
+# A connection's name counts every connection since the server started, and
+# vpnd does no reverse DNS lookup (a flood of connections would be a flood of
+# lookups): it shows the address where SoftEther shows "localhost".
+CONNECTION_NAMES = {"Connection Name": "CID-<n> counts every connection since the server started",
+                    "Connection Source": "vpnd shows the peer's address, SoftEther its reverse DNS name"}
+
+
+def test_connections(pair):
+    """ConnectionList shows vpncmd's own admin connection on both; ConnectionGet
+    and ConnectionDisconnect of a held admin connection, and of no connection."""
+    held = {}
+    for side in (pair.ours, pair.theirs):
+        held[side.label] = admin_connection(side.port, PW)
+    try:
+        rows = pair.both("ConnectionList", allowed=CONNECTION_NAMES)
+        assert {r["Type"] for r in rows} == {"Management RPC"}, rows
+        assert all(re.fullmatch(r"127\.0\.0\.1: \d+", r["Connection Source"]) for r in rows), rows
+        names = {}
+        for side in (pair.ours, pair.theirs):   # the held connection: the one listed with its port
+            port = held[side.label].getsockname()[1]
+            listed = table(side.vpncmd("ConnectionList"))
+            names[side.label] = next(r["Connection Name"] for r in listed
+                                     if r["Connection Source"].endswith(f": {port}"))
+        res = {label: pair_side.vpncmd("ConnectionGet", names[label])
+               for label, pair_side in (("vpnd", pair.ours), ("SoftEther", pair.theirs))}
+        same_output(pair.ours, pair.theirs, res["vpnd"], res["SoftEther"], "ConnectionGet",
+                    allowed={**CONNECTION_NAMES, "Source Host Name": CONNECTION_NAMES["Connection Source"],
+                             "Client Port Number (TCP)": "each held connection's own port",
+                             "Server Product Name": "the product's name"})
+        for side in (pair.ours, pair.theirs):
+            assert side.vpncmd("ConnectionDisconnect", names[side.label]).returncode == 0
+            assert closed_by_peer(held[side.label]), side.label
+        pair.both("ConnectionGet", "CID-999999")         # error 29 on both
+        pair.both("ConnectionDisconnect", "CID-999999")  # error 29 on both
+    finally:
+        for sock in held.values():
+            sock.close()
+
+
+def test_server_cipher(pair):
+    """ServerCipherGet lists the same usable names (the same OpenSSL); a name
+    is stored upper-cased, one OpenSSL does not know is stored too (SoftEther
+    5.01 checks nothing: such a name gives connections the default suites)."""
+    try:
+        pair.both("ServerCipherGet")
+        for name in ("ecdhe-rsa-aes256-gcm-sha384", "NO-SUCH-CIPHER"):
+            pair.both("ServerCipherSet", name)
+            out = {side.label: side.vpncmd("ServerCipherGet").stdout for side in (pair.ours, pair.theirs)}
+            assert out["vpnd"] == out["SoftEther"] and f"\n {name.upper()}\n" in out["vpnd"], out
+    finally:
+        for side in (pair.ours, pair.theirs):
+            side.vpncmd("ServerCipherSet", "~DEFAULT~")

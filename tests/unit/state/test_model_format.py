@@ -50,9 +50,11 @@ def test_a_state_dir_written_before_the_shared_codec_loads(tmp_path):
     assert type(state.config.hubs[0].users[0].hashed_key) is bytes
 
 
-# Fields added since (issue 12: the scrape credential) are written with their
-# default and read as it from a file that predates them.
-WRITTEN_NOW = TODAYS_FILE.replace(' "serial": 7,', ' "metrics_password_hash": "", "serial": 7,')
+# Fields added since (issue 12: the scrape credential; the TLS cipher name)
+# are written with their default and read as it from a file that predates them.
+WRITTEN_NOW = TODAYS_FILE.replace(
+    ' "farm":', ' "cipher_name": "~DEFAULT~", "farm":').replace(
+    ' "serial": 7,', ' "metrics_password_hash": "", "serial": 7,')
 
 
 def test_the_file_written_is_byte_for_byte_todays(tmp_path):
