@@ -11,8 +11,9 @@ any message from it makes it ONLINE again. Silence for `liveness_timeout_s`
 gone (manual 3.9.6). Its bus connection closing (a killed process, a
 restarted machine) does the same at once, as SoftEther removes a member
 whose control connection closes; silence covers the deaths that close
-nothing (a frozen process, a cut cable). An evicted member that opens its link again is
-REJOINING until the handshake succeeds (ONLINE) or fails (EVICTED again).
+nothing (a frozen process, a cut cable). An evicted member that opens its
+link again is REJOINING until the handshake succeeds (ONLINE) or fails
+(EVICTED again).
 An operator may put an ONLINE or SUSPECT member into DRAINING: it keeps
 its sessions and reports but gets no new ones, until undrained. An evicted
 member not heard from for `forget_after_s` becomes LEFT and is removed.

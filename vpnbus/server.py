@@ -11,10 +11,11 @@ Usage on the controller::
 
 ``handler(peer_key, message)`` receives members' requests/notifications; see
 endpoint.py for the contract. When a connection closes, every live peer is
-sent a heartbeat: one with no route left is reported ``PeerGone`` at once. A peer is its CURVE key (the ZAP User-Id of each
-frame); messages to it go to the routing id its latest frame came with, which
-is a secret the member chose (sockets.new_routing_id), so another peer cannot
-receive them by claiming that member's id.
+sent a heartbeat: one with no route left is reported ``PeerGone`` at once.
+A peer is its CURVE key (the ZAP User-Id of each frame); messages to it go
+to the routing id its latest frame came with, which is a secret the member
+chose (sockets.new_routing_id), so another peer cannot receive them by
+claiming that member's id.
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ def from_doc(doc: dict[str, Any]) -> Server:
 
 
 def _check_server(server: Server) -> None:
-    """What from_doc checks beyond the fields' types, but inside a hub."""
+    """What from_doc checks beyond the fields' types, but for what is
+    inside a hub (_check_hub)."""
     if len(server.admin_password_hash) != 20:
         raise ValueError("config.admin_password_hash: not a 20-byte hash")
     if len(server.metrics_password_hash) not in (0, 20):
@@ -202,7 +203,8 @@ class PerHubCache(Generic[V]):
     """What is derived from each hub of a config (its record for the bus, its
     text in the file), kept from one config to the next: a hub equal to the
     one derived from last time keeps its value. Configs change a hub at a
-    time, and comparing a hub costs a tenth of deriving anything from it."""
+    time, and comparing a hub costs a tenth of deriving anything from it
+    (users are shared between configs, so mostly an identity check)."""
 
     def __init__(self, derive: Callable[[Hub], V]) -> None:
         self._derive = derive

@@ -88,7 +88,9 @@ def test_the_writer_refuses_exactly_what_a_load_would_refuse(target, value):
             writer.dumps(server)
     else:
         assert writer.dumps(server) == expected
-    assert writer.dumps(_server()) == _whole(_server())  # a refusal leaves the cache sound
+    # whatever it did, the cache still writes a file that loads as the config
+    # (bytes may keep an equal value's old spelling: 0 and 0.0 compare equal)
+    assert model.from_doc(json.loads(writer.dumps(_server()))) == _server()
 
 
 def test_duplicate_names_are_refused_in_a_changed_hub_and_across_hubs():
