@@ -5,13 +5,15 @@ the same on vpncluster and on a real SoftEther VPN Server 5.01; read-only
 calls only): EnumFarmMember (the member list, and each server's own session
 count), GetFarmInfo once per new member id (its address and port, which
 name it), EnumHub and EnumSession of each hub (every session of the
-cluster, RemoteHostname naming the server holding it). A member that
+cluster, RemoteHostname naming the server holding it; read before the
+member list). A member that
 leaves the list is a "left" event, one that comes (back) a "joined" one;
 vpncluster's drain states show as "draining", "drained" and "undrained".
 At the end (Ctrl-C, SIGTERM or `--for`), sessions are given stable keys
 across reconnects (timeline.resolve_sessions) and the report is made by
 the same Timeline as `vpndrill run`: per event, eviction, takeover gaps,
-sessions lost. The fault's instant is not seen from outside: a "left"
+sessions lost (a member's leaving and its drain each report the moves
+seen from then on). The fault's instant is not seen from outside: a "left"
 event's detection runs from the first session seen going away to the
 member leaving the list.
 """
@@ -54,9 +56,19 @@ class Observer:
     _host_of_label: dict[str, str] = field(default_factory=dict)
 
     def poll(self) -> ClusterView:
-        rows = self.client.call("EnumFarmMember")["FarmMemberList"]
+        # Sessions first, then the member list: a session moved by a drain
+        # or an eviction is never seen in a poll before the one that shows
+        # its cause, so the timeline can attribute it.
+        found: list[tuple[str, dict]] = []
+        for hub in self.client.call("EnumHub")["HubList"]:
+            try:
+                rows = self.client.call("EnumSession", {"HubName_str": hub["HubName_str"]})["SessionList"]
+            except AdminError as exc:  # a dynamic hub stopping between the two calls
+                log.debug("EnumSession %s: %s", hub["HubName_str"], exc)
+                continue
+            found += [(hub["HubName_str"], s) for s in rows]
         listed, counts, drains = set(), {}, {}
-        for row in rows:
+        for row in self.client.call("EnumFarmMember")["FarmMemberList"]:
             label = self._label(row)
             listed.add(label)
             counts[label] = int(row.get("NumSessions_u32", 0))
@@ -66,21 +78,15 @@ class Observer:
         for label in listed:
             by_host.setdefault(self._host_of_label.get(label, ""), []).append(label)
         sessions = []
-        for hub in self.client.call("EnumHub")["HubList"]:
-            try:
-                found = self.client.call("EnumSession", {"HubName_str": hub["HubName_str"]})["SessionList"]
-            except AdminError as exc:  # a dynamic hub stopping between the two calls
-                log.debug("EnumSession %s: %s", hub["HubName_str"], exc)
-                continue
-            for s in found:
-                if s.get("RemoteSession_bool"):
-                    host = s.get("RemoteHostname_str", "")
-                    labels = by_host.get(host, [])
-                    server = labels[0] if len(labels) == 1 else host or "?"
-                else:
-                    server = "controller"
-                sessions.append(SessionRow(f"{hub['HubName_str']}/{s['Name_str']}", s.get("Username_str", ""),
-                                           s.get("ClientIP_ip") or s.get("Ip_ip", ""), server))
+        for hub_name, s in found:
+            if s.get("RemoteSession_bool"):
+                host = s.get("RemoteHostname_str", "")
+                labels = by_host.get(host, [])
+                server = labels[0] if len(labels) == 1 else host or "?"
+            else:
+                server = "controller"
+            sessions.append(SessionRow(f"{hub_name}/{s['Name_str']}", s.get("Username_str", ""),
+                                       s.get("ClientIP_ip") or s.get("Ip_ip", ""), server))
         return ClusterView(listed, counts, sessions, drains)
 
     def _label(self, row: dict) -> str:

@@ -187,12 +187,18 @@ class Timeline:
         self._outages = []
         reports = []
         displaced: dict[str, bool] = {}  # session -> came back (over every event)
+        claimed: set[Move] = set()  # each observed move is reported by one event only
         for i, e in enumerate(self._events):
             until = self._events[i + 1].at if i + 1 < len(self._events) else self._end
             next_fault = next((x.at for x in self._events[i + 1:] if x.action in FAULTS), self._end)
-            since = self._events[i - 1].at if i else 0.0
-            r = self._observed_report(e, since, until) if e.action == "left" else \
-                self._event_report(e, until, next_fault)
+            if e.action == "left":  # its clients may be back before the controller drops it
+                since = self._events[i - 1].at if i else 0.0
+                r = self._observed_report(e, since, until, claimed)
+            elif e.action in ("draining", "drained"):  # its sessions move from then until it is undrained
+                until = next((x.at for x in self._events[i + 1:] if x.action != "drained"), self._end)
+                r = self._observed_report(e, e.at, until, claimed)
+            else:
+                r = self._event_report(e, until, next_fault)
             reports.append(r[0])
             for key, came_back in r[1].items():
                 displaced[key] = displaced.get(key, True) and came_back
@@ -204,18 +210,26 @@ class Timeline:
                       gaps=self._down_intervals(self._outages), counts=tuple(self._server_counts()),
                       timeline=tuple(self._events))
 
-    def _observed_report(self, e: Event, since: float, until: float) -> tuple[EventReport, dict[str, bool]]:
-        """A member seen leaving: its session count before, and the reconnects
-        and disappearances seen since the previous event; its detection is
-        from the first of those (the first sign of the fault an observer
-        sees) to the member leaving the list."""
+    def _observed_report(self, e: Event, since: float, until: float, claimed: set[Move]
+                         ) -> tuple[EventReport, dict[str, bool]]:
+        """A member seen leaving or draining: its session count before, and
+        the reconnects and disappearances seen in [since, until) that no
+        earlier event took (sessions cannot be told apart by server when the
+        members share a host name); a member leaving is detected from the
+        first of those (the first sign of the fault an observer sees) to its
+        leaving the list. A move seen in the same sample as the next event is
+        that event's: the observer reads the sessions before the member list."""
         before = [c for t, c in self._counts if t <= e.at and e.target in c]
         affected = before[-1][e.target] if before else 0
-        moves = [m for m in self._moves if since <= (m.up_at if m.up_at is not None else m.down_at) <= until]
+        moves = [m for m in self._moves if m not in claimed
+                 and since <= (m.up_at if m.up_at is not None else m.down_at) < until
+                 or until >= self._end and (m.up_at if m.up_at is not None else m.down_at) == until]
+        claimed.update(moves)
         came_back = {m.key: m.up_at is not None for m in moves}
         after = [t - e.at for t, c in self._counts if e.at <= t <= until and c.get(e.target, 0) == 0]
         first_sign = min((m.down_at for m in moves), default=e.at)
-        return EventReport(at=e.at, action=e.action, target=e.target, detection_s=max(0.0, e.at - first_sign),
+        detection = max(0.0, e.at - first_sign) if e.action == "left" else None
+        return EventReport(at=e.at, action=e.action, target=e.target, detection_s=detection,
                            eviction_s=after[0] if after else None, listed_s=None, affected=affected,
                            gaps_s=tuple(max(0.0, m.up_at - m.down_at) for m in moves if m.up_at is not None),
                            lost=sum(not v for v in came_back.values()), traffic_lost=0, traffic_sent=0), came_back

@@ -128,6 +128,24 @@ def test_an_observed_member_leaving_reports_its_count_and_the_moves_around_it():
     assert left.gaps_s == pytest.approx((0.4, 0.5)) and left.lost == 1
 
 
+def test_an_observed_drain_reports_the_moves_from_then_and_a_move_in_its_first_sample_is_not_the_earlier_leaving():
+    tl = Timeline()
+    tl.counts(0.0, {A: 2, B: 2})
+    tl.event(1.0, "left", B)
+    tl.counts(1.0, {A: 4})
+    tl.event(5.0, "draining", A)  # the same sample shows a session already moved by the drain
+    tl.event(6.0, "drained", A)
+    tl.event(7.0, "undrained", A)
+    tl.moves([Move("k1", 0.8, 1.0), Move("k2", 0.8, 1.2), Move("k3", 4.8, 5.0), Move("k4", 5.6, 6.4)])
+    tl.end(8.0)
+    report = tl.report()
+    left, draining, drained, undrained = report.events
+    assert left.gaps_s == pytest.approx((0.2, 0.4)) and left.detection_s == pytest.approx(0.2)
+    assert draining.affected == 4 and draining.gaps_s == pytest.approx((0.2, 0.8)) and draining.detection_s is None
+    assert drained.gaps_s == () and undrained.gaps_s == ()
+    assert report.back == 4 and report.lost == 0
+
+
 def test_sessions_that_leave_only_at_a_later_fault_are_that_faults_and_recovery_does_not_end_a_fault_window():
     tl = Timeline()
     feed(tl, 0.0, {A, B}, {"s1": B})
