@@ -221,9 +221,9 @@ class Timeline:
         that event's: the observer reads the sessions before the member list."""
         before = [c for t, c in self._counts if t <= e.at and e.target in c]
         affected = before[-1][e.target] if before else 0
+        last = until >= self._end  # the last window keeps what is seen at the very end
         moves = [m for m in self._moves if m not in claimed
-                 and since <= (m.up_at if m.up_at is not None else m.down_at) < until
-                 or until >= self._end and (m.up_at if m.up_at is not None else m.down_at) == until]
+                 and since <= _seen_at(m) and (_seen_at(m) < until or last and _seen_at(m) == until)]
         claimed.update(moves)
         came_back = {m.key: m.up_at is not None for m in moves}
         after = [t - e.at for t, c in self._counts if e.at <= t <= until and c.get(e.target, 0) == 0]
@@ -320,6 +320,11 @@ class Timeline:
         if self._counts:
             return list(self._counts)
         return [(t, dict(Counter(s for s in where.values() if s is not None))) for t, where in self._sessions]
+
+
+def _seen_at(m: Move) -> float:
+    """When a move is seen: its session back, or gone for good."""
+    return m.up_at if m.up_at is not None else m.down_at
 
 
 @dataclass(frozen=True, slots=True)
