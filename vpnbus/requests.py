@@ -228,10 +228,7 @@ class Liveness:
         heard = self._heard.get(peer)
         if heard is None or peer in self._down:
             return []
-        if peer in self._sticky:
-            self._down.add(peer)
-        else:
-            self.forget(peer)
+        self._lost(peer)
         return [PeerGone(peer, now - heard)]
 
     def forget(self, peer: str) -> None:
@@ -239,6 +236,13 @@ class Liveness:
         self._sent.pop(peer, None)
         self._sticky.discard(peer)
         self._down.discard(peer)
+
+    def _lost(self, peer: str) -> None:
+        """A watched peer stays, marked down (still heartbeated); others are forgotten."""
+        if peer in self._sticky:
+            self._down.add(peer)
+        else:
+            self.forget(peer)
 
     def silent_for(self, peer: str, now: float) -> float | None:
         heard = self._heard.get(peer)
@@ -250,10 +254,7 @@ class Liveness:
         events: list[PeerSilent | HeartbeatDue] = []
         for peer, heard in list(self._heard.items()):
             if peer not in self._down and now - heard >= self.silence_timeout_s:
-                if peer in self._sticky:
-                    self._down.add(peer)
-                else:
-                    self.forget(peer)
+                self._lost(peer)
                 events.append(PeerSilent(peer, now - heard))
         probe = bool(self._probes) and self._probes[0] <= now
         while self._probes and self._probes[0] <= now:
